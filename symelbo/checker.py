@@ -1,0 +1,409 @@
+"""The step checker: proved / tested / misjustified / refuted / unknown.
+
+For each step ``lhs R rhs``:
+
+1. ``by NAME, ...`` given: replay. For ``=`` the normal forms of both sides
+   under exactly the named rules (plus algebra) must agree; for an
+   inequality, one named inequality rule applied at a position of the right
+   polarity must turn it into an identity (or the difference must be a KL
+   divergence, for ``gibbs_inequality``).
+2. No ``by`` (or a failed replay): the checker searches for a proof itself
+   with every rule and reports the rules it used in ``found_by``.
+3. Concrete instances (:mod:`symelbo.semantics`) refute a false step with a
+   counterexample, or give ``tested`` when no proof was found and the step
+   held on every instance. Numbers never prove.
+
+A step whose named rules do not produce it, but which is true, is
+``misjustified``. Past the time budget the step is ``unknown``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mpmath
+import sympy as sp
+
+from .deadline import BudgetExceeded, time_budget
+from .derivation import Chain, Derivation, Step, relation_direction
+from .normalize import CANONICAL_RULES, equal_by, evaluate, minimal_rules, normal_form
+from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
+from .printing import calc_str
+from .rules import RULES, known_positive
+from .semantics import DIGITS, Undefined, Universe, evaluate_on, instances
+
+__all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
+           "check_derivation", "check_chain", "check_step", "VERDICT_ORDER", "weakest"]
+
+#: Verdicts from weakest to strongest; a chain's verdict is its weakest step's.
+VERDICT_ORDER = ("refuted", "unknown", "misjustified", "tested", "proved")
+PASSING = frozenset({"proved", "tested"})
+INEQUALITY_RULES = frozenset(name for name, rule in RULES.items() if rule.is_inequality)
+
+
+def weakest(verdicts) -> str:
+    """The weakest verdict of a non-empty collection."""
+    return min(verdicts, key=VERDICT_ORDER.index)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How hard to look: seconds per step, and how many instances to test."""
+
+    budget: float = 5.0
+    instances: int = 12
+    sanity_instances: int = 3
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The verdict on one step, with what justified or refuted it."""
+
+    step: Step
+    verdict: str
+    found_by: tuple[str, ...] = ()
+    counterexample: dict | None = None
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        s = self.step
+        return {"line": s.line, "relation": s.relation, "lhs": calc_str(s.lhs),
+                "rhs": calc_str(s.rhs), "by": list(s.by), "found_by": list(self.found_by),
+                "verdict": self.verdict, "counterexample": self.counterexample,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    chain: Chain
+    steps: tuple[StepResult, ...]
+
+    @property
+    def verdict(self) -> str:
+        return weakest(s.verdict for s in self.steps)
+
+    @property
+    def claim(self) -> str:
+        return f"{calc_str(self.chain.first)} {self.chain.relation} {calc_str(self.chain.last)}"
+
+    def first_failure(self) -> StepResult | None:
+        return next((s for s in self.steps if s.verdict not in PASSING), None)
+
+    def as_dict(self) -> dict:
+        return {"claim": self.claim, "verdict": self.verdict,
+                "steps": [s.as_dict() for s in self.steps]}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    derivation: Derivation
+    chains: tuple[ChainResult, ...]
+
+    @property
+    def verdict(self) -> str:
+        return weakest(c.verdict for c in self.chains)
+
+    @property
+    def passed(self) -> bool:
+        return all(s.verdict in PASSING for c in self.chains for s in c.steps)
+
+    def as_dict(self) -> dict:
+        return {"verdict": self.verdict, "chains": [c.as_dict() for c in self.chains]}
+
+
+# ---------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------
+
+def check_derivation(derivation: Derivation, options: CheckOptions = CheckOptions()) -> CheckResult:
+    """Check every step of every chain; densities mean the same joint across the file."""
+    expressions = [e for c in derivation.chains for e in [c.first] + [s.rhs for s in c.steps]]
+    universe = Universe.of(expressions)
+    return CheckResult(derivation, tuple(check_chain(c, options, universe) for c in derivation.chains))
+
+
+def check_chain(chain: Chain, options: CheckOptions = CheckOptions(),
+                universe: Universe | None = None) -> ChainResult:
+    if universe is None:
+        universe = Universe.of([chain.first] + [s.rhs for s in chain.steps])
+    return ChainResult(chain, tuple(check_step(s, options, universe) for s in chain.steps))
+
+
+def check_step(step: Step, options: CheckOptions = CheckOptions(),
+               universe: Universe | None = None) -> StepResult:
+    """The verdict on one step under a time budget."""
+    if universe is None:
+        universe = Universe.of([step.lhs, step.rhs])
+    try:
+        with time_budget(options.budget):
+            return _check(step, options, universe)
+    except BudgetExceeded:
+        return StepResult(step, "unknown",
+                          message=f"no proof or counterexample within the budget of {options.budget:g} s")
+    except RecursionError:
+        return StepResult(step, "unknown", message="the expression is too deep to check")
+
+
+# ---------------------------------------------------------------------------
+# the decision
+# ---------------------------------------------------------------------------
+
+def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
+    named = frozenset(step.by)
+    replayed = _replay(step, named) if named else None
+    if replayed is not None:
+        return _confirmed(step, "proved", tuple(step.by), options, universe,
+                          message=_replay_message(replayed))
+    proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
+    outcome = _test(step, universe, options.instances if proof is None else options.sanity_instances)
+    if outcome.refuted:
+        message = "false on a concrete instance"
+        if proof is not None:  # a rule claimed a proof that the semantics contradicts
+            message += f"; the rules {', '.join(sorted(proof))} are unsound here"
+        return StepResult(step, "refuted", (), outcome.counterexample, message)
+    if named:
+        why = _why_not(step, named)
+        if proof is not None:
+            return StepResult(step, "misjustified", tuple(sorted(proof)),
+                              message=f"{why}; it follows by {', '.join(sorted(proof))}")
+        if outcome.held:
+            return StepResult(step, "misjustified", (),
+                              message=f"{why}; the step held on {outcome.held} concrete instances")
+        return StepResult(step, "unknown", message=f"{why}; {outcome.describe()}")
+    if proof is not None:
+        return StepResult(step, "proved", tuple(sorted(proof)))
+    if outcome.held and not outcome.inconclusive:
+        return StepResult(step, "tested",
+                          message=f"no proof found; held on {outcome.held} concrete instances")
+    return StepResult(step, "unknown", message=f"no proof found; {outcome.describe()}")
+
+
+def _confirmed(step, verdict, found_by, options, universe, message=""):
+    """A proof is cross-checked on a few instances: a contradiction means an unsound rule."""
+    outcome = _test(step, universe, options.sanity_instances)
+    if outcome.refuted:
+        return StepResult(step, "refuted", (), outcome.counterexample,
+                          f"false on a concrete instance; the rules {', '.join(found_by)} are unsound here")
+    return StepResult(step, verdict, found_by, message=message)
+
+
+def _replay_message(used: frozenset) -> str:
+    return "" if used else "holds by algebra alone"
+
+
+def _why_not(step: Step, named: frozenset) -> str:
+    names = ", ".join(step.by)
+    if step.relation == "=" and named & INEQUALITY_RULES:
+        bad = ", ".join(sorted(named & INEQUALITY_RULES))
+        return f"{bad} yields an inequality, not the equality this step states"
+    verb = "does" if len(step.by) == 1 else "do"
+    return f"{names} {verb} not produce this step"
+
+
+def _replay(step: Step, named: frozenset):
+    """The rules used when the named rules produce the step, else None."""
+    if step.relation == "=":
+        if named & INEQUALITY_RULES:
+            return None
+        return equal_by(step.lhs, step.rhs, named - {"algebra"})
+    return _prove(step, named & CANONICAL_RULES, named & INEQUALITY_RULES, replay=True)
+
+
+def _prove(step: Step, equalities: frozenset, inequalities: frozenset, replay=False):
+    """Rules proving the step, or None. Inequalities use one inequality rule application."""
+    if step.relation == "=":
+        used = equal_by(step.lhs, step.rhs, equalities)
+        if used is not None and not replay:
+            used = minimal_rules(step.lhs, step.rhs, used)
+        return used
+    direction = relation_direction(step.relation)
+    big, small = (step.lhs, step.rhs) if direction > 0 else (step.rhs, step.lhs)
+    strict = step.relation in ("<", ">")
+    if not strict:
+        used = equal_by(big, small, equalities)
+        if used is not None:
+            return used
+    # around the one inequality, any equality reasoning is allowed
+    difference = normal_form(big - small, CANONICAL_RULES)
+    sign = _sign(difference.expr)
+    if sign is not None and (sign > 0 or (sign == 0 and not strict)):
+        return difference.fired | {"algebra"}
+    if strict:
+        return None  # jensen and gibbs give >=, never >
+    for name in sorted(inequalities):
+        used = _apply_inequality(RULES[name], big, small)
+        if used is not None:
+            return used | {name}
+    if "gibbs_inequality" in inequalities:
+        used = _difference_is_kl(big, small)
+        if used is not None:
+            return used | {"gibbs_inequality", "definition_kl"}
+    return None
+
+
+def _sign(expr: sp.Expr):
+    """+1, 0 or -1 when the sign of ``expr`` is known structurally, else None."""
+    if expr.is_Number:
+        return (expr > 0) - (expr < 0)
+    if known_positive(expr):
+        return 1
+    return None
+
+
+def _apply_inequality(rule, big, small):
+    """Try the rule once at every position of the right polarity; return rules used."""
+    for side, other, grow in ((big, small, False), (small, big, True)):
+        for sub, polarity, replace in _positions(evaluate(side)):
+            # on the big side, shrink where polarity is +, grow where it is -; the reverse on small
+            shrink = (polarity > 0) != grow
+            rewrite = rule.weaken if shrink else rule.strengthen
+            if rewrite is None:
+                continue
+            new = rewrite(sub)
+            if new is None:
+                continue
+            changed = replace(new)
+            pair = (changed, other) if not grow else (other, changed)
+            used = equal_by(pair[0], pair[1], CANONICAL_RULES)
+            if used is not None:
+                return used
+    return None
+
+
+def _positions(expr, polarity=1):
+    """Yield (subterm, polarity, replace) for the monotone positions of expr."""
+    yield expr, polarity, lambda new: new
+    children = _monotone_children(expr)
+    for index, child_polarity in children:
+        child = expr.args[index]
+
+        def rebuild(new, index=index):
+            args = list(expr.args)
+            args[index] = new
+            return expr.func(*args)
+
+        for sub, pol, replace in _positions(child, polarity * child_polarity):
+            yield sub, pol, (lambda new, replace=replace, rebuild=rebuild: rebuild(replace(new)))
+
+
+def _monotone_children(expr):
+    """(argument index, +1/-1) for arguments in which expr is monotone."""
+    if expr.is_Add:
+        return [(i, 1) for i in range(len(expr.args))]
+    if expr.is_Mul:
+        out = []
+        for i in range(len(expr.args)):
+            rest = sp.Mul(*(expr.args[:i] + expr.args[i + 1:]))
+            if rest.is_Number and rest != 0:
+                out.append((i, 1 if rest > 0 else -1))
+            elif known_positive(rest):
+                out.append((i, 1))
+        return out
+    if isinstance(expr, (sp.log, sp.exp)):
+        return [(0, 1)]
+    if isinstance(expr, (Expectation, Marginal)):
+        return [(1, 1)]
+    if expr.is_Pow and expr.exp.is_Number and known_positive(expr.base):
+        return [(0, 1 if expr.exp > 0 else -1)]
+    return []
+
+
+def _difference_is_kl(big, small):
+    """Rules used when big - small equals KL(a || b) for densities a, b of the step."""
+    difference = normal_form(big - small, CANONICAL_RULES)
+    for candidate in _kl_candidates([big, small]):
+        kl = normal_form(candidate, CANONICAL_RULES)
+        if sp.expand(difference.expr - kl.expr) == 0:
+            return difference.fired | kl.fired
+    return None
+
+
+def _kl_candidates(exprs):
+    applied = sorted({d for e in exprs for d in sp.preorder_traversal(e) if isinstance(d, Density)},
+                     key=sp.default_sort_key)
+    seen = set()
+    for a in applied:
+        for b in applied:
+            if b.key == a.key:
+                continue
+            full = set(b.variables) | set(b.given)
+            if not set(a.variables) <= full:
+                continue
+            rest = sorted(full - set(a.variables), key=lambda s: s.name)
+            for cand in (b.with_variables(a.variables, rest), b.with_variables(a.variables)):
+                kl = KL(a, cand)
+                if kl not in seen:
+                    seen.add(kl)
+                    yield kl
+
+
+# ---------------------------------------------------------------------------
+# concrete instances
+# ---------------------------------------------------------------------------
+
+@dataclass
+class _Outcome:
+    held: int = 0
+    undefined: int = 0
+    inconclusive: int = 0
+    refuted: bool = False
+    counterexample: dict | None = None
+
+    def describe(self) -> str:
+        parts = [f"held on {self.held} concrete instances"]
+        if self.undefined:
+            parts.append(f"undefined on {self.undefined}")
+        if self.inconclusive:
+            parts.append(f"too close to call on {self.inconclusive}")
+        return ", ".join(parts)
+
+
+_EQUAL = mpmath.mpf(10) ** -(DIGITS - 15)
+_APART = mpmath.mpf(10) ** -20
+
+
+def _test(step: Step, universe: Universe, count: int) -> _Outcome:
+    outcome = _Outcome()
+    lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
+    for instance in instances(universe, count):
+        try:
+            left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
+        except (Undefined, ZeroDivisionError, ValueError, OverflowError):
+            outcome.undefined += 1
+            continue
+        status = _compare(left, right, step.relation)
+        if status == "holds":
+            outcome.held += 1
+        elif status == "close":
+            outcome.inconclusive += 1
+        else:
+            outcome.refuted = True
+            outcome.counterexample = _counterexample(instance, left, right, step)
+            return outcome
+    return outcome
+
+
+def _compare(left, right, relation) -> str:
+    scale = max(mpmath.mpf(1), abs(left), abs(right))
+    diff = (left - right) / scale
+    equal = abs(diff) <= _EQUAL
+    apart = abs(diff) > _APART
+    if relation == "=":
+        return "holds" if equal else ("fails" if apart else "close")
+    direction = relation_direction(relation)
+    signed = diff * direction  # >= 0 when the relation holds
+    if relation in ("<", ">"):
+        if signed > 0 and not equal:
+            return "holds" if apart else "close"
+        return "fails" if (equal or signed < -_APART) else "close"
+    if signed >= 0 or equal:
+        return "holds"
+    return "fails" if apart else "close"
+
+
+def _counterexample(instance, left, right, step) -> dict:
+    out = instance.describe()
+    out["lhs"] = mpmath.nstr(left, 12)
+    out["rhs"] = mpmath.nstr(right, 12)
+    out["relation"] = step.relation
+    return out

@@ -1,0 +1,168 @@
+"""Normal forms under a set of rules: the traversal, kept apart from the rules' mathematics.
+
+``normal_form(expr, names)`` rewrites bottom-up with the node rewrites of the
+named rules plus ``algebra`` (SymPy's arithmetic: evaluation, expansion,
+cancellation) until nothing changes, and records which rules fired. Two
+expressions are equal by a set of rules when their normal forms are
+identical: the rules, read left to right, are terminating rewrites towards
+one form (definitions unfolded, logs split, conditionals as joint over
+marginal, linear operators pushed inwards).
+
+``algebra`` also moves numeric factors into a linear operator
+(``-E[f] -> E[-f]``) when the linearity rule for that operator is not among
+the rules; with linearity, constants come out instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .deadline import check_deadline
+from .notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
+from .rules import _EXPAND, RULES
+
+__all__ = ["evaluate", "normal_form", "Normalized", "CANONICAL_RULES"]
+
+#: Every equality rule: the rules the checker may use when no ``by`` is given.
+CANONICAL_RULES = frozenset(name for name, rule in RULES.items() if not rule.is_inequality)
+
+_MAX_PASSES = 60
+_LATE_RULES = frozenset({"definition_expectation", "differentiation"})
+
+
+def evaluate(expr: sp.Expr) -> sp.Expr:
+    """Rebuild ``expr`` with SymPy's evaluation on: parsed forms keep what was written."""
+    if expr.is_Atom:
+        return expr
+    if isinstance(expr, Density):
+        return Density(expr.args[0], expr.variables, expr.given, expr.params)
+    if isinstance(expr, sp.Tuple):
+        return expr
+    return expr.func(*[evaluate(a) for a in expr.args])
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """A normal form and the rules that fired to reach it."""
+
+    expr: sp.Expr
+    fired: frozenset
+
+
+def _homogeneity(e):
+    """c * Op[f] -> Op[c f] for a number c (Op linear): the algebra of scalar multiples."""
+    if e.is_Mul and len(e.args) == 2 and e.args[0].is_Number:
+        c, op = e.args
+        if isinstance(op, Expectation):
+            return Expectation(op.density, sp.expand(c * op.body, **_EXPAND))
+        if isinstance(op, Marginal):
+            return Marginal(op.variable, sp.expand(c * op.body, **_EXPAND))
+        if isinstance(op, Gradient):
+            return Gradient(op.parameter, sp.expand(c * op.body, **_EXPAND))
+    return None
+
+
+def _sum_order(e):
+    """sum_V[sum_W[f]] -> sum_W[sum_V[f]] when W sorts before V (Fubini for finite sums)."""
+    if isinstance(e, Marginal) and isinstance(e.body, Marginal):
+        inner = e.body
+        if inner.variable.name < e.variable.name:
+            return Marginal(inner.variable, Marginal(e.variable, inner.body))
+    return None
+
+
+class _Normalizer:
+    def __init__(self, names):
+        names = frozenset(names)
+        # cheap, local laws first; unfolding E into sums and differentiating last,
+        # so that found_by names the simplest rules that do the job
+        order = sorted((name for name in RULES if name in names),
+                       key=lambda name: name in _LATE_RULES)
+        self.rewrites = [(name, rw) for name in order for rw in RULES[name].rewrites]
+        self.homogeneity = not ({"linearity_expectation", "linearity_gradient"} & names)
+        self.fired: set[str] = set()
+        self.cache: dict = {}
+
+    def node(self, e):
+        """Rewrite at one node (its arguments already normal) until nothing applies."""
+        for _ in range(_MAX_PASSES):
+            check_deadline()
+            for name, rewrite in self.rewrites:
+                new = rewrite(e)
+                if new is not None and new != e:
+                    self.fired.add(name)
+                    e = self.full(new)
+                    break
+            else:
+                new = _sum_order(e) or (_homogeneity(e) if self.homogeneity else None)
+                if new is None or new == e:
+                    return e
+                e = self.full(new)
+        return e
+
+    def rebuild(self, e):
+        """Normalize the arguments of ``e``; densities that an operator binds stay as written."""
+        if isinstance(e, (KL, Entropy, ELBO)):
+            return evaluate(e)
+        if isinstance(e, Expectation):
+            return Expectation(evaluate(e.density), self.full(e.body))
+        if isinstance(e, (Marginal, Gradient)):
+            return e.func(e.args[0], self.full(e.args[1]))
+        return e.func(*[self.full(a) for a in e.args])
+
+    def full(self, e):
+        if e in self.cache:
+            return self.cache[e]
+        if e.is_Atom or isinstance(e, sp.Tuple):
+            result = e
+        elif isinstance(e, Density):
+            result = self.node(evaluate(e))
+        else:
+            rebuilt = self.rebuild(e)
+            expanded = sp.expand(rebuilt, **_EXPAND) if (rebuilt.is_Add or rebuilt.is_Mul
+                                                           or rebuilt.is_Pow) else rebuilt
+            if expanded != rebuilt:
+                result = self.full(expanded)
+            else:
+                result = rebuilt if rebuilt.is_Atom else self.node(rebuilt)
+        self.cache[e] = result
+        return result
+
+
+def normal_form(expr: sp.Expr, names=CANONICAL_RULES) -> Normalized:
+    """The normal form of ``expr`` under the named rules (plus algebra), and the rules used."""
+    normalizer = _Normalizer(names)
+    result = normalizer.full(evaluate(expr))
+    # a last expansion lets terms from different operators cancel
+    result = sp.expand(result, **_EXPAND)
+    return Normalized(result, frozenset(normalizer.fired))
+
+
+def minimal_rules(lhs: sp.Expr, rhs: sp.Expr, used: frozenset) -> frozenset:
+    """Drop rules from ``used`` one at a time while ``lhs = rhs`` still follows (greedy)."""
+    current = frozenset(used)
+    for name in sorted(used, reverse=True):
+        trial = current - {name}
+        found = equal_by(lhs, rhs, trial)
+        if found is not None:
+            current = trial
+    return current
+
+
+def equal_by(lhs: sp.Expr, rhs: sp.Expr, names=CANONICAL_RULES):
+    """Return the rules used when ``lhs = rhs`` follows from the named rules, else None."""
+    left, right = normal_form(lhs, names), normal_form(rhs, names)
+    difference = sp.expand(left.expr - right.expr, **_EXPAND)
+    if difference == 0:
+        return left.fired | right.fired
+    # a rational difference may need cancelling (p(X,Z) / p(X) * p(X) - ...)
+    if difference.has(sp.Pow) and sp.cancel(sp.together(difference)) == 0:
+        return left.fired | right.fired
+    return None
+
+
+def contains_notation(expr) -> bool:
+    """True when ``expr`` holds any probability notation."""
+    return any(isinstance(node, NOTATION_CLASSES) for node in sp.preorder_traversal(expr))

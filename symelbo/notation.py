@@ -1,0 +1,414 @@
+"""Probability notation as SymPy expressions.
+
+Map of this module:
+
+- :class:`Density`     ``p(A | B)``: a named density applied to random variables.
+- :class:`Expectation` ``E_{q(Z)}[f]``: the expectation of ``f`` under a density.
+- :class:`KL`          ``KL(q(Z) || p(Z | X))``.
+- :class:`Entropy`     ``H[q(Z)]``.
+- :class:`ELBO`        ``ELBO(q(Z), p(X, Z))``, printed as ``\\mathcal{L}(q)``.
+- :class:`Marginal`    ``sum_Z[f]``: a sum or an integral over a variable.
+- :class:`Gradient`    ``grad_phi[f]``: the gradient with respect to a parameter.
+
+Every class is an unevaluated SymPy ``Expr``: it stays symbolic, users can
+``subs`` and ``latex`` it, and printing goes through the printer hooks
+``_sympystr`` (the ``.calc`` syntax, so ``str`` round-trips through the
+parser), ``_latex`` and ``_pretty``.
+
+A density's arguments are kept in written order when built with
+``evaluate=False`` (for display) and sorted otherwise, so that ``p(X, Z)`` and
+``p(Z, X)`` are the same expression: a joint's argument order does not matter.
+"""
+
+from __future__ import annotations
+
+from sympy import Expr, Symbol, Tuple, sympify
+from sympy.core.parameters import global_parameters
+from sympy.printing.pretty.stringpict import prettyForm
+
+__all__ = [
+    "Density", "Expectation", "KL", "Entropy", "ELBO", "Marginal", "Gradient",
+    "variable", "parameter", "density", "NOTATION_CLASSES",
+]
+
+
+def variable(name: str) -> Symbol:
+    """A random variable (or a value held fixed, like observed data): a real symbol."""
+    return Symbol(name, real=True)
+
+
+def parameter(name: str) -> Symbol:
+    """A real parameter such as ``phi`` in ``q_phi``."""
+    return Symbol(name, real=True)
+
+
+def _sorted_symbols(symbols) -> tuple:
+    return tuple(sorted(symbols, key=lambda s: s.name))
+
+
+def _should_evaluate(kwargs) -> bool:
+    return kwargs.pop("evaluate", global_parameters.evaluate)
+
+
+class Density(Expr):
+    """``p(A | B)``: the density named ``name`` (with parameters) at variables A given B.
+
+    ``Density("q", [Z], params=[phi])`` is ``q_phi(Z)``. Every density is a
+    positive real number: the semantics gives each density name a table of
+    positive values, so logs of densities are always defined.
+    """
+
+    is_commutative = True
+    is_real = True
+    is_positive = True
+    is_extended_real = True
+    is_extended_positive = True
+    is_zero = False
+
+    def __new__(cls, name, variables, given=(), params=(), **kwargs):
+        evaluate = _should_evaluate(kwargs)
+        name = name if isinstance(name, Symbol) else Symbol(str(name))
+        variables = tuple(variables)
+        given = tuple(given)
+        if evaluate:
+            variables = _sorted_symbols(variables)
+            given = _sorted_symbols(given)
+        params = _sorted_symbols(params)
+        return Expr.__new__(cls, name, Tuple(*params), Tuple(*variables), Tuple(*given))
+
+    @property
+    def name(self) -> str:
+        return self.args[0].name
+
+    @property
+    def params(self) -> tuple:
+        return tuple(self.args[1])
+
+    @property
+    def variables(self) -> tuple:
+        return tuple(self.args[2])
+
+    @property
+    def given(self) -> tuple:
+        return tuple(self.args[3])
+
+    @property
+    def key(self) -> str:
+        """The name that identifies one joint distribution: ``q_phi`` and ``q`` differ."""
+        if not self.params:
+            return self.name
+        return self.name + "_" + "_".join(p.name for p in self.params)
+
+    @property
+    def is_conditional(self) -> bool:
+        return bool(self.given)
+
+    @property
+    def free_symbols(self):
+        return set(self.variables) | set(self.given) | set(self.params)
+
+    def with_variables(self, variables, given=()) -> "Density":
+        """The same density name applied to other variables (a marginal or a conditional)."""
+        return Density(self.args[0], variables, given, self.params)
+
+    def _eval_subs(self, old, new):
+        if isinstance(old, Symbol) and isinstance(new, Symbol):
+            swap = lambda s: new if s == old else s
+            return Density(self.args[0], [swap(v) for v in self.variables],
+                           [swap(g) for g in self.given], [swap(p) for p in self.params])
+        return None
+
+    # -- printing -----------------------------------------------------------
+    def _head_str(self, printer) -> str:
+        if not self.params:
+            return self.name
+        if len(self.params) == 1:
+            return f"{self.name}_{self.params[0].name}"
+        return self.name + "_{" + ",".join(p.name for p in self.params) + "}"
+
+    def _args_str(self, printer) -> str:
+        text = ", ".join(printer._print(v) for v in self.variables)
+        if self.given:
+            text += " | " + ", ".join(printer._print(g) for g in self.given)
+        return text
+
+    def _sympystr(self, printer) -> str:
+        return f"{self._head_str(printer)}({self._args_str(printer)})"
+
+    def _head_latex(self, printer) -> str:
+        head = printer._print(Symbol(self.name))
+        if self.params:
+            head += "_{" + ", ".join(printer._print(p) for p in self.params) + "}"
+        return head
+
+    def _latex(self, printer) -> str:
+        inner = ", ".join(printer._print(v) for v in self.variables)
+        if self.given:
+            inner += r" \mid " + ", ".join(printer._print(g) for g in self.given)
+        return rf"{self._head_latex(printer)}\left({inner}\right)"
+
+    def _pretty(self, printer):
+        return prettyForm(self._head_str(printer) + "(" + _pretty_args(self, printer) + ")")
+
+
+def _flat(form) -> str:
+    """A one-line pretty form as text (names, densities)."""
+    return " ".join(line.strip() for line in form.picture)
+
+
+def _pretty_args(dens: Density, printer) -> str:
+    text = ", ".join(_flat(printer._print(v)) for v in dens.variables)
+    if dens.given:
+        text += " | " + ", ".join(_flat(printer._print(g)) for g in dens.given)
+    return text
+
+
+def _require_density(obj, role: str) -> Density:
+    if not isinstance(obj, Density):
+        raise TypeError(f"{role} must be a Density, got {obj!r}")
+    return obj
+
+
+def _bracketed_pretty(printer, head: str, body_form, left="[", right="]"):
+    body = prettyForm(*body_form.parens(left, right))
+    return prettyForm(*body.left(head))
+
+
+class Expectation(Expr):
+    """``E_{a}[f] = sum over the arguments of a of a * f`` (the given variables of a stay fixed)."""
+
+    is_commutative = True
+
+    def __new__(cls, dens, body, **kwargs):
+        kwargs.pop("evaluate", None)
+        return Expr.__new__(cls, _require_density(dens, "the density of an expectation"), sympify(body))
+
+    @property
+    def density(self) -> Density:
+        return self.args[0]
+
+    @property
+    def body(self) -> Expr:
+        return self.args[1]
+
+    @property
+    def bound(self) -> tuple:
+        return self.density.variables
+
+    @property
+    def free_symbols(self):
+        return (self.body.free_symbols - set(self.bound)) | set(self.density.given) | set(self.density.params)
+
+    def _eval_is_extended_real(self):
+        return self.body.is_extended_real
+
+    def _eval_is_positive(self):
+        return True if self.body.is_positive else None
+
+    def _sympystr(self, printer) -> str:
+        return f"E_{{{printer._print(self.density)}}}[{printer._print(self.body)}]"
+
+    def _latex(self, printer) -> str:
+        return (rf"\mathbb{{E}}_{{{printer._print(self.density)}}}"
+                rf"\left[{printer._print(self.body)}\right]")
+
+    def _pretty(self, printer):
+        return _bracketed_pretty(printer, "E_" + _flat(printer._print(self.density)),
+                                 printer._print(self.body))
+
+
+class KL(Expr):
+    """``KL(a || b) = E_a[log(a / b)]``, the Kullback-Leibler divergence of a from b."""
+
+    is_commutative = True
+    is_real = True
+    is_extended_real = True
+
+    def __new__(cls, first, second, **kwargs):
+        kwargs.pop("evaluate", None)
+        return Expr.__new__(cls, _require_density(first, "the first argument of KL"),
+                            _require_density(second, "the second argument of KL"))
+
+    @property
+    def first(self) -> Density:
+        return self.args[0]
+
+    @property
+    def second(self) -> Density:
+        return self.args[1]
+
+    @property
+    def free_symbols(self):
+        return (self.first.free_symbols | self.second.free_symbols) - set(self.first.variables)
+
+    def _sympystr(self, printer) -> str:
+        return f"KL({printer._print(self.first)} || {printer._print(self.second)})"
+
+    def _latex(self, printer) -> str:
+        return (rf"\operatorname{{KL}}\left({printer._print(self.first)} \,\middle\|\, "
+                rf"{printer._print(self.second)}\right)")
+
+    def _pretty(self, printer):
+        inner = _flat(printer._print(self.first)) + " || " + _flat(printer._print(self.second))
+        return prettyForm("KL(" + inner + ")")
+
+
+class Entropy(Expr):
+    """``H[a] = -E_a[log a]``, the (differential) entropy of a density."""
+
+    is_commutative = True
+    is_real = True
+    is_extended_real = True
+
+    def __new__(cls, dens, **kwargs):
+        kwargs.pop("evaluate", None)
+        return Expr.__new__(cls, _require_density(dens, "the argument of H"))
+
+    @property
+    def density(self) -> Density:
+        return self.args[0]
+
+    @property
+    def free_symbols(self):
+        return self.density.free_symbols - set(self.density.variables)
+
+    def _sympystr(self, printer) -> str:
+        return f"H[{printer._print(self.density)}]"
+
+    def _latex(self, printer) -> str:
+        return rf"\operatorname{{H}}\left[{printer._print(self.density)}\right]"
+
+    def _pretty(self, printer):
+        return _bracketed_pretty(printer, "H", printer._print(self.density))
+
+
+class ELBO(Expr):
+    """``ELBO(q, p) = E_q[log(p / q)]``, the evidence lower bound of q for the joint p."""
+
+    is_commutative = True
+    is_real = True
+    is_extended_real = True
+
+    def __new__(cls, variational, joint, **kwargs):
+        kwargs.pop("evaluate", None)
+        return Expr.__new__(cls, _require_density(variational, "the first argument of ELBO"),
+                            _require_density(joint, "the second argument of ELBO"))
+
+    @property
+    def variational(self) -> Density:
+        return self.args[0]
+
+    @property
+    def joint(self) -> Density:
+        return self.args[1]
+
+    @property
+    def free_symbols(self):
+        return (self.variational.free_symbols | self.joint.free_symbols) - set(self.variational.variables)
+
+    def _sympystr(self, printer) -> str:
+        return f"ELBO({printer._print(self.variational)}, {printer._print(self.joint)})"
+
+    def _latex(self, printer) -> str:
+        return rf"\mathcal{{L}}\left({self.variational._head_latex(printer)}\right)"
+
+    def _pretty(self, printer):
+        return prettyForm("L(" + self.variational._head_str(printer) + ")")
+
+
+class Marginal(Expr):
+    """``sum_V[f]``: the sum (or integral, against the reference measure) of f over V."""
+
+    is_commutative = True
+
+    def __new__(cls, var, body, **kwargs):
+        kwargs.pop("evaluate", None)
+        if not isinstance(var, Symbol):
+            raise TypeError(f"a marginal sums over a variable, got {var!r}")
+        return Expr.__new__(cls, var, sympify(body))
+
+    @property
+    def variable(self) -> Symbol:
+        return self.args[0]
+
+    @property
+    def body(self) -> Expr:
+        return self.args[1]
+
+    @property
+    def bound(self) -> tuple:
+        return (self.variable,)
+
+    @property
+    def free_symbols(self):
+        return self.body.free_symbols - {self.variable}
+
+    def _eval_is_extended_real(self):
+        return self.body.is_extended_real
+
+    def _eval_is_positive(self):
+        return True if self.body.is_positive else None
+
+    def _sympystr(self, printer) -> str:
+        return f"sum_{printer._print(self.variable)}[{printer._print(self.body)}]"
+
+    def _latex(self, printer) -> str:
+        return rf"\sum_{{{printer._print(self.variable)}}} {_latex_factor(printer, self.body)}"
+
+    def _pretty(self, printer):
+        return _bracketed_pretty(printer, "sum_" + _flat(printer._print(self.variable)),
+                                 printer._print(self.body))
+
+
+def _latex_factor(printer, body) -> str:
+    """Print a summand, in parentheses when it is a sum."""
+    text = printer._print(body)
+    return rf"\left({text}\right)" if body.is_Add else text
+
+
+class Gradient(Expr):
+    """``grad_phi[f]``: the derivative of f with respect to the real parameter phi."""
+
+    is_commutative = True
+
+    def __new__(cls, param, body, **kwargs):
+        kwargs.pop("evaluate", None)
+        if not isinstance(param, Symbol):
+            raise TypeError(f"a gradient is taken with respect to a parameter, got {param!r}")
+        return Expr.__new__(cls, param, sympify(body))
+
+    @property
+    def parameter(self) -> Symbol:
+        return self.args[0]
+
+    @property
+    def body(self) -> Expr:
+        return self.args[1]
+
+    @property
+    def free_symbols(self):
+        return self.body.free_symbols | {self.parameter}
+
+    def _eval_is_extended_real(self):
+        return self.body.is_extended_real
+
+    def _sympystr(self, printer) -> str:
+        return f"grad_{printer._print(self.parameter)}[{printer._print(self.body)}]"
+
+    def _latex(self, printer) -> str:
+        return rf"\nabla_{{{printer._print(self.parameter)}}} {_latex_factor(printer, self.body)}"
+
+    def _pretty(self, printer):
+        return _bracketed_pretty(printer, "grad_" + _flat(printer._print(self.parameter)),
+                                 printer._print(self.body))
+
+
+NOTATION_CLASSES = (Density, Expectation, KL, Entropy, ELBO, Marginal, Gradient)
+
+
+def density(name: str, *variables, given=(), params=()) -> Density:
+    """Build a density from names: ``density("p", "Z", given=["X"])`` is ``p(Z | X)``."""
+    as_var = lambda v: v if isinstance(v, Symbol) else variable(v)
+    as_par = lambda v: v if isinstance(v, Symbol) else parameter(v)
+    return Density(name, [as_var(v) for v in variables], [as_var(g) for g in given],
+                   [as_par(p) for p in params])

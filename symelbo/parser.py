@@ -1,0 +1,408 @@
+"""The ``.calc`` derivation-file reader: a lark grammar, never ``eval``.
+
+File structure (headers, chains separated by blank lines, ``#`` comments) is
+read line by line here; each line's content is parsed by ``grammar.lark`` and
+turned into SymPy notation node by node. Expressions are built with
+``evaluate=False`` so they print as written; the checker evaluates them.
+
+Every problem raises :class:`~symelbo.errors.InputError` located at
+``file:line:column``.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import sympy as sp
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .derivation import Chain, Derivation, Step, check_chain_relations
+from .errors import InputError
+from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
+
+__all__ = ["parse_file", "parse_text", "parse_expression", "parse_step"]
+
+_HEADER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:(.*)$")
+_OPERATORS = {"E": "expectation", "sum": "marginal", "int": "marginal", "grad": "gradient"}
+_RESERVED = {"log", "exp", "KL", "ELBO", "H", "E", "by", "sum", "int", "grad"}
+_TOKEN_NAMES = {
+    "REL": "a relation (=, <=, >=, <, >)", "IDENT": "a name", "NUMBER": "a number",
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
+    "COMMA": "','", "VBAR": "'|'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
+    "POW": "'^'", "LOG": "'log'", "EXP": "'exp'", "KL": "'KL'", "ELBO": "'ELBO'", "BY": "'by'",
+    "$END": "the end of the line",
+}
+
+
+@lru_cache(maxsize=1)
+def _line_parser() -> Lark:
+    grammar = resources.files("symelbo").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, start="line", parser="lalr", propagate_positions=True,
+                maybe_placeholders=False)
+
+
+# ---------------------------------------------------------------------------
+# file structure
+# ---------------------------------------------------------------------------
+
+def parse_file(path: str | Path) -> Derivation:
+    """Read and parse a ``.calc`` file; bad bytes and bad syntax raise InputError."""
+    path = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read the file ({error.strerror or error})", path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise InputError(f"the file is not UTF-8 text (byte 0x{data[error.start]:02x})",
+                         path, line, column) from None
+    return parse_text(text, path)
+
+
+def _strip_comment(line: str) -> str:
+    index = line.find("#")
+    return line if index < 0 else line[:index]
+
+
+def parse_text(text: str, path: str | None = None) -> Derivation:
+    """Parse the text of a derivation file (``path`` only names it in errors)."""
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError("the file holds a NUL byte; it is not a text file", path, line)
+    headers: dict[str, str] = {}
+    chains_raw: list[list] = []  # each: [(lineno, tree), ...]
+    current: list | None = None
+    seen_expression = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        content = _strip_comment(raw)
+        if not content.strip():
+            if current is not None:
+                chains_raw.append(current)
+                current = None
+            continue
+        header = _HEADER.match(content)
+        if header and not seen_expression:
+            key = header.group(1)
+            if key in headers:
+                raise InputError(f"the header '{key}' is given twice", path, lineno, 1)
+            headers[key] = header.group(2).strip()
+            continue
+        tree = _parse_line(content, path, lineno)
+        seen_expression = True
+        if tree.data == "step_line":
+            if current is None:
+                raise InputError("a line that starts with a relation must follow an expression",
+                                 path, lineno, _first_column(content))
+            current.append((lineno, tree))
+        else:
+            if current is not None:
+                raise InputError("a chain continues with a line that starts with =, <=, >=, < or >;"
+                                 " leave a blank line before a new chain",
+                                 path, lineno, _first_column(content))
+            if len(tree.children) > 1:  # a one-line claim: a chain of one step
+                chains_raw.append([(lineno, tree)])
+            else:
+                current = [(lineno, tree)]
+    if current is not None:
+        chains_raw.append(current)
+    if not chains_raw:
+        raise InputError("no derivation found: write an expression, then lines starting with "
+                         "a relation", path, max(1, text.count("\n")), 1)
+    builder = _Builder(path, [tree for chain in chains_raw for _, tree in chain])
+    chains = tuple(builder.chain(chain) for chain in chains_raw)
+    return Derivation(chains, headers, path)
+
+
+def _first_column(content: str) -> int:
+    return len(content) - len(content.lstrip()) + 1
+
+
+def _parse_line(content: str, path, lineno: int) -> Tree:
+    try:
+        return _line_parser().parse(content)
+    except UnexpectedInput as error:
+        raise InputError(_describe_syntax_error(error, content), path, lineno,
+                         getattr(error, "column", None)) from None
+
+
+def _describe_syntax_error(error: UnexpectedInput, content: str) -> str:
+    if isinstance(error, UnexpectedCharacters):
+        char = content[error.pos_in_stream] if error.pos_in_stream < len(content) else ""
+        return f"unexpected character {char!r}"
+    if isinstance(error, UnexpectedEOF):
+        return "the expression ends too early"
+    if isinstance(error, UnexpectedToken):
+        if error.token.type == "$END":
+            expected = sorted(_TOKEN_NAMES.get(t, t) for t in error.expected)
+            return "the expression ends too early; expected " + _one_of(expected)
+        return f"unexpected {error.token.value!r}"
+    return "syntax error"
+
+
+def _one_of(items) -> str:
+    items = list(dict.fromkeys(items))
+    return items[0] if len(items) == 1 else "one of " + ", ".join(items)
+
+
+def parse_expression(text: str, context: str = "") -> sp.Expr:
+    """Parse one expression in ``.calc`` notation (``context``: other text fixing densities).
+
+    ``context`` lets ``E_q`` find the variables of ``q`` when the expression
+    itself does not apply ``q`` anywhere.
+    """
+    derivation = parse_text(_with_context(f"{text.strip()} = 0", context), "<expression>")
+    return derivation.chains[-1].first
+
+
+def _with_context(line: str, context: str) -> str:
+    return (context.strip() + "\n\n" if context.strip() else "") + line
+
+
+def parse_step(lhs: str, relation: str, rhs: str, by=(), context: str = "") -> Step:
+    """Parse one claim ``lhs relation rhs`` (for assertion helpers)."""
+    line = f"{lhs} {relation} {rhs}"
+    if by:
+        line += " by " + ", ".join(by)
+    derivation = parse_text(_with_context(line, context), "<claim>")
+    return derivation.chains[-1].steps[0]
+
+
+# ---------------------------------------------------------------------------
+# trees to notation
+# ---------------------------------------------------------------------------
+
+def _split_density_name(name: str) -> tuple[str, tuple[str, ...]]:
+    """``q_phi`` is the density q with parameter phi; ``p_1`` is just a name."""
+    base, _, sub = name.partition("_")
+    if not sub or not base or sub[0].isdigit():
+        return name, ()
+    return base, (sub,)
+
+
+class _Builder:
+    """Turns line trees into notation; knows every density's variables in the file."""
+
+    def __init__(self, path, trees):
+        self.path = path
+        self.density_vars: dict[str, set] = {}
+        self.density_names: set[str] = set()
+        self.variable_names: set[str] = set()
+        for tree in trees:
+            for node in tree.iter_subtrees():
+                if node.data == "density":
+                    self._collect_density(node)
+
+    # -- errors ----------------------------------------------------------------
+    def error(self, message, node, lineno) -> InputError:
+        column = None
+        if isinstance(node, Token):
+            column = node.column
+        elif isinstance(node, Tree) and getattr(node.meta, "column", None) is not None:
+            column = node.meta.column
+        return InputError(message, self.path, lineno, column)
+
+    # -- first pass ------------------------------------------------------------
+    def _collect_density(self, node: Tree):
+        name_token, *groups = node.children
+        names = [str(tok) for group in groups for tok in group.children]
+        self.density_names.add(str(name_token))
+        self.density_vars.setdefault(str(name_token), set()).update(names)
+        self.variable_names.update(names)
+
+    # -- chains ------------------------------------------------------------------
+    def chain(self, lines) -> Chain:
+        first_lineno, first_tree = lines[0]
+        first = self.expr(first_tree.children[0], first_lineno)
+        steps, lhs = [], first
+        places = []
+        if len(first_tree.children) > 1:  # one-line claim
+            rel, rhs_tree, *just = first_tree.children[1:]
+            rhs = self.expr(rhs_tree, first_lineno)
+            places.append((str(rel), first_lineno, rel.column))
+            steps.append(Step(lhs, str(rel), rhs, self.rules(just, first_lineno), first_lineno, rel.column))
+        for lineno, tree in lines[1:]:
+            rel, rhs_tree, *just = tree.children
+            rhs = self.expr(rhs_tree, lineno)
+            places.append((str(rel), lineno, rel.column))
+            steps.append(Step(lhs, str(rel), rhs, self.rules(just, lineno), lineno, rel.column))
+            lhs = rhs
+        if not steps:
+            raise InputError("a chain needs at least one step (a line starting with a relation)",
+                             self.path, first_lineno, 1)
+        check_chain_relations(places, self.path)
+        return Chain(first, tuple(steps), first_lineno)
+
+    def rules(self, just, lineno) -> tuple[str, ...]:
+        from .rules import RULES  # the registry is the one place that knows rule names
+        if not just:
+            return ()
+        names = []
+        for node in just[0].children:
+            token = node.children[0]
+            if str(token) not in RULES:
+                raise self.error(f"unknown rule '{token}' (`symelbo list` shows the rules)",
+                                 token, lineno)
+            if str(token) in names:
+                raise self.error(f"the rule '{token}' is named twice", token, lineno)
+            names.append(str(token))
+        return tuple(names)
+
+    # -- expressions -------------------------------------------------------------
+    def expr(self, node, lineno) -> sp.Expr:
+        if isinstance(node, Token):  # pragma: no cover - the grammar wraps every token
+            raise self.error(f"unexpected {node!r}", node, lineno)
+        kind = node.data
+        build = lambda child: self.expr(child, lineno)
+        if kind == "number":
+            value = Fraction(str(node.children[0]))
+            return sp.Rational(value.numerator, value.denominator)
+        if kind == "name":
+            return self.name(node.children[0], lineno)
+        if kind == "add":
+            return sp.Add(build(node.children[0]), build(node.children[1]), evaluate=False)
+        if kind == "sub":
+            return sp.Add(build(node.children[0]), _negate(build(node.children[1])), evaluate=False)
+        if kind == "mul":
+            return sp.Mul(build(node.children[0]), build(node.children[1]), evaluate=False)
+        if kind == "div":
+            return sp.Mul(build(node.children[0]), sp.Pow(build(node.children[1]), -1, evaluate=False),
+                          evaluate=False)
+        if kind == "neg":
+            return _negate(build(node.children[0]))
+        if kind == "factor":  # unary plus
+            return build(node.children[0])
+        if kind == "pow":
+            return sp.Pow(build(node.children[0]), build(node.children[2]), evaluate=False)
+        if kind == "log_density":
+            return sp.log(self.density(node.children[1], lineno), evaluate=False)
+        if kind == "log":
+            return sp.log(build(node.children[1]), evaluate=False)
+        if kind == "exp":
+            return sp.exp(build(node.children[1]), evaluate=False)
+        if kind == "kl":
+            first = self.density(node.children[1], lineno)
+            second = self.density(node.children[2], lineno)
+            if set(first.variables) != set(second.variables):
+                raise self.error("KL compares two densities over the same variables", node, lineno)
+            return KL(first, second)
+        if kind == "elbo":
+            variational = self.density(node.children[1], lineno)
+            joint = self.density(node.children[2], lineno)
+            if not set(variational.variables) <= set(joint.variables) or joint.given:
+                raise self.error("ELBO(q(Z), p(X, Z)) needs a joint density over q's variables",
+                                 node, lineno)
+            return ELBO(variational, joint)
+        if kind == "density":
+            return self.density(node, lineno)
+        if kind in ("operator", "operator_braced"):
+            return self.operator(node, lineno)
+        raise self.error(f"unsupported expression '{kind}'", node, lineno)  # pragma: no cover
+
+    def name(self, token: Token, lineno) -> sp.Symbol:
+        text = str(token)
+        if text in self.density_names:
+            raise self.error(f"'{text}' is a density; apply it to variables, as in {text}(Z)",
+                             token, lineno)
+        if text in _RESERVED:
+            raise self.error(f"'{text}' needs an argument", token, lineno)
+        if text in self.variable_names:
+            return variable(text)
+        return parameter(text)
+
+    def density(self, node: Tree, lineno, evaluate=False) -> Density:
+        name_token, *groups = node.children
+        name = str(name_token)
+        if name in _RESERVED:
+            raise self.error(f"'{name}' is reserved and cannot name a density", name_token, lineno)
+        variables = [variable(str(tok)) for tok in groups[0].children]
+        given = [variable(str(tok)) for tok in groups[1].children] if len(groups) > 1 else []
+        all_names = [v.name for v in variables + given]
+        duplicate = next((n for n in all_names if all_names.count(n) > 1), None)
+        if duplicate:
+            raise self.error(f"the variable '{duplicate}' appears twice in {name}(...)",
+                             node, lineno)
+        base, params = _split_density_name(name)
+        clash = [p for p in params if p in self.variable_names]
+        if clash:
+            raise self.error(f"'{clash[0]}' is a random variable and cannot be the parameter of {name}",
+                             name_token, lineno)
+        return Density(base, variables, given, [parameter(p) for p in params], evaluate=evaluate)
+
+    def full_density(self, name: str, token, lineno) -> Density:
+        """The density ``name`` over every variable it is applied to in the file."""
+        if name not in self.density_vars:
+            raise self.error(f"E_{name}: the density '{name}' is never applied to variables "
+                             f"in this file, so its variables are unknown; write E_{{{name}(Z)}}",
+                             token, lineno)
+        base, params = _split_density_name(name)
+        return Density(base, [variable(v) for v in sorted(self.density_vars[name])], (),
+                       [parameter(p) for p in params])
+
+    def operator(self, node: Tree, lineno) -> sp.Expr:
+        head_token = node.children[0]
+        head = str(head_token)
+        body_tree = node.children[-1]
+        if node.data == "operator_braced":
+            if not head.endswith("_"):
+                raise self.error(f"'{head}{{...}}' is not an operator; use E_{{q}}, sum_{{Z}} or "
+                                 "grad_{phi}", head_token, lineno)
+            op, sub_node = head[:-1], node.children[1]
+        else:
+            if head == "H":
+                return self.entropy(node, lineno)
+            op, _, sub = head.partition("_")
+            sub_node = None
+            if not sub:
+                raise self.error(f"'{head}[...]' is not an operator; use E_q[...], sum_Z[...], "
+                                 "grad_phi[...] or H[q(Z)]", head_token, lineno)
+        if op not in _OPERATORS:
+            raise self.error(f"'{op}' is not an operator; use E_q[...], sum_Z[...], "
+                             "grad_phi[...] or H[q(Z)]", head_token, lineno)
+        kind = _OPERATORS[op]
+        body = self.expr(body_tree, lineno)
+        if sub_node is None:
+            sub_name = head.partition("_")[2]
+            if kind == "expectation":
+                return Expectation(self.full_density(sub_name, head_token, lineno), body)
+            return self.bound_operator(kind, sub_name, head_token, body, lineno)
+        if isinstance(sub_node, Tree) and sub_node.data == "density":
+            if kind != "expectation":
+                raise self.error(f"{op}_{{...}} takes a name, not a density", sub_node, lineno)
+            written = self.density(sub_node, lineno, evaluate=True)
+            if written.given:  # a conditional expectation keeps its conditioning variables
+                return Expectation(written, body)
+            return Expectation(self.full_density(str(sub_node.children[0]), sub_node, lineno), body)
+        sub_token = sub_node.children[0]
+        if kind == "expectation":
+            return Expectation(self.full_density(str(sub_token), sub_token, lineno), body)
+        return self.bound_operator(kind, str(sub_token), sub_token, body, lineno)
+
+    def bound_operator(self, kind, name, token, body, lineno):
+        if kind == "marginal":
+            if name in self.density_names:
+                raise self.error(f"sum_{name}: '{name}' is a density, not a variable", token, lineno)
+            return Marginal(variable(name), body)
+        if name in self.variable_names:
+            raise self.error(f"grad_{name}: '{name}' is a random variable; gradients are taken "
+                             "with respect to parameters such as phi in q_phi", token, lineno)
+        return Gradient(parameter(name), body)
+
+    def entropy(self, node, lineno) -> Entropy:
+        body = node.children[-1]
+        if not (isinstance(body, Tree) and body.data == "density"):
+            raise self.error("H[...] takes a density, as in H[q(Z)]", node, lineno)
+        return Entropy(self.density(body, lineno))
+
+
+def _negate(expr: sp.Expr) -> sp.Expr:
+    if expr.is_Number:
+        return -expr
+    return sp.Mul(sp.S.NegativeOne, expr, evaluate=False)

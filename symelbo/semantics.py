@@ -1,0 +1,354 @@
+"""Concrete finite instances: the semantics that tests and refutes steps.
+
+Every variable gets a small finite support whose points carry a weight (the
+reference measure, so a "density" may exceed one and an entropy may be
+negative, as for continuous variables). Each density name denotes ONE joint
+distribution over all the variables it is ever applied to, given as a table
+of positive numbers with ``sum(weight * value) = 1``; ``p(A | B)`` and
+``p(A)`` are that joint's conditionals and marginals. A variable that no
+operator binds is held at one point (the observed data). A density with a
+subscript, ``q_phi``, is the smooth positive family
+``exp(a_z + b_z phi) / normaliser``, so a gradient is a real derivative.
+
+A step false on such an instance is false in general: a counterexample is
+always honest. Agreement on instances is evidence, never a proof.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import product
+
+import mpmath
+import sympy as sp
+
+from .deadline import check_deadline
+from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
+
+__all__ = ["Universe", "Instance", "Undefined", "instances", "evaluate_on", "DIGITS"]
+
+#: Working precision (decimal digits) of every evaluation.
+DIGITS = 50
+
+
+class Undefined(ArithmeticError):
+    """The expression has no real value on this instance (log of a non-positive number...)."""
+
+
+@dataclass(frozen=True)
+class DensityInfo:
+    name: str
+    params: tuple[str, ...]
+    variables: tuple[str, ...]   # every variable the density is applied to, sorted
+
+
+@dataclass(frozen=True)
+class Universe:
+    """The densities, variables and parameters that a set of expressions speaks of."""
+
+    densities: dict            # key -> DensityInfo
+    variables: tuple[str, ...]
+    parameters: tuple[str, ...]
+
+    @staticmethod
+    def of(expressions) -> "Universe":
+        dens: dict[str, tuple] = {}
+        variables: set[str] = set()
+        symbols: set[str] = set()
+        for expr in expressions:
+            for node in sp.preorder_traversal(expr):
+                if isinstance(node, Density):
+                    names = {v.name for v in node.variables + node.given}
+                    info = dens.setdefault(node.key, (node.name, tuple(p.name for p in node.params), set()))
+                    info[2].update(names)
+                    variables.update(names)
+                    symbols.update(p.name for p in node.params)
+                elif isinstance(node, (Marginal,)):
+                    variables.add(node.variable.name)
+                elif isinstance(node, Gradient):
+                    symbols.add(node.parameter.name)
+                elif isinstance(node, sp.Symbol) and not isinstance(node, sp.Dummy):
+                    symbols.add(node.name)
+        densities = {key: DensityInfo(name, params, tuple(sorted(vs)))
+                     for key, (name, params, vs) in sorted(dens.items())}
+        parameters = tuple(sorted(symbols - variables))
+        return Universe(densities, tuple(sorted(variables)), parameters)
+
+
+@dataclass
+class Instance:
+    """One concrete finite model: supports, weights, tables, held values, parameters."""
+
+    kind: str
+    seed: int
+    support: dict          # variable -> tuple of Fraction points
+    weight: dict           # variable -> Fraction weight of each point
+    held: dict             # variable -> index of the point it is held at
+    tables: dict           # density key -> {assignment tuple of indices: Fraction}
+    families: dict         # parametric density key -> ({assignment: a}, {assignment: {param: b}})
+    params: dict           # parameter -> Fraction
+    universe: Universe = field(repr=False, default=None)
+
+    # -- description (for counterexamples) --------------------------------------
+    def describe(self) -> dict:
+        """A JSON-ready description that reproduces this instance exactly."""
+        fmt = lambda x: str(x)
+        out = {"kind": self.kind, "seed": self.seed,
+               "support": {v: [fmt(x) for x in pts] for v, pts in self.support.items()},
+               "held": {v: fmt(self.support[v][i]) for v, i in self.held.items()},
+               "densities": {}}
+        if any(w != 1 for w in self.weight.values()):
+            out["weights"] = {v: fmt(w) for v, w in self.weight.items()}
+        if self.params:
+            out["parameters"] = {k: fmt(v) for k, v in self.params.items()}
+        for key, info in self.universe.densities.items():
+            rows = []
+            for assignment in product(*(range(len(self.support[v])) for v in info.variables)):
+                point = {v: fmt(self.support[v][i]) for v, i in zip(info.variables, assignment)}
+                if key in self.tables:
+                    value = fmt(self.tables[key][assignment])
+                else:
+                    a, b = self.families[key]
+                    value = _format_family(a[assignment], b[assignment])
+                rows.append({"at": point, "value": value})
+            out["densities"][key] = rows
+        return out
+
+
+def _format_family(a, b) -> str:
+    terms = [str(a)] + [f"{coef}*{name}" for name, coef in sorted(b.items()) if coef]
+    return "exp(" + " + ".join(terms) + ") / normaliser"
+
+
+# ---------------------------------------------------------------------------
+# building instances
+# ---------------------------------------------------------------------------
+
+def instances(universe: Universe, count: int = 12):
+    """Deterministic instances, simplest first: uniform, q at the posterior, then random."""
+    for seed in range(count):
+        rng = random.Random(seed * 7919 + 17)
+        if seed == 0:
+            kind = "uniform"
+        elif seed == 1:
+            kind = "posterior"
+        else:
+            kind = "random"
+        simple = seed < 6
+        yield _build(universe, kind, seed, rng, simple)
+
+
+def _build(universe: Universe, kind: str, seed: int, rng: random.Random, simple: bool) -> Instance:
+    support, weight = {}, {}
+    for v in universe.variables:
+        size = 2 if simple else rng.choice((2, 3))
+        if simple:
+            support[v] = tuple(Fraction(i + 1) for i in range(size))
+            weight[v] = Fraction(1)
+        else:
+            support[v] = tuple(Fraction(x) for x in sorted(rng.sample([-3, -2, -1, 1, 2, 3, 4], size)))
+            weight[v] = rng.choice((Fraction(1, 2), Fraction(1), Fraction(2), Fraction(3)))
+    held = {v: rng.randrange(len(support[v])) for v in universe.variables}
+    params = {p: (Fraction(0) if kind == "uniform" else Fraction(rng.randint(-6, 6), 4))
+              for p in universe.parameters}
+    tables, families = {}, {}
+    for key, info in universe.densities.items():
+        cells = list(product(*(range(len(support[v])) for v in info.variables)))
+        cell_weight = {c: _cell_weight(info.variables, c, weight) for c in cells}
+        if info.params:
+            a = {c: (Fraction(0) if kind == "uniform" else Fraction(rng.randint(-8, 8), 4)) for c in cells}
+            b = {c: {p: (Fraction(0) if kind == "uniform" else Fraction(rng.randint(-8, 8), 4))
+                     for p in info.params} for c in cells}
+            families[key] = (a, b)
+        else:
+            raw = {c: (Fraction(1) if kind == "uniform" else Fraction(rng.randint(1, 9))) for c in cells}
+            total = sum(raw[c] * cell_weight[c] for c in cells)
+            tables[key] = {c: raw[c] / total for c in cells}
+    instance = Instance(kind, seed, support, weight, held, tables, families, params, universe)
+    if kind == "posterior":
+        _set_posterior(instance)
+    return instance
+
+
+def _cell_weight(variables, cell, weight) -> Fraction:
+    w = Fraction(1)
+    for v, _ in zip(variables, cell):
+        w *= weight[v]
+    return w
+
+
+def _set_posterior(instance: Instance) -> None:
+    """Make one density equal to another's conditional at the held values (q = p(Z | X))."""
+    dens = instance.universe.densities
+    for qkey, qinfo in dens.items():
+        for pkey, pinfo in dens.items():
+            if pkey == qkey or pkey not in instance.tables:
+                continue
+            if not set(qinfo.variables) < set(pinfo.variables):
+                continue
+            rest = [v for v in pinfo.variables if v not in qinfo.variables]
+            table = instance.tables[pkey]
+            values = {}
+            for cell in product(*(range(len(instance.support[v])) for v in qinfo.variables)):
+                where = dict(zip(qinfo.variables, cell))
+                where.update({v: instance.held[v] for v in rest})
+                values[cell] = table[tuple(where[v] for v in pinfo.variables)]
+            total = sum(val * _cell_weight(qinfo.variables, c, instance.weight) for c, val in values.items())
+            posterior = {c: val / total for c, val in values.items()}
+            if qkey in instance.tables:
+                instance.tables[qkey] = posterior
+            else:  # the family at every parameter value: b = 0, a = log posterior
+                a, b = instance.families[qkey]
+                instance.tables[qkey] = posterior
+                del instance.families[qkey]
+            return
+
+
+# ---------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------
+
+class _Evaluator:
+    def __init__(self, instance: Instance):
+        self.inst = instance
+        self.cache: dict = {}
+
+    def mpf(self, x: Fraction):
+        return mpmath.mpf(x.numerator) / x.denominator
+
+    def joint(self, key: str, cell: tuple, params: dict):
+        if key in self.inst.tables:
+            return self.mpf(self.inst.tables[key][cell])
+        a, b = self.inst.families[key]
+        info = self.inst.universe.densities[key]
+        signature = (key, tuple(params[p] for p in info.params))
+        norm = self.cache.get(signature)
+        if norm is None:
+            norm = mpmath.fsum(self._family_raw(a, b, c, params) * self.mpf(
+                _cell_weight(info.variables, c, self.inst.weight)) for c in a)
+            self.cache[signature] = norm
+        return self._family_raw(a, b, cell, params) / norm
+
+    def _family_raw(self, a, b, cell, params):
+        exponent = self.mpf(a[cell]) + mpmath.fsum(self.mpf(coef) * params[p] for p, coef in b[cell].items())
+        return mpmath.exp(exponent)
+
+    def density(self, d: Density, env: dict, params: dict):
+        """p(A | B) at the points in env: a ratio of marginals of p's joint table."""
+        info = self.inst.universe.densities[d.key]
+        numer = self.marginal(d.key, info, {v.name for v in d.variables + d.given}, env, params)
+        if not d.given:
+            return numer
+        return numer / self.marginal(d.key, info, {v.name for v in d.given}, env, params)
+
+    def marginal(self, key, info, keep: set, env: dict, params: dict):
+        free = [v for v in info.variables if v not in keep]
+        fixed = {v: env[v] for v in info.variables if v in keep}
+        signature = ("m", key, tuple(sorted(fixed.items())), tuple(sorted(params.items())))
+        if signature in self.cache:
+            return self.cache[signature]
+        total = mpmath.mpf(0)
+        for cell in product(*(range(len(self.inst.support[v])) for v in free)):
+            where = dict(fixed)
+            where.update(zip(free, cell))
+            w = _cell_weight(free, cell, self.inst.weight)
+            total += self.mpf(w) * self.joint(key, tuple(where[v] for v in info.variables), params)
+        self.cache[signature] = total
+        return total
+
+    def assignments(self, variables):
+        names = [v.name for v in variables]
+        for cell in product(*(range(len(self.inst.support[n])) for n in names)):
+            yield dict(zip(names, cell)), self.mpf(_cell_weight(names, cell, self.inst.weight))
+
+    def over(self, dens: Density, env, params, integrand):
+        total = mpmath.mpf(0)
+        for point, w in self.assignments(dens.variables):
+            check_deadline()
+            inner = {**env, **point}
+            total += w * integrand(inner)
+        return total
+
+    def log(self, x):
+        if x <= 0:
+            raise Undefined("log of a non-positive number")
+        return mpmath.log(x)
+
+    def value(self, e, env: dict, params: dict):
+        if e.is_Number:
+            if e.is_Rational:
+                return mpmath.mpf(int(e.p)) / int(e.q)
+            return mpmath.mpf(str(sp.N(e, DIGITS + 10)))
+        if isinstance(e, sp.Symbol):
+            if e.name in params:
+                return params[e.name]
+            if e.name in env:
+                return self.mpf(self.inst.support[e.name][env[e.name]])
+            raise Undefined(f"no value for {e.name}")
+        if e is sp.E:
+            return mpmath.e
+        if e is sp.pi:
+            return mpmath.pi
+        v = lambda x, env=env: self.value(x, env, params)
+        if e.is_Add:
+            return mpmath.fsum(v(a) for a in e.args)
+        if e.is_Mul:
+            result = mpmath.mpf(1)
+            for a in e.args:
+                result *= v(a)
+            return result
+        if e.is_Pow:
+            base, exp = v(e.base), v(e.exp)
+            if base == 0 and exp <= 0:
+                raise Undefined("division by zero")
+            if base < 0 and not (e.exp.is_integer):
+                raise Undefined("a negative number to a fractional power")
+            return mpmath.power(base, exp)
+        if isinstance(e, sp.log):
+            return self.log(v(e.args[0]))
+        if isinstance(e, sp.exp):
+            return mpmath.exp(v(e.args[0]))
+        if isinstance(e, Density):
+            return self.density(e, env, params)
+        if isinstance(e, Expectation):
+            a = e.density
+            return self.over(a, env, params, lambda inner: self.density(a, inner, params) * v(e.body, inner))
+        if isinstance(e, Marginal):
+            total = mpmath.mpf(0)
+            name = e.variable.name
+            for i, _ in enumerate(self.inst.support[name]):
+                check_deadline()
+                total += self.mpf(self.inst.weight[name]) * v(e.body, {**env, name: i})
+            return total
+        if isinstance(e, KL):
+            a, b = e.first, e.second
+            return self.over(a, env, params, lambda inner: self._plogratio(a, a, b, inner, params))
+        if isinstance(e, Entropy):
+            a = e.density
+            return -self.over(a, env, params,
+                              lambda inner: self.density(a, inner, params) * self.log(self.density(a, inner, params)))
+        if isinstance(e, ELBO):
+            q, p = e.variational, e.joint
+            return self.over(q, env, params, lambda inner: self._plogratio(q, p, q, inner, params))
+        if isinstance(e, Gradient):
+            name = e.parameter.name
+            at = params[name]
+            return mpmath.diff(lambda t: self.value(e.body, env, {**params, name: t}), at)
+        raise Undefined(f"cannot evaluate {type(e).__name__}")
+
+    def _plogratio(self, weight_density, num, den, env, params):
+        w = self.density(weight_density, env, params)
+        return w * self.log(self.density(num, env, params) / self.density(den, env, params))
+
+
+def evaluate_on(expr: sp.Expr, instance: Instance):
+    """The value of ``expr`` on ``instance`` (an mpmath number at DIGITS digits)."""
+    env = dict(instance.held)
+    params = {k: mpmath.mpf(v.numerator) / v.denominator for k, v in instance.params.items()}
+    with mpmath.workdps(DIGITS):
+        value = _Evaluator(instance).value(expr, env, params)
+        if isinstance(value, mpmath.mpc):
+            raise Undefined("a complex value")
+        return value
