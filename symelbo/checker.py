@@ -26,7 +26,8 @@ import sympy as sp
 
 from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, relation_direction
-from .normalize import CANONICAL_RULES, equal_by, evaluate, minimal_rules, normal_form
+from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
+                        normal_form)
 from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
@@ -211,6 +212,13 @@ def _replay(step: Step, named: frozenset):
 
 def _prove(step: Step, equalities: frozenset, inequalities: frozenset, replay=False):
     """Rules proving the step, or None. Inequalities use one inequality rule application."""
+    try:
+        return _search(step, equalities, inequalities, replay)
+    except NormalizationLoop:
+        return None
+
+
+def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: bool):
     if step.relation == "=":
         used = equal_by(step.lhs, step.rhs, equalities)
         if used is not None and not replay:
@@ -402,7 +410,8 @@ def _compare(left, right, relation) -> str:
 
 
 def _counterexample(instance, left, right, step) -> dict:
-    out = instance.describe()
+    free = {s.name for s in step.lhs.free_symbols | step.rhs.free_symbols}
+    out = instance.describe(free)
     out["lhs"] = mpmath.nstr(left, 12)
     out["rhs"] = mpmath.nstr(right, 12)
     out["relation"] = step.relation

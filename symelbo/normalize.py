@@ -29,6 +29,7 @@ __all__ = ["evaluate", "normal_form", "Normalized", "CANONICAL_RULES"]
 CANONICAL_RULES = frozenset(name for name, rule in RULES.items() if not rule.is_inequality)
 
 _MAX_PASSES = 60
+_MAX_DEPTH = 400
 _LATE_RULES = frozenset({"definition_expectation", "differentiation"})
 
 
@@ -43,6 +44,10 @@ def evaluate(expr: sp.Expr) -> sp.Expr:
     return expr.func(*[evaluate(a) for a in expr.args])
 
 
+class NormalizationLoop(Exception):
+    """The rewrites did not reach a normal form (a set of rules that undo each other)."""
+
+
 @dataclass(frozen=True)
 class Normalized:
     """A normal form and the rules that fired to reach it."""
@@ -51,15 +56,15 @@ class Normalized:
     fired: frozenset
 
 
-def _homogeneity(e):
+def _homogeneity(e, into_sums: bool, into_gradients: bool):
     """c * Op[f] -> Op[c f] for a number c (Op linear): the algebra of scalar multiples."""
     if e.is_Mul and len(e.args) == 2 and e.args[0].is_Number:
         c, op = e.args
-        if isinstance(op, Expectation):
+        if isinstance(op, Expectation) and into_sums:
             return Expectation(op.density, sp.expand(c * op.body, **_EXPAND))
-        if isinstance(op, Marginal):
+        if isinstance(op, Marginal) and into_sums:
             return Marginal(op.variable, sp.expand(c * op.body, **_EXPAND))
-        if isinstance(op, Gradient):
+        if isinstance(op, Gradient) and into_gradients:
             return Gradient(op.parameter, sp.expand(c * op.body, **_EXPAND))
     return None
 
@@ -81,9 +86,12 @@ class _Normalizer:
         order = sorted((name for name in RULES if name in names),
                        key=lambda name: name in _LATE_RULES)
         self.rewrites = [(name, rw) for name in order for rw in RULES[name].rewrites]
-        self.homogeneity = not ({"linearity_expectation", "linearity_gradient"} & names)
+        # scalar homogeneity is algebra, unless a linearity rule pulls constants out instead
+        self.push_into_sums = "linearity_expectation" not in names
+        self.push_into_gradients = not ({"linearity_gradient", "differentiation"} & names)
         self.fired: set[str] = set()
         self.cache: dict = {}
+        self.depth = 0
 
     def node(self, e):
         """Rewrite at one node (its arguments already normal) until nothing applies."""
@@ -96,7 +104,7 @@ class _Normalizer:
                     e = self.full(new)
                     break
             else:
-                new = _sum_order(e) or (_homogeneity(e) if self.homogeneity else None)
+                new = _sum_order(e) or _homogeneity(e, self.push_into_sums, self.push_into_gradients)
                 if new is None or new == e:
                     return e
                 e = self.full(new)
@@ -113,6 +121,15 @@ class _Normalizer:
         return e.func(*[self.full(a) for a in e.args])
 
     def full(self, e):
+        self.depth += 1
+        try:
+            if self.depth > _MAX_DEPTH:
+                raise NormalizationLoop()
+            return self._full(e)
+        finally:
+            self.depth -= 1
+
+    def _full(self, e):
         if e in self.cache:
             return self.cache[e]
         if e.is_Atom or isinstance(e, sp.Tuple):
@@ -143,7 +160,8 @@ def normal_form(expr: sp.Expr, names=CANONICAL_RULES) -> Normalized:
 def minimal_rules(lhs: sp.Expr, rhs: sp.Expr, used: frozenset) -> frozenset:
     """Drop rules from ``used`` one at a time while ``lhs = rhs`` still follows (greedy)."""
     current = frozenset(used)
-    for name in sorted(used, reverse=True):
+    # later rules in the registry go first, so the plainest names are the ones kept
+    for name in sorted(used, key=list(RULES).index, reverse=True):
         trial = current - {name}
         found = equal_by(lhs, rhs, trial)
         if found is not None:
@@ -153,7 +171,10 @@ def minimal_rules(lhs: sp.Expr, rhs: sp.Expr, used: frozenset) -> frozenset:
 
 def equal_by(lhs: sp.Expr, rhs: sp.Expr, names=CANONICAL_RULES):
     """Return the rules used when ``lhs = rhs`` follows from the named rules, else None."""
-    left, right = normal_form(lhs, names), normal_form(rhs, names)
+    try:
+        left, right = normal_form(lhs, names), normal_form(rhs, names)
+    except NormalizationLoop:
+        return None
     difference = sp.expand(left.expr - right.expr, **_EXPAND)
     if difference == 0:
         return left.fired | right.fired

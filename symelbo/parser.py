@@ -267,14 +267,13 @@ class _Builder:
         if kind == "name":
             return self.name(node.children[0], lineno)
         if kind == "add":
-            return sp.Add(build(node.children[0]), build(node.children[1]), evaluate=False)
+            return _flat(sp.Add, build(node.children[0]), build(node.children[1]))
         if kind == "sub":
-            return sp.Add(build(node.children[0]), _negate(build(node.children[1])), evaluate=False)
+            return _flat(sp.Add, build(node.children[0]), _negate(build(node.children[1])))
         if kind == "mul":
-            return sp.Mul(build(node.children[0]), build(node.children[1]), evaluate=False)
+            return _flat(sp.Mul, build(node.children[0]), build(node.children[1]))
         if kind == "div":
-            return sp.Mul(build(node.children[0]), sp.Pow(build(node.children[1]), -1, evaluate=False),
-                          evaluate=False)
+            return _flat(sp.Mul, build(node.children[0]), sp.Pow(build(node.children[1]), -1, evaluate=False))
         if kind == "neg":
             return _negate(build(node.children[0]))
         if kind == "factor":  # unary plus
@@ -400,6 +399,12 @@ class _Builder:
         if not (isinstance(body, Tree) and body.data == "density"):
             raise self.error("H[...] takes a density, as in H[q(Z)]", node, lineno)
         return Entropy(self.density(body, lineno))
+
+
+def _flat(op, left: sp.Expr, right: sp.Expr) -> sp.Expr:
+    """``left op right`` unevaluated, continuing a run of the same operation (a + b + c)."""
+    head = left.args if isinstance(left, op) else (left,)
+    return op(*head, right, evaluate=False)
 
 
 def _negate(expr: sp.Expr) -> sp.Expr:

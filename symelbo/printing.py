@@ -16,6 +16,9 @@ class _CalcPrinter(StrPrinter):
     """The ``.calc`` syntax: what it prints, the parser reads back."""
 
     def _print_log(self, expr):
+        from .notation import Density
+        if isinstance(expr.args[0], Density):  # the file format's `log p(X)`
+            return f"log {self._print(expr.args[0])}"
         return f"log({self._print(expr.args[0])})"
 
     def _print_exp(self, expr):
@@ -33,3 +36,21 @@ def calc_str(expr: sp.Expr) -> str:
 def latex_str(expr: sp.Expr) -> str:
     """``expr`` as LaTeX, through the notation's printer hooks."""
     return sp.latex(expr, order="none")
+
+
+def calc_text(derivation, comment: str = "") -> str:
+    """A derivation as a ``.calc`` file: headers, then chains with aligned ``by`` columns."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    for key, value in derivation.headers.items():
+        lines.append(f"{key}: {value}")
+    for chain in derivation.chains:
+        lines.append("")
+        rows = [("", calc_str(chain.first), "")]
+        rows += [(s.relation, calc_str(s.rhs), ", ".join(s.by)) for s in chain.steps]
+        width = max(len(text) for _, text, _ in rows)
+        for relation, text, by in rows:
+            row = f"{relation:>4} {text}" if relation else f"     {text}"
+            if by:
+                row = f"{row:<{width + 5}}    by {by}"
+            lines.append(row.rstrip())
+    return "\n".join(lines) + "\n"

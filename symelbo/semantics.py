@@ -58,23 +58,31 @@ class Universe:
         variables: set[str] = set()
         symbols: set[str] = set()
         for expr in expressions:
-            for node in sp.preorder_traversal(expr):
+            for node in _walk(expr):
                 if isinstance(node, Density):
                     names = {v.name for v in node.variables + node.given}
                     info = dens.setdefault(node.key, (node.name, tuple(p.name for p in node.params), set()))
                     info[2].update(names)
                     variables.update(names)
                     symbols.update(p.name for p in node.params)
-                elif isinstance(node, (Marginal,)):
+                elif isinstance(node, Marginal):
                     variables.add(node.variable.name)
                 elif isinstance(node, Gradient):
                     symbols.add(node.parameter.name)
-                elif isinstance(node, sp.Symbol) and not isinstance(node, sp.Dummy):
+                elif isinstance(node, sp.Symbol):
                     symbols.add(node.name)
         densities = {key: DensityInfo(name, params, tuple(sorted(vs)))
                      for key, (name, params, vs) in sorted(dens.items())}
         parameters = tuple(sorted(symbols - variables))
         return Universe(densities, tuple(sorted(variables)), parameters)
+
+
+def _walk(expr):
+    """Every node of expr, without descending into a density (its name is not a symbol)."""
+    yield expr
+    if not isinstance(expr, Density):
+        for arg in expr.args:
+            yield from _walk(arg)
 
 
 @dataclass
@@ -92,12 +100,16 @@ class Instance:
     universe: Universe = field(repr=False, default=None)
 
     # -- description (for counterexamples) --------------------------------------
-    def describe(self) -> dict:
-        """A JSON-ready description that reproduces this instance exactly."""
+    def describe(self, free=None) -> dict:
+        """A JSON-ready description that reproduces this instance exactly.
+
+        ``free``: the variables held at a point (the others are summed over).
+        """
         fmt = lambda x: str(x)
+        held = {v: i for v, i in self.held.items() if free is None or v in free}
         out = {"kind": self.kind, "seed": self.seed,
                "support": {v: [fmt(x) for x in pts] for v, pts in self.support.items()},
-               "held": {v: fmt(self.support[v][i]) for v, i in self.held.items()},
+               "held": {v: fmt(self.support[v][i]) for v, i in held.items()},
                "densities": {}}
         if any(w != 1 for w in self.weight.values()):
             out["weights"] = {v: fmt(w) for v, w in self.weight.items()}

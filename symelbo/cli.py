@@ -1,0 +1,192 @@
+"""The command line: a thin layer over the parser, the generator, the checker and the renderers.
+
+Exit status: 0 when every step is proved or tested, 1 when something is
+refuted, misjustified or unknown, 2 for bad input (one line naming
+``file:line:column``, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import InputError, SymelboError, ToolMissingError
+
+__all__ = ["main"]
+
+FORMATS = ("text", "latex", "markdown", "json")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symelbo",
+        description="Symbolic derivation and verification engine for variational inference.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    sub.add_parser("list", help="list the built-in derivations and rules")
+
+    def output_options(p):
+        p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+        p.add_argument("--json", action="store_true", help="same as --format json")
+        p.add_argument("--fragment", action="store_true",
+                       help="LaTeX: only the align* block, for \\input into a paper")
+        p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of standard output")
+        p.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex into OUT")
+        p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS",
+                       help="time budget per step (default: 5)")
+
+    derive = sub.add_parser("derive", help="generate a built-in derivation and check it")
+    derive.add_argument("name", metavar="NAME", help="kl-shuffle, jensen or gradient")
+    derive.add_argument("--model", metavar="FILE.toml", help="instantiate the derivation on a model")
+    output_options(derive)
+
+    check = sub.add_parser("check", help="check a derivation file")
+    check.add_argument("file", metavar="FILE.calc")
+    output_options(check)
+
+    model = sub.add_parser("model", help="ELBO, log evidence and KL of a model file, checked")
+    model.add_argument("file", metavar="FILE.toml")
+    model.add_argument("--json", action="store_true", help="print JSON")
+    model.add_argument("-o", "--output", metavar="OUT")
+
+    plot = sub.add_parser("plot", help="plot log evidence, ELBO and KL against a variational parameter")
+    plot.add_argument("file", metavar="FILE.toml")
+    plot.add_argument("--vary", required=True, metavar="PARAM")
+    plot.add_argument("-o", "--output", metavar="OUT", help="PNG or PDF file (default: FILE-PARAM.png)")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except InputError as error:
+        print(f"symelbo: {error}", file=sys.stderr)
+        return 2
+    except ToolMissingError as error:
+        print(f"symelbo: {error}", file=sys.stderr)
+        return 2
+    except SymelboError as error:
+        print(f"symelbo: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("symelbo: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an internal fault: one line, never a traceback for users
+        if os.environ.get("SYMELBO_DEBUG"):
+            raise
+        print(f"symelbo: internal error ({type(error).__name__}: {error}); "
+              "set SYMELBO_DEBUG=1 to see where", file=sys.stderr)
+        return 3
+
+
+# ---------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------
+
+def _list(args) -> int:
+    from .generate import BUILTIN
+    from .rules import RULES
+    lines = ["Built-in derivations (symelbo derive NAME):"]
+    width = max(len(n) for n in BUILTIN)
+    for name, builtin in BUILTIN.items():
+        lines.append(f"  {name:<{width}}  {builtin.title}: {builtin.summary}")
+    lines.append("")
+    lines.append("Rules (by NAME in a .calc file):")
+    width = max(len(n) for n in RULES)
+    for name, rule in RULES.items():
+        lines.append(f"  {name:<{width}}  {rule.relation:>2}  {rule.conditions}")
+    _emit("\n".join(lines) + "\n", None)
+    return 0
+
+
+def _derive(args) -> int:
+    from .checker import CheckOptions, check_derivation
+    from .generate import BUILTIN, generate
+    if args.name not in BUILTIN:
+        raise InputError(f"unknown derivation '{args.name}'; choose one of {', '.join(BUILTIN)}",
+                         "<command line>")
+    derivation = generate(args.name)
+    if args.model:
+        from .instantiate import instantiate_report
+        return instantiate_report(derivation, args.name, args.model, args)
+    result = check_derivation(derivation, CheckOptions(budget=args.budget))
+    return _show(result, args, name=args.name)
+
+
+def _check(args) -> int:
+    from .checker import CheckOptions, check_derivation
+    from .parser import parse_file
+    derivation = parse_file(args.file)
+    result = check_derivation(derivation, CheckOptions(budget=args.budget))
+    return _show(result, args, name=Path(args.file).name)
+
+
+def _model(args) -> int:
+    from .model_report import run_model
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="\n") as out:
+            return run_model(args.file, args.json, out)
+    return run_model(args.file, args.json, sys.stdout)
+
+
+def _plot(args) -> int:
+    from .plot import run_plot
+    out = args.output or f"{Path(args.file).stem}-{args.vary}.png"
+    return run_plot(args.file, args.vary, out)
+
+
+_COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, "plot": _plot}
+
+
+# ---------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------
+
+def _format_of(args) -> str:
+    if args.json:
+        return "json"
+    if args.pdf:
+        return "latex"
+    return args.format
+
+
+def _show(result, args, name: str) -> int:
+    """Render a checked derivation in the requested format and return the exit status."""
+    fmt = _format_of(args)
+    if args.pdf:
+        from .render import compile_pdf, render
+        if not args.output:
+            raise InputError("--pdf needs -o OUT.pdf", "<command line>")
+        compile_pdf(render(result, "latex", name=name, fragment=False), args.output)
+    elif fmt == "json":
+        from .report import json_report
+        _emit(json_report(result), args.output)
+    elif fmt == "text":
+        from .report import text_report
+        _emit(text_report(result, name), args.output)
+    else:
+        from .render import render
+        _emit(render(result, fmt, name=name, fragment=args.fragment), args.output)
+    return 0 if result.passed else 1
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(text)
+        except OSError as error:
+            raise InputError(f"cannot write the output ({error.strerror or error})", output) from None
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

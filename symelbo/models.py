@@ -1,0 +1,1008 @@
+"""Models p(X, Z) with a mean-field q(Z): ELBO, exact log evidence and KL(q || posterior) in closed form.
+
+A model is read from a TOML file (:func:`load_model`) or built in Python
+(:func:`model_from_dict`). Everything is computed from tables, never by
+symbolic integration:
+
+* the ELBO is E_q[log p(X, Z)] + H[q]: the log joint is expanded into terms
+  ``coefficient * f_1(z_1) * f_2(z_2) ...`` and each ``E_q[f_j(z_j)]`` is read
+  from the family table (mean-field: factors are independent). Data enter only
+  through sufficient statistics (n, sum x, sum x**2, counts...), so a million
+  observations cost what ten do;
+* the log evidence log p(X) integrates the latents out one at a time by
+  matching the log joint to a kernel (Gaussian in z and z**2, Gamma in z and
+  log z, Beta in log z and log(1-z), a finite sum for discrete latents);
+  the matched kernel also names the exact posterior;
+* KL(q || posterior) is then computed from the KL table (or from the entropy
+  and the expectation table), independently of log p(X) - ELBO.
+
+Symbols carry the assumptions that make ``expand`` split logarithms soundly:
+a latent is real, positive, ... as its prior's support says, and an identifier
+used as a factor of a parameter that must be positive (a std, a rate, a shape)
+is positive. Numbers in ``[values]`` are checked against these assumptions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import mpmath
+import sympy as sp
+
+from symelbo import families as fam
+from symelbo.errors import InputError
+from symelbo.model_expr import Arg, DistCall, Where, factor_names, names, parse_distribution, \
+    to_sympy
+
+#: Decimal digits used to evaluate values and numeric checks.
+DIGITS = 50
+
+
+class NoClosedForm(Exception):
+    """A quantity has no closed form in the tables; ``reason`` says which term is missing."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Dist:
+    """A distribution written in a model file: family, SymPy arguments, and where it was written."""
+
+    family: fam.Family
+    call: DistCall
+    where: Where
+    args: tuple[sp.Expr, ...] = ()
+
+    def text(self) -> str:
+        """The distribution as the file wrote it."""
+        return f"{self.call.name}(" + ", ".join(a.text for a in self.call.args) + ")"
+
+
+@dataclass
+class Latent:
+    """A latent variable: its prior, its variational factor, and its symbols (one, or one per observation)."""
+
+    name: str
+    prior: Dist
+    q: Dist | None = None
+    per: str | None = None
+    symbols: list[sp.Symbol] = field(default_factory=list)
+    # For each symbol, the prior's and q's arguments with local names indexed.
+    prior_args: list[tuple[sp.Expr, ...]] = field(default_factory=list)
+    q_args: list[tuple[sp.Expr, ...]] = field(default_factory=list)
+
+
+@dataclass
+class Observed:
+    """An observed variable: its likelihood and its data (a list of numbers)."""
+
+    name: str
+    dist: Dist
+    data: list
+    symbol: sp.Symbol | None = None
+
+
+@dataclass
+class Posterior:
+    """One factor of the exact posterior: p(z | later latents, X) = family(params)."""
+
+    symbol: sp.Symbol
+    family: fam.Family
+    params: tuple[sp.Expr, ...]
+    #: For a finite latent, log p(z = k | X) for each value k, written as f_k - log sum_j exp(f_j).
+    log_masses: tuple[sp.Expr, ...] | None = None
+
+
+@dataclass
+class Evidence:
+    """The exact log evidence, the posterior it came with, and side conditions checked at the values."""
+
+    log_evidence: sp.Expr
+    posterior: list[Posterior]
+    conditions: list[tuple[sp.Expr, str]]
+
+
+# --- reading TOML ----------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-\"' .]+?)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*=")
+
+
+def _locate(text: str, table: str | None, key: str, sub: str | None = None):
+    """(line, column) of the string value of ``[table] key`` (or of its ``sub`` field); best effort."""
+    current = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            current = header.group(1).strip().strip("\"'")
+            continue
+        m = _KEY.match(line)
+        if not m or current != table or m.group(1).strip("\"'") != key:
+            continue
+        start = m.end()
+        if sub is not None:
+            s = re.search(r"\b" + re.escape(sub) + r"\s*=", line[start:])
+            if not s:
+                return number, None
+            start += s.end()
+        q = re.search(r"[\"'\[\d\-{]", line[start:])
+        if not q:
+            return number, None
+        col = start + q.start() + 1
+        if line[col - 1] in "\"'":
+            col += 1
+        return number, col
+    return None, None
+
+
+def _where(path, text, table, key, sub=None) -> Where:
+    line, column = _locate(text, table, key, sub) if text is not None else (None, None)
+    label = f"[{table}] {key}" if table else key
+    return Where(path, label, line, column)
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, path: str) -> InputError:
+    line = getattr(exc, "lineno", None)
+    col = getattr(exc, "colno", None)
+    msg = getattr(exc, "msg", None) or str(exc)
+    m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+    if m:
+        line, col = int(m.group(1)), int(m.group(2))
+        msg = str(exc)[:m.start()].strip()
+    elif "end of document" in str(exc):
+        msg = str(exc).replace("(at end of document)", "").strip()
+    return InputError(f"malformed TOML: {msg}", path, line, col)
+
+
+def _read_data_file(file: Path, where: Where) -> list:
+    """Numbers from a ``.csv``/text file (one per line) or a ``.npy`` array."""
+    if not file.is_file():
+        raise where.error(f"data file {str(file)!r} not found")
+    if file.suffix == ".npy":
+        try:
+            import numpy as np
+        except ImportError:
+            raise where.error("reading a .npy data file needs numpy (pip install numpy)") from None
+        try:
+            arr = np.load(file, allow_pickle=False)
+        except Exception as exc:  # numpy raises several types for a bad file
+            raise where.error(f"cannot read {file.name}: {exc}") from None
+        if arr.dtype.kind not in "iufb":
+            raise where.error(f"{file.name} holds {arr.dtype}, not numbers")
+        return arr.ravel().tolist()
+    values = []
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise where.error(f"cannot read {file.name}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        item = line.split("#", 1)[0].strip().rstrip(",")
+        if not item:
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            try:
+                value = float(item)
+            except ValueError:
+                raise InputError(f"{where.entry}: not a number: {item!r}", str(file), number,
+                                 1) from None
+        values.append(value)
+    return values
+
+
+def _number_value(v, where: Where, what: str):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise where.error(f"{what} must be a number, got {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise where.error(f"{what} must be finite, got {v!r}")
+    return v
+
+
+def _exact(v) -> sp.Rational:
+    """The exact value of a number as a file wrote it (a float by its shortest decimal)."""
+    if isinstance(v, int):
+        return sp.Integer(v)
+    return sp.Rational(Fraction(repr(float(v))))
+
+
+def load_model(path: str) -> "Model":
+    """Read a model file; bad input raises InputError naming the file, the entry, line and column."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("model file not found", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read model file: {exc}", str(path)) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(exc, str(path)) from None
+    return model_from_dict(doc, path=str(path), text=text, base=p.parent)
+
+
+def model_from_dict(doc: dict, path: str | None = None, text: str | None = None,
+                    base: Path | None = None) -> "Model":
+    """Build a Model from the parsed TOML structure (the Python API for models)."""
+    return Model(doc, path, text, base or Path("."))
+
+
+# --- the model -------------------------------------------------------------
+
+_ASSUME = {fam.REAL: dict(real=True), fam.POSITIVE: dict(positive=True),
+           fam.UNIT: dict(positive=True), fam.COUNTS: dict(integer=True, nonnegative=True),
+           fam.BINARY: dict(integer=True, nonnegative=True),
+           fam.FINITE: dict(integer=True, nonnegative=True),
+           fam.BOUNDED_COUNTS: dict(integer=True, nonnegative=True)}
+
+
+class Model:
+    """A probabilistic model with a mean-field variational family, ready for closed-form analysis."""
+
+    def __init__(self, doc: dict, path: str | None, text: str | None, base: Path):
+        self.path = path
+        self._text = text
+        self._base = base
+        self._cache: dict = {}
+        known = {"name", "latent", "observed", "variational", "values"}
+        for key in doc:
+            if key not in known:
+                line, _ = _locate_table(text, key)
+                raise InputError(f"unknown table or key {key!r}; expected one of "
+                                 + ", ".join(sorted(known)), path, line)
+        self.name = doc.get("name", Path(path).stem if path else "model")
+        if not isinstance(self.name, str):
+            raise InputError("name must be a string", path, *_locate(text or "", None, "name"))
+        for table in ("latent", "observed", "variational", "values"):
+            if table in doc and not isinstance(doc[table], dict):
+                raise InputError(f"[{table}] must be a table", path, _locate_table(text, table)[0])
+        latent_doc = doc.get("latent", {})
+        observed_doc = doc.get("observed", {})
+        variational_doc = doc.get("variational", {})
+        values_doc = doc.get("values", {})
+        if not latent_doc:
+            raise InputError("the model has no [latent] variables", path)
+        if not observed_doc:
+            raise InputError("the model has no [observed] variables", path)
+        self._read(latent_doc, observed_doc, variational_doc, values_doc)
+
+    # -- parsing ---------------------------------------------------------
+    def _w(self, table, key, sub=None) -> Where:
+        return _where(self.path, self._text, table, key, sub)
+
+    def _dist(self, text, where: Where) -> tuple[fam.Family, DistCall]:
+        call = parse_distribution(text, where)
+        family = fam.get_family(call.name)
+        if family is None:
+            raise where.error(f"unknown family {call.name!r}; expected one of "
+                              + ", ".join(sorted(fam.FAMILIES)), call.name_column)
+        problem = family.check_arity(len(call.args))
+        if problem:
+            raise where.error(problem, call.name_column)
+        return family, call
+
+    def _read(self, latent_doc, observed_doc, variational_doc, values_doc):
+        path = self.path
+        # 1. Distributions as syntax trees.
+        latents: dict[str, Latent] = {}
+        for name, entry in latent_doc.items():
+            per = None
+            if isinstance(entry, dict):
+                where = self._w("latent", name, "dist")
+                extra = set(entry) - {"dist", "per"}
+                if extra or "dist" not in entry:
+                    raise where.error("a latent table takes dist = \"...\" and optionally "
+                                      "per = \"<observed name>\"")
+                per = entry.get("per")
+                text = entry["dist"]
+            else:
+                where = self._w("latent", name)
+                text = entry
+            family, call = self._dist(text, where)
+            latents[name] = Latent(name, Dist(family, call, where), per=per)
+        observed: dict[str, Observed] = {}
+        for name, entry in observed_doc.items():
+            where = self._w("observed", name, "dist")
+            if not isinstance(entry, dict) or "dist" not in entry:
+                raise self._w("observed", name).error(
+                    'expected { dist = "...", data = [...] } or { dist = "...", data_file = "..." }')
+            extra = set(entry) - {"dist", "data", "data_file"}
+            if extra:
+                raise where.error(f"unknown field {sorted(extra)[0]!r}")
+            if name in latents:
+                raise where.error(f"{name!r} is both latent and observed")
+            family, call = self._dist(entry["dist"], where)
+            observed[name] = Observed(name, Dist(family, call, where), [])
+        for name in variational_doc:
+            if name not in latents:
+                raise self._w("variational", name).error(f"{name!r} is not a latent variable")
+        for name, lat in latents.items():
+            if name not in variational_doc:
+                raise InputError(f"[variational]: no variational family for latent {name!r}",
+                                 path, _locate_table(self._text, "variational")[0])
+            where = self._w("variational", name)
+            entry = variational_doc[name]
+            if not isinstance(entry, str):
+                raise where.error('expected a distribution string, e.g. "Normal(m, s)"')
+            family, call = self._dist(entry, where)
+            lat.q = Dist(family, call, where)
+            if lat.per is not None and lat.per not in observed:
+                raise lat.prior.where.error(f"per = {lat.per!r} names no observed variable")
+
+        # 2. Which identifier means what, and its assumptions.
+        model_names: set[str] = set()
+        q_names: set[str] = set()
+        positive_because: dict[str, str] = {}
+        unit_because: dict[str, str] = {}
+
+        def scan(dist: Dist, target: set, owner: str):
+            for i, arg in enumerate(dist.call.args):
+                used = names(arg.tree)
+                target.update(used)
+                dom = dist.family.domain_of(i)
+                why = f"it is the {dist.family.param_name(i)} of {dist.call.name} in {owner}"
+                if dom in (fam.D_POSITIVE, fam.D_COUNT):
+                    for n in factor_names(arg.tree):
+                        positive_because.setdefault(n, why)
+                elif dom == fam.D_PROB and len(used) == 1 and arg.text.strip() == used[0]:
+                    positive_because.setdefault(used[0], why)
+                    unit_because.setdefault(used[0], why)
+
+        for lat in latents.values():
+            scan(lat.prior, model_names, lat.prior.where.entry)
+        for obs in observed.values():
+            scan(obs.dist, model_names, obs.dist.where.entry)
+        for lat in latents.values():
+            scan(lat.q, q_names, lat.q.where.entry)
+        for name in observed:
+            if name in model_names or name in q_names:
+                raise InputError(f"observed variable {name!r} cannot be used as a parameter",
+                                 path)
+        local = {n for n, lat in latents.items() if lat.per is not None}
+        for name, lat in latents.items():
+            for other in latents.values():
+                used = {u for a in other.q.call.args for u in names(a.tree)}
+                if name in used:
+                    raise other.q.where.error(f"a variational factor cannot depend on the "
+                                              f"latent {name!r}")
+            if name in local:
+                for other in latents.values():
+                    used = {u for a in other.prior.call.args for u in names(a.tree)}
+                    if name in used:
+                        raise other.prior.where.error(
+                            f"{name!r} has one value per observation and cannot be a "
+                            "parameter of another latent")
+        self.latents = list(latents.values())
+        self.observed = list(observed.values())
+
+        symbols: dict[str, sp.Symbol] = {}
+        for name, lat in latents.items():
+            symbols[name] = sp.Symbol(name, **_ASSUME[lat.prior.family.support])
+        var_only = sorted(q_names - model_names - set(latents))
+        for name in sorted((model_names | q_names) - set(latents)):
+            if name in positive_because:
+                symbols[name] = sp.Symbol(name, positive=True)
+            else:
+                symbols[name] = sp.Symbol(name, real=True)
+        self._positive_because = positive_because
+        self._unit_because = unit_because
+        self._symbols = symbols
+
+        # 3. Values.
+        values: dict[sp.Symbol, sp.Expr] = {}
+        local_values: dict[str, list] = {}
+        local_q_names = {n for lat in self.latents if lat.per is not None
+                         for a in lat.q.call.args for n in names(a.tree)} & set(var_only)
+        for key, raw in values_doc.items():
+            where = self._w("values", key)
+            if key in latents:
+                raise where.error(f"{key!r} is a latent variable; it cannot be given a value")
+            if key not in symbols:
+                raise where.error(f"{key!r} is not used by the model")
+            if isinstance(raw, list):
+                if key not in local_q_names:
+                    raise where.error(f"{key!r} takes one number, not a list")
+                local_values[key] = [_number_value(v, where, key) for v in raw]
+                for v in local_values[key]:
+                    self._check_value(key, _exact(v), where)
+                continue
+            v = _exact(_number_value(raw, where, key))
+            self._check_value(key, v, where)
+            if key in local_q_names:
+                local_values[key] = [raw]
+            else:
+                values[symbols[key]] = v
+
+        # 4. SymPy arguments and numeric domain checks.
+        for lat in self.latents:
+            lat.prior.args = self._args(lat.prior, values)
+            lat.q.args = self._args(lat.q, values)
+        for obs in self.observed:
+            obs.dist.args = self._args(obs.dist, values)
+
+        # 5. Data.
+        for obs in self.observed:
+            entry = observed_doc[obs.name]
+            where = obs.dist.where
+            if ("data" in entry) == ("data_file" in entry):
+                raise self._w("observed", obs.name).error("give exactly one of data and data_file")
+            if "data" in entry:
+                dwhere = self._w("observed", obs.name, "data")
+                raw = entry["data"]
+                if not isinstance(raw, list):
+                    raise dwhere.error("data must be a list of numbers")
+                data = [_number_value(v, dwhere, "each data value") for v in raw]
+            else:
+                dwhere = self._w("observed", obs.name, "data_file")
+                if not isinstance(entry["data_file"], str):
+                    raise dwhere.error("data_file must be a file name")
+                data = _read_data_file(self._base / entry["data_file"], dwhere)
+            if not data:
+                raise dwhere.error("no data")
+            support = obs.dist.family.support
+            sparams = obs.dist.args
+            if support == fam.BOUNDED_COUNTS and not sparams[0].is_number:
+                raise where.error("the n of a Binomial likelihood needs a value")
+            for i, v in enumerate(data):
+                if not fam.data_in_support(v, support, sparams):
+                    raise dwhere.error(f"data value {v!r} (item {i + 1}) is outside the support "
+                                       f"of {obs.dist.call.name}, {fam.SUPPORT_TEXT[support]}")
+            if obs.dist.family.discrete:
+                data = [int(v) for v in data]
+            obs.data = data
+            obs.symbol = sp.Symbol(obs.name, **_ASSUME[support])
+
+        # 6. Local latents: one symbol per observation, with indexed variational parameters.
+        self._var_symbols: list[sp.Symbol] = [symbols[n] for n in var_only
+                                              if n not in local_q_names]
+        local_var_symbols: list[sp.Symbol] = []
+        for lat in self.latents:
+            if lat.per is None:
+                lat.symbols = [symbols[lat.name]]
+                lat.prior_args = [lat.prior.args]
+                lat.q_args = [lat.q.args]
+                continue
+            n = len(next(o for o in self.observed if o.name == lat.per).data)
+            for i in range(n):
+                zi = sp.Symbol(f"{lat.name}_{i + 1}", **_ASSUME[lat.prior.family.support])
+                sub = {}
+                for qn in sorted(local_q_names):
+                    if any(qn in names(a.tree) for a in lat.q.call.args):
+                        s = symbols[qn]
+                        si = sp.Symbol(f"{qn}_{i + 1}", **s.assumptions0)
+                        sub[s] = si
+                        local_var_symbols.append(si)
+                        if qn in local_values:
+                            vals = local_values[qn]
+                            if len(vals) not in (1, n):
+                                raise self._w("values", qn).error(
+                                    f"{qn!r} needs 1 or {n} numbers (one per observation of "
+                                    f"{lat.per!r}), got {len(vals)}")
+                            values[si] = _exact(vals[0] if len(vals) == 1 else vals[i])
+                lat.symbols.append(zi)
+                lat.prior_args.append(lat.prior.args)
+                lat.q_args.append(tuple(a.xreplace(sub) for a in lat.q.args))
+        self._var_symbols += local_var_symbols
+        self.values = values
+
+    def _check_value(self, key: str, v: sp.Rational, where: Where):
+        if key in self._positive_because and not v > 0:
+            raise where.error(f"{key} = {v} but {key} must be positive: "
+                              f"{self._positive_because[key]}")
+        if key in self._unit_because and not v < 1:
+            raise where.error(f"{key} = {v} but {key} must be below 1: {self._unit_because[key]}")
+
+    def _args(self, dist: Dist, values) -> tuple[sp.Expr, ...]:
+        out = []
+        for i, arg in enumerate(dist.call.args):
+            expr = to_sympy(arg, self._symbols, dist.where)
+            dom = dist.family.domain_of(i)
+            at_values = expr.xreplace(values)
+            ok = fam.in_domain(at_values, dom)
+            if ok is False:
+                shown = f"{arg.text} = {at_values}" if at_values != expr or not expr.is_number \
+                    else arg.text
+                raise dist.where.error(
+                    f"the {dist.family.param_name(i)} of {dist.call.name} must be "
+                    f"{fam.DOMAIN_TEXT[dom]}, got {shown}", arg.column)
+            out.append(expr)
+        if dist.family.variadic:
+            total = sp.Add(*out).xreplace(values)
+            if total.is_number and total != 1:
+                raise dist.where.error(f"the probabilities of {dist.call.name} sum to {total}, "
+                                       "not 1", dist.call.args[0].column)
+        return tuple(out)
+
+    # -- public API --------------------------------------------------------
+    @property
+    def variational_parameters(self) -> list[sp.Symbol]:
+        """The symbols only q depends on, in a stable order (per-observation ones last)."""
+        return list(self._var_symbols)
+
+    @property
+    def latent_symbols(self) -> list[sp.Symbol]:
+        """Every latent symbol (a per-observation latent contributes one per observation)."""
+        return [s for lat in self.latents for s in lat.symbols]
+
+    def symbol(self, name: str) -> sp.Symbol:
+        """The symbol an identifier of the file stands for."""
+        return self._symbols[name]
+
+    def has_local_latents(self) -> bool:
+        """Whether some latent has one copy per observation."""
+        return any(lat.per for lat in self.latents)
+
+    # -- sufficient statistics and the log joint ------------------------------
+    def _statistics(self):
+        """The log joint with data as statistic symbols, and the statistics' exact values."""
+        if "joint" in self._cache:
+            return self._cache["joint"]
+        stats: dict[sp.Symbol, sp.Expr] = {}
+        total = []
+        for lat in self.latents:
+            for z, args in zip(lat.symbols, lat.prior_args):
+                total.append(lat.prior.family.logpdf(z, args))
+        local = {lat.name: lat for lat in self.latents if lat.per}
+        for obs in self.observed:
+            used = {n for a in obs.dist.call.args for n in names(a.tree)}
+            locs = [local[n] for n in used if n in local]
+            if any(lat.per != obs.name for lat in locs):
+                raise obs.dist.where.error("a per-observation latent can only appear in the "
+                                           "likelihood of the variable it is per")
+            if locs:
+                for i, v in enumerate(obs.data):
+                    sub = {self._symbols[lat.name]: lat.symbols[i] for lat in locs}
+                    args = tuple(a.xreplace(sub) for a in obs.dist.args)
+                    total.append(sp.expand(obs.dist.family.logpdf(_exact(v), args)))
+                continue
+            total.append(self._summed_likelihood(obs, stats))
+        joint = sp.expand(sp.Add(*total))
+        self._cache["joint"] = (joint, stats)
+        return joint, stats
+
+    def _summed_likelihood(self, obs: Observed, stats: dict) -> sp.Expr:
+        """sum_i log p(x_i | params) written with sufficient statistics."""
+        family, x = obs.dist.family, obs.symbol
+        single = len(self.observed) == 1
+        values = family.support_values(obs.dist.args)
+        if values is not None:
+            # Finite support: the statistics are the counts of each value.
+            counts = {k: 0 for k in values}
+            for v in obs.data:
+                counts[v] += 1
+            terms = []
+            for k in values:
+                c = sp.Symbol(f"count({obs.name}={k})", integer=True, nonnegative=True)
+                stats[c] = sp.Integer(counts[k])
+                terms.append(c * family.logpdf(sp.Integer(k), obs.dist.args))
+            return sp.expand(sp.Add(*terms))
+        logpdf = sp.expand(family.logpdf(x, obs.dist.args))
+        grouped: dict[sp.Expr, list] = {}
+        for term in sp.Add.make_args(logpdf):
+            xpart, rest = [], []
+            for factor in sp.Mul.make_args(term):
+                (xpart if factor.has(x) else rest).append(factor)
+            grouped.setdefault(sp.Mul(*xpart), []).append(sp.Mul(*rest))
+        out = []
+        for g in sorted(grouped, key=sp.default_sort_key):
+            coef = sp.Add(*grouped[g])
+            if g == 1:
+                name = "n" if single else f"n_{obs.name}"
+                stat = sp.Symbol(name, integer=True, positive=True)
+                stats[stat] = sp.Integer(len(obs.data))
+            else:
+                nonneg = _nonnegative_on(g, x, family.support)
+                stat = sp.Symbol(f"sum({g})", real=True, **({"nonnegative": True} if nonneg
+                                                                  else {}))
+                stats[stat] = _sum_over(g, x, obs.data)
+            out.append(coef * stat)
+        return sp.Add(*out)
+
+    # -- expectations under q ------------------------------------------------
+    def _q_map(self) -> dict[sp.Symbol, tuple[fam.Family, tuple]]:
+        return {z: (lat.q.family, args) for lat in self.latents
+                for z, args in zip(lat.symbols, lat.q_args)}
+
+    def _support_problem(self) -> str | None:
+        for lat in self.latents:
+            qs, ps = lat.q.family.support, lat.prior.family.support
+            if not fam.support_contains(ps, qs):
+                return (f"q({lat.name}) = {lat.q.call.name} lives on {fam.SUPPORT_TEXT[qs]}, "
+                        f"not inside the support of the prior {lat.prior.call.name}, "
+                        f"{fam.SUPPORT_TEXT[ps]}: E_q[log p] is -infinity and "
+                        f"KL(q || posterior) is infinite")
+        return None
+
+    def expect(self, expr: sp.Expr) -> sp.Expr:
+        """E_q[expr] for an expanded expression, term by term from the closed-form table."""
+        qmap = self._q_map()
+        latent = set(qmap)
+        memo: dict = {}
+        out = []
+        for term in sp.Add.make_args(sp.expand(expr)):
+            parts: dict[sp.Symbol, list] = {}
+            coef = []
+            for factor in sp.Mul.make_args(term):
+                zs = factor.free_symbols & latent
+                if not zs:
+                    coef.append(factor)
+                    continue
+                if len(zs) > 1:
+                    raise NoClosedForm(f"the term {term} couples {', '.join(sorted(map(str, zs)))} "
+                                       "inside one function: no closed-form expectation")
+                parts.setdefault(zs.pop(), []).append(factor)
+            value = sp.Mul(*coef)
+            for z, fs in parts.items():
+                part = sp.Mul(*fs)
+                key = (z, part)
+                if key not in memo:
+                    family, args = qmap[z]
+                    e = family.expect(part, z, args)
+                    if e is None:
+                        raise NoClosedForm(
+                            f"E_q[{part}] under q({z}) = {family.name}"
+                            f"({', '.join(map(str, args))}) is not in the closed-form table")
+                    memo[key] = e
+                value *= memo[key]
+            out.append(value)
+        return sp.Add(*out)
+
+    def _entropy(self) -> sp.Expr:
+        out = []
+        for lat in self.latents:
+            for args in lat.q_args:
+                h = lat.q.family.entropy(args)
+                if h is None:
+                    raise NoClosedForm(f"the entropy of {lat.q.call.name} has no closed form "
+                                       "in the table")
+                out.append(h)
+        return sp.Add(*out)
+
+    # -- the three quantities ------------------------------------------------
+    def elbo(self, data_symbols: bool = False) -> sp.Expr:
+        """ELBO(q) = E_q[log p(X, Z)] + H[q], in closed form; raises NoClosedForm otherwise.
+
+        With ``data_symbols`` the sufficient statistics stay symbols (``n``, ``sum(x)``...).
+        """
+        key = "elbo"
+        if key not in self._cache:
+            problem = self._support_problem()
+            if problem:
+                raise NoClosedForm(problem)
+            joint, _ = self._statistics()
+            self._cache[key] = sp.expand(self.expect(joint) + self._entropy())
+        return self._with_data(self._cache[key], data_symbols)
+
+    def evidence(self) -> Evidence:
+        """log p(X) by integrating latents out in turn; raises NoClosedForm when no kernel matches."""
+        if "evidence" in self._cache:
+            result = self._cache["evidence"]
+            if isinstance(result, NoClosedForm):
+                raise result
+            return result
+        joint, _ = self._statistics()
+        glob = [lat.symbols[0] for lat in self.latents if lat.per is None]
+        loc = [z for lat in self.latents if lat.per for z in lat.symbols]
+        supports = {z: lat.prior.family.support for lat in self.latents for z in lat.symbols}
+        first_reason = None
+        result = None
+        orders = itertools.permutations(glob) if len(glob) <= 4 else [tuple(glob)]
+        for order in orders:
+            try:
+                result = _eliminate(joint, loc + list(order), supports)
+                break
+            except NoClosedForm as exc:
+                first_reason = first_reason or exc.reason
+        if result is None:
+            result = NoClosedForm(first_reason or "no conjugate structure found")
+        self._cache["evidence"] = result
+        if isinstance(result, NoClosedForm):
+            raise result
+        return result
+
+    def log_evidence(self, data_symbols: bool = False) -> sp.Expr:
+        """The exact log p(X) (conjugate or finite discrete latents); raises NoClosedForm otherwise."""
+        return self._with_data(self.evidence().log_evidence, data_symbols)
+
+    def kl_to_posterior(self, data_symbols: bool = False) -> sp.Expr:
+        """KL(q || p(Z | X)) from the KL table and the exact posterior (not from log p(X) - ELBO)."""
+        if "kl" not in self._cache:
+            problem = self._support_problem()
+            if problem:
+                raise NoClosedForm(problem)
+            ev = self.evidence()
+            qmap = self._q_map()
+            independent = all(not (set().union(*(a.free_symbols for a in post.params))
+                                   & set(qmap)) for post in ev.posterior)
+            parts = []
+            if independent:
+                for post in ev.posterior:
+                    qf, qargs = qmap[post.symbol]
+                    if post.log_masses is not None and qf.support_values(qargs) is not None:
+                        # KL over a finite support: sum_k q_k (log q_k - log p_k).
+                        qs = qf.probabilities(qargs)
+                        parts.append(sp.Add(*[qk * (sp.log(qk) - lp)
+                                              for qk, lp in zip(qs, post.log_masses)]))
+                        continue
+                    table = qf.kl(qargs, post.params) if qf is post.family else None
+                    if table is not None:
+                        parts.append(table)
+                        continue
+                    h = qf.entropy(qargs)
+                    if h is None:
+                        raise NoClosedForm(f"the entropy of {qf.name} has no closed form")
+                    parts.append(-h - self.expect(post.family.logpdf(post.symbol, post.params)))
+            else:
+                log_post = sp.Add(*[p.family.logpdf(p.symbol, p.params) for p in ev.posterior])
+                parts.append(-self._entropy() - self.expect(sp.expand(log_post)))
+            self._cache["kl"] = sp.Add(*parts)
+        return self._with_data(self._cache["kl"], data_symbols)
+
+    def kl_is_from_table(self) -> bool:
+        """Whether every factor of the KL came straight from the family KL table."""
+        ev = self.evidence()
+        qmap = self._q_map()
+        return all(qmap[p.symbol][0] is p.family
+                   and not (set().union(*(a.free_symbols for a in p.params))
+                            & set(qmap)) for p in ev.posterior)
+
+    # -- data and values ---------------------------------------------------
+    @property
+    def statistics(self) -> dict[sp.Symbol, sp.Expr]:
+        """The sufficient statistics of the data, exactly."""
+        return dict(self._statistics()[1])
+
+    def _with_data(self, expr: sp.Expr, data_symbols: bool) -> sp.Expr:
+        if data_symbols:
+            return expr
+        return expr.xreplace(self.statistics)
+
+    def environment(self) -> dict[sp.Symbol, sp.Expr]:
+        """Every number known: [values] and the data statistics."""
+        env = dict(self.values)
+        env.update(self.statistics)
+        return env
+
+    def value(self, expr: sp.Expr, digits: int = DIGITS):
+        """mpmath value of ``expr`` at [values] and the data, or None when a symbol has no value."""
+        env = self.environment()
+        free = expr.free_symbols - set(env)
+        if free:
+            return None
+        with mpmath.workdps(digits):
+            return mp_value(expr, env)
+
+    def quadrature(self) -> dict:
+        """log p(X), ELBO and KL by mpmath quadrature at the values (one continuous latent only).
+
+        The fallback when no closed form exists; raises NoClosedForm when the
+        model has more than one latent, a discrete latent, or a symbol without a value.
+        """
+        if len(self.latents) != 1 or self.has_local_latents():
+            raise NoClosedForm("numeric quadrature is only done for a single one-dimensional "
+                               "latent")
+        lat = self.latents[0]
+        support = lat.prior.family.support
+        if support not in (fam.REAL, fam.POSITIVE, fam.UNIT):
+            raise NoClosedForm("numeric quadrature needs a continuous latent")
+        problem = self._support_problem()
+        if problem:
+            raise NoClosedForm(problem)
+        z = lat.symbols[0]
+        joint, _ = self._statistics()
+        env = self.environment()
+        logq = lat.q.family.logpdf(z, lat.q.args)
+        missing = (joint.free_symbols | logq.free_symbols) - set(env) - {z}
+        if missing:
+            raise NoClosedForm("quadrature needs values for "
+                               + ", ".join(sorted(map(str, missing))))
+        with mpmath.workdps(30):
+            envm = {s: mp_value(v, {}) for s, v in env.items()}
+
+            def lj(t):
+                return mp_value(joint, {**envm, z: t})
+
+            def lq(t):
+                return mp_value(logq, {**envm, z: t})
+
+            lo, hi = {fam.REAL: (-mpmath.inf, mpmath.inf), fam.POSITIVE: (0, mpmath.inf),
+                      fam.UNIT: (0, 1)}[support]
+            # Break the range where q and the joint put their mass.
+            qm = mp_value(lat.q.family.expect(z, z, lat.q.args), envm)
+            qv = mp_value(lat.q.family.expect(z ** 2, z, lat.q.args), envm) - qm ** 2
+            cuts = {qm}
+            grid = [qm + k * mpmath.sqrt(qv) for k in (-8, -3, -1, 1, 3, 8)]
+            mode = _argmax(lj, grid, lo, hi)
+            cuts |= {mode}
+            cuts |= {c for c in grid if lo < c < hi}
+            pts = [lo] + sorted(c for c in cuts if lo < c < hi) + [hi]
+            peak = lj(mode)
+            z_scaled = mpmath.quad(lambda t: mpmath.exp(lj(t) - peak), pts)
+            log_ev = peak + mpmath.log(z_scaled)
+            elbo = mpmath.quad(lambda t: mpmath.exp(lq(t)) * (lj(t) - lq(t)), pts)
+            kl = mpmath.quad(lambda t: mpmath.exp(lq(t)) * (lq(t) - (lj(t) - log_ev)), pts)
+        return {"log_evidence": log_ev, "elbo": elbo, "kl": kl}
+
+
+def _argmax(f, grid, lo, hi):
+    best = None
+    for t in grid:
+        if lo < t < hi:
+            v = f(t)
+            if best is None or v > best[0]:
+                best = (v, t)
+    return best[1] if best else grid[len(grid) // 2]
+
+
+def _locate_table(text, table):
+    if text is None:
+        return None, None
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = _HEADER.match(line)
+        if m and m.group(1).strip().strip("\"'") == table:
+            return number, 1
+        k = _KEY.match(line)
+        if k and k.group(1).strip("\"'") == table:
+            return number, 1
+    return None, None
+
+
+def mp_value(expr, env):
+    """mpmath value of a SymPy expression at exact numbers (Rationals are converted exactly)."""
+    envm = {}
+    for s, v in env.items():
+        if isinstance(v, sp.Basic):
+            envm[s] = fam.mp_eval(v, {})
+        else:
+            envm[s] = v
+    return fam.mp_eval(expr, envm)
+
+
+def _nonnegative_on(g: sp.Expr, x: sp.Symbol, support: str) -> bool:
+    """Whether g(x) >= 0 on the support (for the assumptions of a statistic symbol)."""
+    if isinstance(g, sp.Pow) and g.base == x and g.exp.is_Integer and g.exp % 2 == 0:
+        return True
+    if support in (fam.POSITIVE, fam.COUNTS, fam.UNIT) and (g == x or (
+            isinstance(g, sp.Pow) and g.base == x and g.exp.is_Integer and g.exp > 0)):
+        return True
+    if support == fam.COUNTS and g == sp.loggamma(x + 1):
+        return True
+    return False
+
+
+def _sum_over(g: sp.Expr, x: sp.Symbol, data: list) -> sp.Expr:
+    """sum_i g(x_i), exactly for integer data and polynomial g, else a correctly rounded float sum."""
+    if all(isinstance(v, int) for v in data):
+        if g == x:
+            return sp.Integer(sum(data))
+        if isinstance(g, sp.Pow) and g.base == x and g.exp.is_Integer and g.exp > 0:
+            k = int(g.exp)
+            return sp.Integer(sum(v ** k for v in data))
+    if g == x:
+        vals = [float(v) for v in data]
+    elif isinstance(g, sp.Pow) and g.base == x and g.exp.is_Integer:
+        k = int(g.exp)
+        vals = [float(v) ** k for v in data]
+    elif g == sp.log(x):
+        vals = [math.log(v) for v in data]
+    elif g == sp.log(1 - x):
+        vals = [math.log1p(-v) for v in data]
+    elif g == sp.loggamma(x + 1):
+        vals = [math.lgamma(v + 1) for v in data]
+    elif g.free_symbols == {x}:
+        with mpmath.workdps(20):
+            vals = [float(fam.mp_eval(g, {x: mpmath.mpf(v)})) for v in data]
+    else:
+        raise NoClosedForm(f"cannot sum {g} over the data: it depends on "
+                           + ", ".join(sorted(str(s) for s in g.free_symbols - {x})))
+    return sp.Rational(Fraction(math.fsum(vals)))
+
+
+# --- integrating latents out -------------------------------------------------
+
+def _features(expr: sp.Expr, z: sp.Symbol):
+    """Split an expanded expression into (z-free rest, {z-part: coefficient})."""
+    rest, coefs = [], {}
+    for term in sp.Add.make_args(expr):
+        zp, other = [], []
+        for factor in sp.Mul.make_args(term):
+            (zp if factor.has(z) else other).append(factor)
+        if not zp:
+            rest.append(term)
+        else:
+            part = sp.Mul(*zp)
+            coefs[part] = coefs.get(part, 0) + sp.Mul(*other)
+    return sp.Add(*rest), coefs
+
+
+def _positive_condition(expr: sp.Expr, what: str, conditions: list):
+    """Record that expr > 0 is needed; fail when it is provably false."""
+    sign = expr.is_positive
+    if sign is False:
+        raise NoClosedForm(f"{what} = {expr} is not positive: the integral diverges")
+    if sign is None:
+        conditions.append((expr, what))
+
+
+def _log_split(expr: sp.Expr) -> sp.Expr:
+    """log(expr), expanded into a sum of logs where SymPy knows the factors are positive."""
+    return sp.expand(sp.log(sp.factor_terms(expr)))
+
+
+def _eliminate(joint: sp.Expr, order: list, supports: dict) -> Evidence:
+    """Integrate (or sum) each latent out of exp(joint) in the given order."""
+    current = joint
+    posterior: list[Posterior] = []
+    conditions: list = []
+    remaining = set(order)
+    for z in order:
+        remaining.discard(z)
+        rest, coefs = _features(current, z)
+        for c in coefs.values():
+            if c.free_symbols & {z}:
+                raise NoClosedForm(f"cannot separate {z}")
+        support = supports[z]
+        allowed = {
+            fam.REAL: {z, z ** 2},
+            fam.POSITIVE: {z, sp.log(z)},
+            fam.UNIT: {sp.log(z), sp.log(1 - z)},
+        }.get(support)
+        if allowed is not None:
+            extra = [p for p in coefs if p not in allowed]
+            if extra:
+                raise NoClosedForm(
+                    f"the log joint contains {extra[0]} in {z}: not a "
+                    + {fam.REAL: "Gaussian", fam.POSITIVE: "Gamma",
+                       fam.UNIT: "Beta"}[support] + f" kernel, so p(X) has no closed form")
+        if support == fam.REAL:
+            a = coefs.get(z ** 2, sp.Integer(0))
+            b = coefs.get(z, sp.Integer(0))
+            neg_a = sp.factor_terms(-a)
+            _positive_condition(neg_a, f"the precision term of {z}", conditions)
+            log_int = sp.expand(sp.expand(b ** 2) / (4 * neg_a)) + _log_split(sp.pi / neg_a) / 2
+            params = (sp.factor_terms(b / (2 * neg_a)), 1 / sp.sqrt(2 * neg_a))
+            posterior.append(Posterior(z, fam.FAMILIES["Normal"], params))
+        elif support == fam.POSITIVE:
+            shape = sp.expand(coefs.get(sp.log(z), 0) + 1)
+            rate = sp.expand(-coefs.get(z, 0))
+            _positive_condition(shape, f"the posterior shape of {z}", conditions)
+            _positive_condition(rate, f"the posterior rate of {z}", conditions)
+            log_int = sp.expand(sp.loggamma(shape) - shape * _log_split(rate))
+            posterior.append(Posterior(z, fam.FAMILIES["Gamma"], (shape, rate)))
+        elif support == fam.UNIT:
+            a = sp.expand(coefs.get(sp.log(z), 0) + 1)
+            b = sp.expand(coefs.get(sp.log(1 - z), 0) + 1)
+            _positive_condition(a, f"the posterior a of {z}", conditions)
+            _positive_condition(b, f"the posterior b of {z}", conditions)
+            log_int = sp.loggamma(a) + sp.loggamma(b) - sp.loggamma(a + b)
+            posterior.append(Posterior(z, fam.FAMILIES["Beta"], (a, b)))
+        elif support in (fam.BINARY, fam.FINITE):
+            f = sp.Add(*[c * p for p, c in coefs.items()])
+            if support == fam.BINARY:
+                values = [0, 1]
+            else:
+                raise NoClosedForm(f"finite latents with more than two values ({z}) are not "
+                                   "summed out")
+            logs = [sp.expand(f.subs(z, k)) for k in values]
+            for v in logs:
+                if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+                    raise NoClosedForm(f"log p is infinite at a value of {z}")
+            if any(v.free_symbols & remaining for v in logs):
+                raise NoClosedForm(f"summing {z} out leaves log(sum exp) of other latents")
+            norm = sp.Add(*[sp.exp(v) for v in logs])
+            log_int = sp.log(norm)
+            posterior.append(Posterior(z, fam.FAMILIES["Bernoulli"], (sp.exp(logs[1]) / norm,),
+                                       tuple(v - log_int for v in logs)))
+        else:
+            raise NoClosedForm(f"{z} has a countably infinite support: no finite sum")
+        current = sp.expand(rest + log_int)
+    return Evidence(current, posterior, conditions)
