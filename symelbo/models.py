@@ -968,7 +968,9 @@ def _eliminate(joint: sp.Expr, order: list, supports: dict) -> Evidence:
             b = coefs.get(z, sp.Integer(0))
             neg_a = sp.factor_terms(-a)
             _positive_condition(neg_a, f"the precision term of {z}", conditions)
-            log_int = sp.expand(sp.expand(b ** 2) / (4 * neg_a)) + _log_split(sp.pi / neg_a) / 2
+            den = 4 * neg_a  # kept factored so a latent factor in it cancels term by term
+            log_int = (sp.Add(*[t / den for t in sp.Add.make_args(sp.expand(b ** 2))])
+                       + _log_split(sp.pi / neg_a) / 2)
             params = (sp.factor_terms(b / (2 * neg_a)), 1 / sp.sqrt(2 * neg_a))
             posterior.append(Posterior(z, fam.FAMILIES["Normal"], params))
         elif support == fam.POSITIVE:

@@ -1,0 +1,365 @@
+"""`symelbo model FILE.toml`: a model's ELBO, log evidence and KL, with the identities that tie them checked.
+
+Checks and their verdicts:
+
+* ``log evidence = ELBO + KL``: proved when ``log p(X) - ELBO - KL`` expands
+  (logs split only where SymPy knows the arguments are positive), then
+  cancels, to 0 with the data as symbolic sufficient statistics; else tested
+  at the values with 50-digit arithmetic;
+* ``ELBO <= log evidence``: proved from the identity above and Gibbs'
+  inequality (KL >= 0); tested at the values when the identity was only tested;
+* ``grad ELBO = -grad KL`` for each variational parameter phi, seeded by
+  d log p(X) / d phi = 0 (log p(X) does not contain phi);
+* ``two KL routes agree``: log p(X) - ELBO against the table's
+  KL(q || posterior), and against mpmath quadrature of the KL integral where
+  the latent is one-dimensional.
+
+The KL here always comes from the table and the exact posterior, never from
+log p(X) - ELBO, so the identities are not true by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+import mpmath
+import sympy as sp
+
+from symelbo.models import DIGITS, Model, NoClosedForm, load_model, mp_value
+
+PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
+
+
+def _is_zero(expr: sp.Expr) -> bool:
+    """Symbolic zero test: expand (logs split under known positivity), then cancel rational parts."""
+    e = sp.expand(expr)
+    if e == 0:
+        return True
+    return sp.cancel(e) == 0
+
+
+def _fmt(x) -> str:
+    return mpmath.nstr(x, 12) if x is not None else "?"
+
+
+def _tolerance(*terms) -> mpmath.mpf:
+    scale = max([mpmath.mpf(1)] + [abs(t) for t in terms if t is not None])
+    return scale * mpmath.mpf(10) ** (-(DIGITS - 10))
+
+
+class ModelReport:
+    """Everything ``symelbo model`` reports about one model, computed once."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.reasons: dict[str, str] = {}
+        self.exprs: dict[str, sp.Expr | None] = {}
+        self.values: dict[str, mpmath.mpf | None] = {}
+        self.quad: dict | None = None
+        self._quad_reason: str | None = None
+        for key, method in (("elbo", model.elbo), ("log_evidence", model.log_evidence),
+                            ("kl", model.kl_to_posterior)):
+            try:
+                self.exprs[key] = method(data_symbols=True)
+            except NoClosedForm as exc:
+                self.exprs[key] = None
+                self.reasons[key] = exc.reason
+            self.values[key] = (model.value(self.exprs[key])
+                                if self.exprs[key] is not None else None)
+        if any(e is None for e in self.exprs.values()) or self._one_dimensional():
+            try:
+                self.quad = model.quadrature()
+            except NoClosedForm as exc:
+                self._quad_reason = exc.reason
+        if self.quad is not None:
+            for key in ("elbo", "log_evidence", "kl"):
+                if self.exprs[key] is None:
+                    self.values[key] = self.quad[key]
+                    self.reasons[key] += "; value by mpmath quadrature at [values]"
+
+    def _one_dimensional(self) -> bool:
+        return len(self.model.latents) == 1 and not self.model.has_local_latents()
+
+    # -- output pieces ------------------------------------------------------
+    def display(self, expr: sp.Expr) -> sp.Expr:
+        """The expression with the data statistics as numbers (floats unless exact integers)."""
+        sub = {}
+        for s, v in self.model.statistics.items():
+            sub[s] = v if v.is_Integer else sp.Float(v, 15)
+        return expr.xreplace(sub)
+
+    def quantity(self, key: str) -> dict:
+        expr = self.exprs[key]
+        value = self.values[key]
+        out = {"expr": None, "latex": None,
+               "value": float(value) if value is not None and mpmath.isfinite(value) else None}
+        if expr is not None:
+            shown = self.display(expr)
+            out["expr"] = sp.sstr(shown, order="lex")
+            out["latex"] = sp.latex(shown, order="lex")
+        else:
+            out["reason"] = self.reasons[key]
+        return out
+
+    # -- checks ---------------------------------------------------------------
+    def checks(self) -> list[dict]:
+        m = self.model
+        support = m._support_problem()
+        if support:
+            out = [{"name": "q inside the posterior's support", "verdict": REFUTED,
+                    "message": support}]
+            for name in self._check_names():
+                out.append({"name": name, "verdict": UNKNOWN,
+                            "message": "not checked: the ELBO is -infinity"})
+            return out
+        out = [{"name": "q inside the posterior's support", "verdict": PROVED,
+                "message": "every q factor lives inside the support of its prior"}]
+        identity = self._identity()
+        out.append(identity)
+        out.append(self._bound(identity))
+        out.extend(self._gradients())
+        out.append(self._routes())
+        conditions = self._conditions()
+        if conditions is not None:
+            out.append(conditions)
+        return out
+
+    def _check_names(self):
+        names = ["log evidence = ELBO + KL", "ELBO <= log evidence"]
+        names += [f"grad ELBO = -grad KL ({p})" for p in self.model.variational_parameters]
+        names.append("two KL routes agree")
+        return names
+
+    def _identity(self) -> dict:
+        name = "log evidence = ELBO + KL"
+        le, el, kl = (self.exprs[k] for k in ("log_evidence", "elbo", "kl"))
+        if le is not None and el is not None and kl is not None:
+            diff = le - el - kl
+            if _is_zero(diff):
+                stats = ", ".join(sorted(str(s) for s in self.model.statistics))
+                stats = f" and data statistics ({stats})" if stats else ""
+                return {"name": name, "verdict": PROVED,
+                        "message": "log p(X) - ELBO - KL(q || posterior) expands to 0 for all "
+                                   f"parameter values{stats}"}
+            v = self.model.value(diff)
+            if v is None:
+                return {"name": name, "verdict": UNKNOWN,
+                        "message": "no symbolic proof, and symbols without values"}
+            tol = _tolerance(*(self.values[k] for k in ("log_evidence", "elbo", "kl")))
+            if abs(v) <= tol:
+                return {"name": name, "verdict": TESTED,
+                        "message": f"no symbolic proof; holds at [values] to {DIGITS - 10} "
+                                   f"digits (difference {mpmath.nstr(v, 3)})"}
+            return {"name": name, "verdict": REFUTED,
+                    "message": f"at [values] log p(X) - ELBO - KL = {mpmath.nstr(v, 15)}"}
+        if self.quad is not None:
+            le_v, el_v, kl_v = (self.values[k] for k in ("log_evidence", "elbo", "kl"))
+            with mpmath.workdps(30):
+                d = le_v - el_v - kl_v
+                ok = abs(d) <= max(1, abs(le_v)) * mpmath.mpf(10) ** -15
+            return {"name": name, "verdict": TESTED if ok else REFUTED,
+                    "message": f"no closed form ({self._missing()}); mpmath quadrature at "
+                               f"[values]: log p(X) - ELBO - KL = {mpmath.nstr(d, 3)}"}
+        return {"name": name, "verdict": UNKNOWN,
+                "message": f"no closed form ({self._missing()}), and no quadrature: "
+                           f"{self._quad_reason}"}
+
+    def _missing(self) -> str:
+        return "; ".join(f"{k}: {self.reasons[k]}" for k in ("elbo", "log_evidence", "kl")
+                         if k in self.reasons and self.exprs[k] is None)
+
+    def _bound(self, identity: dict) -> dict:
+        name = "ELBO <= log evidence"
+        le_v, el_v = self.values["log_evidence"], self.values["elbo"]
+        gap = None if le_v is None or el_v is None else le_v - el_v
+        tol = _tolerance(le_v, el_v)
+        if gap is not None and gap < -tol:
+            return {"name": name, "verdict": REFUTED,
+                    "message": f"at [values] ELBO = {_fmt(el_v)} > log p(X) = {_fmt(le_v)}"}
+        at = f"; at [values] the gap is {_fmt(gap)}" if gap is not None else ""
+        pending = self._pending_conditions()
+        if identity["verdict"] == PROVED and pending and gap is not None:
+            return {"name": name, "verdict": TESTED,
+                    "message": "log p(X) - ELBO = KL(q || posterior) (proved above) and KL >= 0 "
+                               f"by Gibbs' inequality, where {', '.join(pending)} > 0, which is "
+                               f"only checked at [values]{at}"}
+        if identity["verdict"] == PROVED and not pending:
+            return {"name": name, "verdict": PROVED,
+                    "message": "log p(X) - ELBO = KL(q || posterior) (proved above) and "
+                               f"KL >= 0 by Gibbs' inequality{at}"}
+        if gap is not None and identity["verdict"] == TESTED:
+            return {"name": name, "verdict": TESTED,
+                    "message": f"holds at [values]{at}"}
+        return {"name": name, "verdict": UNKNOWN,
+                "message": "the gap log p(X) - ELBO is not known"
+                           + (f"{at}" if gap is not None else " at [values]")}
+
+    def _pending_conditions(self) -> list[str]:
+        try:
+            return [what for _, what in self.model.evidence().conditions]
+        except NoClosedForm:
+            return []
+
+    def _gradients(self) -> list[dict]:
+        out = []
+        le, el, kl = (self.exprs[k] for k in ("log_evidence", "elbo", "kl"))
+        for p in self.model.variational_parameters:
+            name = f"grad ELBO = -grad KL ({p})"
+            if le is None or el is None or kl is None:
+                out.append({"name": name, "verdict": UNKNOWN,
+                            "message": f"no closed form: {self._missing()}"})
+                continue
+            if p in le.free_symbols:
+                out.append({"name": name, "verdict": REFUTED,
+                            "message": f"log p(X) depends on the variational parameter {p}"})
+                continue
+            seed = f"d log p(X)/d {p} = 0 since log p(X) does not contain {p}"
+            g = sp.diff(el, p) + sp.diff(kl, p)
+            if _is_zero(g):
+                out.append({"name": name, "verdict": PROVED,
+                            "message": f"{seed}; d ELBO/d {p} + d KL/d {p} expands to 0"})
+                continue
+            v = self.model.value(g)
+            if v is None:
+                out.append({"name": name, "verdict": UNKNOWN,
+                            "message": f"{seed}; no symbolic proof and symbols without values"})
+            elif abs(v) <= _tolerance(self.model.value(sp.diff(el, p))):
+                out.append({"name": name, "verdict": TESTED,
+                            "message": f"{seed}; holds at [values] to {DIGITS - 10} digits"})
+            else:
+                out.append({"name": name, "verdict": REFUTED,
+                            "message": f"at [values] d ELBO/d {p} + d KL/d {p} = "
+                                       f"{mpmath.nstr(v, 15)}"})
+        return out
+
+    def _routes(self) -> dict:
+        name = "two KL routes agree"
+        le, el, kl = (self.exprs[k] for k in ("log_evidence", "elbo", "kl"))
+        quad = self.quad
+        parts, verdict = [], UNKNOWN
+        if le is not None and el is not None and kl is not None:
+            how = "the KL table" if self.model.kl_is_from_table() else \
+                "-H[q] - E_q[log posterior] from the tables"
+            if _is_zero(le - el - kl):
+                verdict = PROVED
+                parts.append(f"log p(X) - ELBO and KL(q || posterior) from {how} are "
+                             "symbolically equal")
+            else:
+                route1 = self.model.value(le - el)
+                route2 = self.values["kl"]
+                if route1 is None or route2 is None:
+                    parts.append("no symbolic proof and symbols without values")
+                elif abs(route1 - route2) <= _tolerance(route1, route2, self.values["elbo"]):
+                    verdict = TESTED
+                    parts.append(f"log p(X) - ELBO = {_fmt(route1)} and {how} = {_fmt(route2)} "
+                                 "at [values]")
+                else:
+                    return {"name": name, "verdict": REFUTED,
+                            "message": f"log p(X) - ELBO = {_fmt(route1)} but {how} gives "
+                                       f"{_fmt(route2)} at [values]"}
+        if quad is not None:
+            closed = self.values["kl"]
+            if closed is not None:
+                with mpmath.workdps(30):
+                    ok = abs(closed - quad["kl"]) <= mpmath.mpf(10) ** -12 * max(1, abs(closed))
+                if not ok:
+                    return {"name": name, "verdict": REFUTED,
+                            "message": f"closed-form KL {_fmt(closed)} but quadrature of the KL "
+                                       f"integral gives {_fmt(quad['kl'])} at [values]"}
+                parts.append(f"mpmath quadrature of the KL integral agrees ({_fmt(quad['kl'])})")
+            else:
+                with mpmath.workdps(30):
+                    route1 = quad["log_evidence"] - quad["elbo"]
+                    ok = abs(route1 - quad["kl"]) <= mpmath.mpf(10) ** -12 * max(1, abs(route1))
+                if not ok:
+                    return {"name": name, "verdict": REFUTED,
+                            "message": f"by quadrature log p(X) - ELBO = {_fmt(route1)} but the "
+                                       f"KL integral is {_fmt(quad['kl'])}"}
+                verdict = TESTED
+                parts.append(f"by mpmath quadrature at [values]: log p(X) - ELBO = "
+                             f"{_fmt(route1)}, KL integral = {_fmt(quad['kl'])}")
+        if not parts:
+            parts.append(f"no second route: {self._missing()}")
+        return {"name": name, "verdict": verdict, "message": "; ".join(parts)}
+
+    def _conditions(self) -> dict | None:
+        try:
+            ev = self.model.evidence()
+        except NoClosedForm:
+            return None
+        name = "posterior is proper"
+        if not ev.conditions:
+            return {"name": name, "verdict": PROVED,
+                    "message": "every kernel parameter is positive by the symbols' assumptions"}
+        pending = []
+        for expr, what in ev.conditions:
+            v = self.model.value(expr)
+            if v is None:
+                pending.append(what)
+            elif not v > 0:
+                return {"name": name, "verdict": REFUTED,
+                        "message": f"{what} is {_fmt(v)} at [values], not positive: "
+                                   "log p(X) is infinite"}
+        if pending:
+            return {"name": name, "verdict": UNKNOWN,
+                    "message": "needs positive " + ", ".join(pending)
+                               + " (not provable symbolically; no values)"}
+        return {"name": name, "verdict": TESTED,
+                "message": "positive at [values]: "
+                           + ", ".join(what for _, what in ev.conditions)}
+
+    def as_dict(self) -> dict:
+        return {"name": self.model.name,
+                "elbo": self.quantity("elbo"),
+                "log_evidence": self.quantity("log_evidence"),
+                "kl": self.quantity("kl"),
+                "checks": self.checks()}
+
+
+def report(model: Model) -> dict:
+    """The JSON-shaped report {"name", "elbo", "log_evidence", "kl", "checks"} of a model."""
+    return ModelReport(model).as_dict()
+
+
+def exit_status(rep: dict) -> int:
+    """0 when every check is proved or tested, else 1."""
+    return 0 if all(c["verdict"] in (PROVED, TESTED) for c in rep["checks"]) else 1
+
+
+def format_text(rep: dict, path: str | None = None) -> str:
+    """A readable plain-text rendering of a report."""
+    lines = [f"model: {rep['name']}" + (f"  ({path})" if path else ""), ""]
+    labels = {"elbo": "ELBO", "log_evidence": "log p(X)", "kl": "KL(q || p(Z | X))"}
+    for key, label in labels.items():
+        q = rep[key]
+        value = "?" if q["value"] is None else f"{q['value']:.10g}"
+        lines.append(f"{label} = {value}")
+        if q["expr"] is not None:
+            lines.append(f"    = {q['expr']}")
+        else:
+            lines.append(f"    no closed form: {q['reason']}")
+        lines.append("")
+    lines.append("checks:")
+    width = max(len(c["verdict"]) for c in rep["checks"])
+    for c in rep["checks"]:
+        lines.append(f"  {c['verdict']:<{width}}  {c['name']}: {c['message']}")
+    status = exit_status(rep)
+    lines.append("")
+    lines.append("all checks proved or tested" if status == 0 else
+                 "some checks are refuted or unknown")
+    return "\n".join(lines) + "\n"
+
+
+def run_model(path: str, as_json: bool, out: TextIO) -> int:
+    """`symelbo model FILE.toml [--json]`: write the report to ``out``; return the exit status.
+
+    Bad input raises :class:`~symelbo.errors.InputError` (the command line prints it and exits 2).
+    """
+    model = load_model(path)
+    rep = report(model)
+    if as_json:
+        out.write(json.dumps(rep, indent=2, ensure_ascii=False) + "\n")
+    else:
+        out.write(format_text(rep, path))
+    return exit_status(rep)
