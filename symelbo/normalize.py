@@ -104,11 +104,26 @@ class _Normalizer:
                     e = self.full(new)
                     break
             else:
-                new = _sum_order(e) or _homogeneity(e, self.push_into_sums, self.push_into_gradients)
+                new = (self.exchange_sums(e) or _sum_order(e)
+                       or _homogeneity(e, self.push_into_sums, self.push_into_gradients))
                 if new is None or new == e:
                     return e
                 e = self.full(new)
         return e
+
+    def exchange_sums(self, e):
+        """sum_V[sum_W[f]] -> sum_W[g] when g = sum_V[f] simplifies (Fubini, finite sums).
+
+        Nested sums come out of expectations over several variables; summing a
+        variable out first is what lets marginalization and normalisation fire.
+        """
+        if not (isinstance(e, Marginal) and isinstance(e.body, Marginal)):
+            return None
+        outer, inner = e.variable, e.body.variable
+        swapped_inner = self.full(Marginal(outer, e.body.body))
+        if isinstance(swapped_inner, Marginal) and swapped_inner.variable == outer:
+            return None
+        return Marginal(inner, swapped_inner)
 
     def rebuild(self, e):
         """Normalize the arguments of ``e``; densities that an operator binds stay as written."""

@@ -142,14 +142,14 @@ def instances(universe: Universe, count: int = 12):
     """Deterministic instances, simplest first: uniform, q at the posterior, then random."""
     for seed in range(count):
         rng = random.Random(seed * 7919 + 17)
-        if seed == 0:
-            kind = "uniform"
-        elif seed == 1:
-            kind = "posterior"
-        else:
-            kind = "random"
-        simple = seed < 6
-        yield _build(universe, kind, seed, rng, simple)
+        kind = _KINDS[seed] if seed < len(_KINDS) else "random"
+        yield _build(universe, kind, seed, rng, simple=seed < 5)
+
+
+#: The first instances: all uniform; one density at another's posterior; random tables;
+#: then reference measures that make densities large ("narrow": log p > 0, H < 0) or small.
+_KINDS = ("uniform", "posterior", "random", "random", "random", "narrow", "wide")
+_FIXED_WEIGHT = {"narrow": Fraction(1, 4), "wide": Fraction(4)}
 
 
 def _build(universe: Universe, kind: str, seed: int, rng: random.Random, simple: bool) -> Instance:
@@ -159,6 +159,9 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, simple:
         if simple:
             support[v] = tuple(Fraction(i + 1) for i in range(size))
             weight[v] = Fraction(1)
+        elif kind in _FIXED_WEIGHT:
+            support[v] = tuple(Fraction(i + 1) for i in range(size))
+            weight[v] = _FIXED_WEIGHT[kind]
         else:
             support[v] = tuple(Fraction(x) for x in sorted(rng.sample([-3, -2, -1, 1, 2, 3, 4], size)))
             weight[v] = rng.choice((Fraction(1, 2), Fraction(1), Fraction(2), Fraction(3)))

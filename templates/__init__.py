@@ -1,0 +1,1 @@
+"""jinja2 templates for LaTeX and Markdown documents."""
