@@ -166,8 +166,13 @@ class ModelReport:
                            f"{self._quad_reason}"}
 
     def _missing(self) -> str:
-        return "; ".join(f"{k}: {self.reasons[k]}" for k in ("elbo", "log_evidence", "kl")
-                         if k in self.reasons and self.exprs[k] is None)
+        seen = []
+        for k in ("elbo", "log_evidence", "kl"):
+            if self.exprs[k] is None:
+                reason = self.reasons[k].split("; value by")[0]
+                if reason not in seen:
+                    seen.append(reason)
+        return "; ".join(seen)
 
     def _bound(self, identity: dict) -> dict:
         name = "ELBO <= log evidence"
@@ -259,7 +264,7 @@ class ModelReport:
                             "message": f"log p(X) - ELBO = {_fmt(route1)} but {how} gives "
                                        f"{_fmt(route2)} at [values]"}
         if quad is not None:
-            closed = self.values["kl"]
+            closed = self.values["kl"] if kl is not None else None
             if closed is not None:
                 with mpmath.workdps(30):
                     ok = abs(closed - quad["kl"]) <= mpmath.mpf(10) ** -12 * max(1, abs(closed))

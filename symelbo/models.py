@@ -814,23 +814,49 @@ class Model:
             def lq(t):
                 return mp_value(logq, {**envm, z: t})
 
-            lo, hi = {fam.REAL: (-mpmath.inf, mpmath.inf), fam.POSITIVE: (0, mpmath.inf),
-                      fam.UNIT: (0, 1)}[support]
-            # Break the range where q and the joint put their mass.
+            ranges = {fam.REAL: (-mpmath.inf, mpmath.inf), fam.POSITIVE: (0, mpmath.inf),
+                      fam.UNIT: (0, 1)}
+            lo, hi = ranges[support]
+            qlo, qhi = ranges[lat.q.family.support]
+            # Break the ranges where q and the joint put their mass.
             qm = mp_value(lat.q.family.expect(z, z, lat.q.args), envm)
             qv = mp_value(lat.q.family.expect(z ** 2, z, lat.q.args), envm) - qm ** 2
-            cuts = {qm}
-            grid = [qm + k * mpmath.sqrt(qv) for k in (-8, -3, -1, 1, 3, 8)]
+            grid = [qm + k * mpmath.sqrt(qv) for k in (-8, -3, -1, 0, 1, 3, 8)]
             mode = _argmax(lj, grid, lo, hi)
-            cuts |= {mode}
-            cuts |= {c for c in grid if lo < c < hi}
-            pts = [lo] + sorted(c for c in cuts if lo < c < hi) + [hi]
+
+            def points(a, b):
+                return [a] + sorted({c for c in grid + [mode] if a < c < b}) + [b]
+
+            # Where q is below e**-200 of its peak its share of an integral is far
+            # below the working precision; skipping it avoids 0 * log(0) from
+            # rounding in the far tails.
+            q_peak = max(lq(t) for t in grid if qlo < t < qhi)
+
+            def weighted(t):
+                w = lq(t)
+                if w < q_peak - 200:
+                    return mpmath.mpf(0), w
+                return mpmath.exp(w), w
+
+            def elbo_integrand(t):
+                qt, w = weighted(t)
+                return qt * (lj(t) - w) if qt else mpmath.mpf(0)
+
             peak = lj(mode)
-            z_scaled = mpmath.quad(lambda t: mpmath.exp(lj(t) - peak), pts)
+            z_scaled = mpmath.quad(lambda t: _exp_or_zero(lj(t) - peak), points(lo, hi))
             log_ev = peak + mpmath.log(z_scaled)
-            elbo = mpmath.quad(lambda t: mpmath.exp(lq(t)) * (lj(t) - lq(t)), pts)
-            kl = mpmath.quad(lambda t: mpmath.exp(lq(t)) * (lq(t) - (lj(t) - log_ev)), pts)
+            elbo = mpmath.quad(elbo_integrand, points(qlo, qhi))
+
+            def kl_integrand(t):
+                qt, w = weighted(t)
+                return qt * (w - (lj(t) - log_ev)) if qt else mpmath.mpf(0)
+
+            kl = mpmath.quad(kl_integrand, points(qlo, qhi))
         return {"log_evidence": log_ev, "elbo": elbo, "kl": kl}
+
+
+def _exp_or_zero(x):
+    return mpmath.exp(x) if x > -400 else mpmath.mpf(0)
 
 
 def _argmax(f, grid, lo, hi):
