@@ -324,7 +324,8 @@ class ModelReport:
 
 def report(model: Model) -> dict:
     """The JSON-shaped report {"name", "elbo", "log_evidence", "kl", "checks"} of a model."""
-    return ModelReport(model).as_dict()
+    with mpmath.workdps(DIGITS):  # every comparison below at full precision
+        return ModelReport(model).as_dict()
 
 
 def exit_status(rep: dict) -> int:

@@ -42,6 +42,9 @@ from symelbo.model_expr import Arg, DistCall, Where, factor_names, names, parse_
 
 #: Decimal digits used to evaluate values and numeric checks.
 DIGITS = 50
+#: Up to this many observations, polynomial statistics of decimal data are exact
+#: sums of the decimals as written; beyond, correctly rounded float sums.
+EXACT_SUM_LIMIT = 20000
 
 
 class NoClosedForm(Exception):
@@ -913,6 +916,12 @@ def _sum_over(g: sp.Expr, x: sp.Symbol, data: list) -> sp.Expr:
         if isinstance(g, sp.Pow) and g.base == x and g.exp.is_Integer and g.exp > 0:
             k = int(g.exp)
             return sp.Integer(sum(v ** k for v in data))
+    if (len(data) <= EXACT_SUM_LIMIT and isinstance(g, sp.Pow | sp.Symbol)
+            and (g == x or (g.base == x and g.exp.is_Integer and g.exp > 0))):
+        # Small data: the exact sum of the decimals as written.
+        k = 1 if g == x else int(g.exp)
+        return sp.Rational(sum((Fraction(repr(v)) if isinstance(v, float) else Fraction(v)) ** k
+                               for v in data))
     if g == x:
         vals = [float(v) for v in data]
     elif isinstance(g, sp.Pow) and g.base == x and g.exp.is_Integer:

@@ -1,0 +1,226 @@
+"""Models: closed forms agree with independent formulas and quadrature; bad input is located."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mpmath
+import pytest
+import sympy as sp
+
+from symelbo.errors import InputError
+from symelbo.models import NoClosedForm, load_model, model_from_dict
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ALL = sorted(p.name for p in EXAMPLES.glob("*.toml"))
+
+
+def example(name):
+    return load_model(str(EXAMPLES / name))
+
+
+def num(model, expr):
+    return model.value(expr)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_identity_holds_symbolically_with_data_as_statistics(name):
+    m = example(name)
+    diff = m.log_evidence(True) - m.elbo(True) - m.kl_to_posterior(True)
+    e = sp.expand(diff)
+    assert e == 0 or sp.cancel(e) == 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_elbo_below_evidence_at_values(name):
+    m = example(name)
+    with mpmath.workdps(50):
+        gap = num(m, m.log_evidence()) - num(m, m.elbo())
+        assert gap > 0
+        assert abs(gap - num(m, m.kl_to_posterior())) < mpmath.mpf(10) ** -40
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_log_evidence_is_free_of_variational_parameters(name):
+    m = example(name)
+    assert not set(m.variational_parameters) & m.log_evidence().free_symbols
+
+
+def test_beta_bernoulli_evidence_matches_beta_function_formula():
+    m = example("beta_bernoulli.toml")
+    a, b = m.symbol("a"), m.symbol("b")
+    n1, n0 = 4, 2
+    want = (sp.loggamma(a + n1) + sp.loggamma(b + n0) - sp.loggamma(a + b + n1 + n0)
+            - sp.loggamma(a) - sp.loggamma(b) + sp.loggamma(a + b))
+    assert sp.expand(m.log_evidence() - want) == 0
+    # The posterior is Beta(a + 4, b + 2): q at those values has KL 0.
+    kl = m.kl_to_posterior().subs({m.symbol("alpha"): a + 4, m.symbol("beta"): b + 2})
+    assert sp.expand(kl) == 0
+
+
+def test_normal_mean_evidence_matches_quadrature():
+    m = example("normal_mean.toml")
+    data = m.observed[0].data
+    with mpmath.workdps(30):
+        def joint(t):
+            out = -t ** 2 / 8 - mpmath.log(2) - mpmath.log(2 * mpmath.pi) / 2
+            for x in data:
+                out += -(mpmath.mpf(repr(x)) - t) ** 2 / 2 - mpmath.log(2 * mpmath.pi) / 2
+            return mpmath.exp(out)
+        want = mpmath.log(mpmath.quad(joint, [-mpmath.inf, 0, 1, 2, mpmath.inf]))
+        assert abs(num(m, m.log_evidence()) - want) < mpmath.mpf(10) ** -20
+
+
+def test_gaussian_mixture_evidence_is_a_sum_over_assignments():
+    m = example("gaussian_mixture.toml")
+    with mpmath.workdps(30):
+        want = mpmath.fsum(
+            mpmath.log(mpmath.mpf(1) / 2 * mpmath.npdf(mpmath.mpf(repr(x)), -2, 1)
+                       + mpmath.mpf(1) / 2 * mpmath.npdf(mpmath.mpf(repr(x)), 2, 1))
+            for x in m.observed[0].data)
+        assert abs(num(m, m.log_evidence()) - want) < mpmath.mpf(10) ** -25
+    assert len(m.variational_parameters) == 6
+
+
+def test_normal_gamma_evidence_matches_textbook_formula():
+    m = example("normal_gamma.toml")
+    xs = [sp.Rational(repr(v)) for v in m.observed[0].data]
+    n, s1 = len(xs), sum(xs)
+    s2 = sum(x ** 2 for x in xs)
+    mu0, l0, a0, b0 = 5, 1, 2, 2
+    ln = l0 + n
+    an = sp.Rational(a0) + sp.Rational(n, 2)
+    bn = b0 + (s2 - s1 ** 2 / n) / 2 + l0 * n * (s1 / n - mu0) ** 2 / (2 * ln)
+    want = (sp.loggamma(an) - sp.loggamma(a0) + a0 * sp.log(b0) - an * sp.log(bn)
+            + sp.log(sp.Rational(l0, ln)) / 2 - sp.Rational(n, 2) * sp.log(2 * sp.pi))
+    with mpmath.workdps(40):
+        assert abs(num(m, m.log_evidence()) - num(m, want)) < mpmath.mpf(10) ** -30
+
+
+def test_kl_routes_are_independent_computations():
+    # The KL comes from the table / posterior, not from log p(X) - ELBO.
+    m = example("gamma_poisson.toml")
+    kl = m.kl_to_posterior()
+    assert kl.has(sp.polygamma) or kl.has(sp.digamma)
+    assert not kl.has(sp.Symbol("n"))
+
+
+def test_statistics_make_cost_independent_of_n():
+    def model(n):
+        return model_from_dict({
+            "latent": {"mu": "Normal(0, 1)"},
+            "observed": {"x": {"dist": "Normal(mu, 1)",
+                               "data": [((i * 37) % 101) / 50 for i in range(n)]}},
+            "variational": {"mu": "Normal(m, s)"},
+            "values": {"m": 0.5, "s": 0.3}})
+    small, large = model(10), model(20000)
+    assert sp.count_ops(small.elbo(True)) == sp.count_ops(large.elbo(True))
+    assert set(str(s) for s in large.statistics) == {"n", "sum(x)", "sum(x**2)"}
+    assert large.statistics[sp.Symbol("n", integer=True, positive=True)] == 20000
+
+
+def test_symbols_without_values_stay_symbolic():
+    m = model_from_dict({
+        "latent": {"theta": "Beta(a, b)"},
+        "observed": {"x": {"dist": "Bernoulli(theta)", "data": [1, 1, 0]}},
+        "variational": {"theta": "Beta(alpha, beta)"}})
+    assert m.value(m.elbo()) is None
+    assert m.symbol("a").is_positive and m.symbol("alpha").is_positive
+    assert [str(p) for p in m.variational_parameters] == ["alpha", "beta"]
+
+
+def test_data_files(tmp_path):
+    np = pytest.importorskip("numpy")
+    (tmp_path / "x.csv").write_text("1.5\n# a comment\n\n2.5\n")
+    np.save(tmp_path / "y.npy", np.array([1.5, 2.5]))
+    for name in ("x.csv", "y.npy"):
+        (tmp_path / "m.toml").write_text(
+            '[latent]\nmu = "Normal(0, 1)"\n[observed]\n'
+            f'x = {{ dist = "Normal(mu, 1)", data_file = "{name}" }}\n'
+            '[variational]\nmu = "Normal(m, s)"\n')
+        m = load_model(str(tmp_path / "m.toml"))
+        assert m.observed[0].data == [1.5, 2.5]
+
+
+def test_quadrature_fallback_without_closed_form():
+    m = model_from_dict({
+        "latent": {"t": "Normal(0, 1)"},
+        "observed": {"x": {"dist": "Bernoulli(1/(1 + exp(-t)))", "data": [1, 0, 1]}},
+        "variational": {"t": "Normal(m, s)"},
+        "values": {"m": 0.3, "s": 0.8}})
+    with pytest.raises(NoClosedForm):
+        m.elbo()
+    with pytest.raises(NoClosedForm):
+        m.log_evidence()
+    q = m.quadrature()
+    assert q["kl"] > 0
+    assert abs(q["log_evidence"] - q["elbo"] - q["kl"]) < mpmath.mpf(10) ** -15
+
+
+def test_q_outside_prior_support_has_no_elbo():
+    m = model_from_dict({
+        "latent": {"lam": "Gamma(2, 1)"},
+        "observed": {"k": {"dist": "Poisson(lam)", "data": [1, 2]}},
+        "variational": {"lam": "Normal(m, s)"}})
+    with pytest.raises(NoClosedForm, match="infinite"):
+        m.elbo()
+
+
+def test_q_inside_prior_support_is_fine():
+    # KL(q || p) is finite when q's support lies inside the posterior's.
+    m = model_from_dict({
+        "latent": {"mu": "Normal(0.5, 1)"},
+        "observed": {"x": {"dist": "Normal(mu, 1)", "data": [0.2, 0.7]}},
+        "variational": {"mu": "Beta(c, d)"},
+        "values": {"c": 2, "d": 3}})
+    assert m.value(m.kl_to_posterior()) > 0
+
+
+BAD = [
+    ('[latent]\ntheta = "Betta(a, b)"\n[observed]\nx = { dist = "Bernoulli(theta)", '
+     'data = [1] }\n[variational]\ntheta = "Beta(c, d)"\n', "unknown family 'Betta'", 2, 10),
+    ('[latent]\ntheta = "Beta(a)"\n[observed]\nx = { dist = "Bernoulli(theta)", '
+     'data = [1] }\n[variational]\ntheta = "Beta(c, d)"\n', "takes 2 parameters", 2, 10),
+    ('[latent]\nmu = "Normal(0, -1)"\n[observed]\nx = { dist = "Normal(mu, 1)", '
+     'data = [1] }\n[variational]\nmu = "Normal(m, s)"\n', "std of Normal must be positive", 2,
+     17),
+    ('[latent]\nmu = "Normal(0, s0)"\n[observed]\nx = { dist = "Normal(mu, 1)", '
+     'data = [1] }\n[variational]\nmu = "Normal(m, s)"\n[values]\ns0 = -2\n',
+     "s0 must be positive", 8, 6),
+    ('[latent]\ntheta = "Beta(1, 1)"\n[observed]\nx = { dist = "Bernoulli(theta)", '
+     'data = [1, 2] }\n[variational]\ntheta = "Beta(c, d)"\n', "outside the support", 4, None),
+    ('[latent]\ntheta = "Beta(1, 1)\n[observed]\n', "malformed TOML", 2, None),
+    ('[latent]\nt = "Normal(0, 1 +)"\n[observed]\nx = { dist = "Normal(t, 1)", data = [1] }\n'
+     '[variational]\nt = "Normal(m, s)"\n', "unexpected ')'", 2, 19),
+    ('[latent]\nt = "Normal(0, 1)"\n[observed]\nx = { dist = "Normal(t, 1)", data = [1] }\n',
+     "no variational family for latent 't'", None, None),
+    ('[latent]\nt = "Normal(0, 1)"\n[observed]\nx = { dist = "Normal(t, 1)", data = [1] }\n'
+     '[variational]\nt = "Normal(m, s)"\n[values]\nzz = 1\n', "not used by the model", 8, None),
+    ('[latent]\nt = "Normal(0, 1)"\n[observed]\nx = { dist = "Normal(t, 1)", data = ["a"] }\n'
+     '[variational]\nt = "Normal(m, s)"\n', "must be a number", 4, None),
+    ('[latent]\nt = "Normal(0, 1)"\n[observed]\nx = { dist = "Normal(t, 1)", '
+     'data_file = "nope.csv" }\n[variational]\nt = "Normal(m, s)"\n', "not found", 4, None),
+    ('[latent]\nt = "Normal(0, 1)"\n[observed]\nx = { dist = "Normal(t, 1)", data = [1] }\n'
+     '[variational]\nt = "Normal(m, s)"\n[values]\ns = 0\n', "s must be positive", 8, None),
+    ('[latent]\nt = "Normal(0, 1)"\n[observed]\nx = { dist = "Normal(t, __import__)", '
+     'data = [1] }\n[variational]\nt = "Normal(m, s)"\n[values]\n__import__ = -1\n',
+     "__import__ must be positive", 8, None),
+    ('[latent]\np = "Beta(1, 1)"\n[observed]\nx = { dist = "Categorical(p, 1 - p, 0.5)", '
+     'data = [1] }\n[variational]\np = "Beta(c, d)"\n', "sum to", 4, None),
+]
+
+
+@pytest.mark.parametrize("text,message,line,column", BAD)
+def test_bad_input_is_located(tmp_path, text, message, line, column):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(InputError) as info:
+        load_model(str(f))
+    err = info.value
+    assert message in str(err), str(err)
+    assert err.path == str(f)
+    if line is not None:
+        assert err.line == line, str(err)
+    if column is not None:
+        assert err.column == column, str(err)
+    assert "\n" not in str(err)
