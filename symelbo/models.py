@@ -826,6 +826,24 @@ class Model:
             qv = mp_value(lat.q.family.expect(z ** 2, z, lat.q.args), envm) - qm ** 2
             grid = [qm + k * mpmath.sqrt(qv) for k in (-8, -3, -1, 0, 1, 3, 8)]
             mode = _argmax(lj, grid, lo, hi)
+            # Refine the posterior mode and scale with Newton steps on log p(X, z).
+            d1, d2 = sp.diff(joint, z), sp.diff(joint, z, 2)
+            for _ in range(60):
+                g1, g2 = mp_value(d1, {**envm, z: mode}), mp_value(d2, {**envm, z: mode})
+                if not g2 < 0:
+                    break
+                step = g1 / g2
+                new = mode - step
+                while not lo < new < hi:
+                    step /= 2
+                    new = mode - step
+                mode = new
+                if abs(step) <= mpmath.mpf(10) ** -25 * (1 + abs(mode)):
+                    break
+            g2 = mp_value(d2, {**envm, z: mode})
+            if g2 < 0:
+                width = 1 / mpmath.sqrt(-g2)
+                grid += [mode + k * width for k in (-30, -8, -3, -1, 1, 3, 8, 30)]
 
             def points(a, b):
                 return [a] + sorted({c for c in grid + [mode] if a < c < b}) + [b]
@@ -846,16 +864,18 @@ class Model:
                 return qt * (lj(t) - w) if qt else mpmath.mpf(0)
 
             peak = lj(mode)
-            z_scaled = mpmath.quad(lambda t: _exp_or_zero(lj(t) - peak), points(lo, hi))
+            z_scaled, e1 = mpmath.quad(lambda t: _exp_or_zero(lj(t) - peak), points(lo, hi),
+                                       error=True)
             log_ev = peak + mpmath.log(z_scaled)
-            elbo = mpmath.quad(elbo_integrand, points(qlo, qhi))
+            elbo, e2 = mpmath.quad(elbo_integrand, points(qlo, qhi), error=True)
 
             def kl_integrand(t):
                 qt, w = weighted(t)
                 return qt * (w - (lj(t) - log_ev)) if qt else mpmath.mpf(0)
 
-            kl = mpmath.quad(kl_integrand, points(qlo, qhi))
-        return {"log_evidence": log_ev, "elbo": elbo, "kl": kl}
+            kl, e3 = mpmath.quad(kl_integrand, points(qlo, qhi), error=True)
+        return {"log_evidence": log_ev, "elbo": elbo, "kl": kl,
+                "error": e1 / z_scaled + e2 + e3}
 
 
 def _exp_or_zero(x):
