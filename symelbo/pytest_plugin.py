@@ -1,0 +1,252 @@
+"""pytest plugin: every chain of a ``.calc`` derivation file is one test.
+
+Registered through the ``pytest11`` entry point, so it is active wherever
+symelbo is installed. It must cost nothing in projects that never check a
+derivation: this module imports only pytest and the standard library, and
+SymPy and the rest of symelbo are imported the first time a ``.calc`` file is
+actually collected.
+
+Map of this module:
+
+- :func:`pytest_addoption`   ``--symelbo-calc``, ``--symelbo-budget``,
+  ``--symelbo-strict`` and their ini twins ``symelbo_collect_calc``,
+  ``symelbo_budget``, ``symelbo_strict``.
+- :func:`pytest_collect_file` a ``.calc`` file named on the command line is
+  always collected; ``.calc`` files found under the test paths only when the
+  user opts in.
+- :class:`CalcFile`          parses the file; a syntax error is one
+  collection error located at ``file:line:column``, without a traceback.
+- :class:`CalcChain`         one chain, named ``chain@lineN`` after the line
+  of its first expression; it fails when a step is not ``proved`` or
+  ``tested`` (only ``proved`` under ``--symelbo-strict``).
+- :class:`CalcFailureRepr`   the failure report: the chain with its bad
+  steps marked, their verdicts and reasons, and a counterexample section per
+  refuted step.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+CALC_SUFFIX = ".calc"
+DEFAULT_BUDGET = 5.0
+
+
+# ---------------------------------------------------------------------------
+# options
+# ---------------------------------------------------------------------------
+
+def _budget(text: str) -> float:
+    """A positive, finite number of seconds (argparse type and ini parser)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"the symelbo budget must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"the symelbo budget must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _budget_option(text: str) -> float:
+    import argparse
+    try:
+        return _budget(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("symelbo", "symelbo: check .calc derivation files")
+    group.addoption(
+        "--symelbo-calc", action="store_true", default=None, dest="symelbo_calc",
+        help="collect .calc derivation files found under the test paths "
+             "(a .calc file named on the command line is always collected).")
+    group.addoption(
+        "--symelbo-budget", type=_budget_option, default=None, dest="symelbo_budget",
+        metavar="SECONDS",
+        help=f"time budget per derivation step; past it the step is 'unknown' "
+             f"(default: ini symelbo_budget, else {DEFAULT_BUDGET:g}).")
+    group.addoption(
+        "--symelbo-strict", action="store_true", default=None, dest="symelbo_strict",
+        help="require every step to be 'proved': a step that was only 'tested' fails.")
+    parser.addini("symelbo_collect_calc", type="bool", default=False,
+                  help="collect .calc derivation files found under the test paths.")
+    parser.addini("symelbo_budget", type="string", default=str(DEFAULT_BUDGET),
+                  help="time budget in seconds per derivation step.")
+    parser.addini("symelbo_strict", type="bool", default=False,
+                  help="require every derivation step to be 'proved'.")
+
+
+class _Settings:
+    """The effective options: the command line wins over the ini file."""
+
+    def __init__(self, config: pytest.Config):
+        self.collect = bool(_first(config.getoption("symelbo_calc"),
+                                   config.getini("symelbo_collect_calc")))
+        self.strict = bool(_first(config.getoption("symelbo_strict"),
+                                  config.getini("symelbo_strict")))
+        budget = config.getoption("symelbo_budget")
+        if budget is None:
+            try:
+                budget = _budget(str(config.getini("symelbo_budget")).strip())
+            except ValueError as error:
+                raise pytest.UsageError(f"ini option symelbo_budget: {error}") from None
+        self.budget = budget
+
+    @property
+    def passing(self) -> frozenset:
+        return frozenset({"proved"}) if self.strict else frozenset({"proved", "tested"})
+
+
+def _first(*values):
+    return next(v for v in values if v is not None)
+
+
+_SETTINGS = pytest.StashKey[_Settings]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SETTINGS] = _Settings(config)
+
+
+def _settings(config: pytest.Config) -> _Settings:
+    if _SETTINGS not in config.stash:  # configured before this plugin was registered
+        config.stash[_SETTINGS] = _Settings(config)
+    return config.stash[_SETTINGS]
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    settings = _settings(config)
+    if not (settings.collect or settings.strict or config.getoption("symelbo_budget") is not None):
+        return None
+    return (f"symelbo: collect .calc files={'on' if settings.collect else 'off'}, "
+            f"budget={settings.budget:g} s per step, strict={'on' if settings.strict else 'off'}")
+
+
+# ---------------------------------------------------------------------------
+# collection
+# ---------------------------------------------------------------------------
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix != CALC_SUFFIX:
+        return None
+    if parent.session.isinitpath(file_path) or _settings(parent.config).collect:
+        return CalcFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CalcFile(pytest.File):
+    """A ``.calc`` derivation file; each chain becomes a :class:`CalcChain`."""
+
+    def collect(self):
+        from .errors import InputError
+        from .parser import parse_file
+        try:
+            derivation = parse_file(self.path)
+        except InputError as error:
+            # A collection error shows this one line, never a traceback.
+            located = InputError(error.message, self._display_path(), error.line, error.column)
+            raise self.CollectError(str(located)) from None
+        self.derivation = derivation
+        self._universe = None
+        for chain in derivation.chains:
+            yield CalcChain.from_parent(self, name=f"chain@line{chain.line}", chain=chain)
+
+    def _display_path(self) -> str:
+        try:
+            return str(self.path.relative_to(self.config.rootpath))
+        except ValueError:
+            return str(self.path)
+
+    def universe(self):
+        """The densities and variables of the whole file: one meaning for ``p`` across chains."""
+        if self._universe is None:
+            from .semantics import Universe
+            chains = self.derivation.chains
+            self._universe = Universe.of([e for c in chains for e in [c.first] + [s.rhs for s in c.steps]])
+        return self._universe
+
+
+class CalcChainFailure(Exception):
+    """A chain with steps below the required verdict (raised by :meth:`CalcChain.runtest`)."""
+
+    def __init__(self, chain_result, failures):
+        super().__init__(f"{len(failures)} step(s) not verified")
+        self.chain_result = chain_result
+        self.failures = failures
+
+
+class CalcChain(pytest.Item):
+    """One chain ``e0 R1 e1 R2 ...`` of a derivation file, checked step by step."""
+
+    def __init__(self, *, chain, **kwargs):
+        super().__init__(**kwargs)
+        self.chain = chain
+
+    def runtest(self) -> None:
+        from .checker import CheckOptions, check_chain
+        settings = _settings(self.config)
+        result = check_chain(self.chain, CheckOptions(budget=settings.budget), self.parent.universe())
+        self.chain_result = result
+        failures = [s for s in result.steps if s.verdict not in settings.passing]
+        if failures:
+            raise CalcChainFailure(result, failures)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CalcChainFailure):
+            from .testing import chain_failure_report
+            lines, sections, crash = chain_failure_report(
+                excinfo.value.chain_result, excinfo.value.failures,
+                path=self.parent._display_path(), strict=_settings(self.config).strict)
+            return CalcFailureRepr(lines, sections, _Crash(str(self.path), crash[0], crash[1]))
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, max(self.chain.line - 1, 0), self.name
+
+
+class _Crash:
+    """Where and why the chain failed: the one-line summary ``pytest -ra`` prints."""
+
+    def __init__(self, path: str, lineno: int, message: str):
+        self.path = path
+        self.lineno = lineno
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.lineno}: {self.message}"
+
+
+class CalcFailureRepr:
+    """The failure of a chain: marked lines (like pytest's ``>`` and ``E``) and sections.
+
+    ``lines`` are ``(marker, text)`` pairs; ``sections`` are ``(title, text)``
+    pairs printed under their own separator, as pytest prints captured output.
+    """
+
+    def __init__(self, lines, sections, reprcrash: _Crash):
+        self.lines = lines
+        self.sections = sections
+        self.reprcrash = reprcrash
+
+    def toterminal(self, tw) -> None:
+        for marker, text in self.lines:
+            if marker == "E":
+                tw.line(f"E   {text}", red=True, bold=True)
+            elif marker == ">":
+                tw.line(f">   {text}", bold=True)
+            else:
+                tw.line(f"    {text}" if text else "")
+        for title, text in self.sections:
+            tw.sep("-", title)
+            tw.line(text)
+
+    def __str__(self) -> str:
+        out = [f"{marker or ' ':<4}{text}".rstrip() for marker, text in self.lines]
+        for title, text in self.sections:
+            out.append(f"--- {title} ---")
+            out.append(text)
+        return "\n".join(out)
