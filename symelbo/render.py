@@ -1,0 +1,728 @@
+"""Checked derivations as LaTeX and Markdown documents, through jinja2 templates.
+
+Map of this module:
+
+- :func:`render`       a checked derivation as a LaTeX article, a LaTeX fragment
+                       (the ``align*`` blocks only, for ``\\input``) or Markdown.
+- :func:`compile_pdf`  LaTeX source to a PDF with pdflatex, reproducibly.
+- :func:`latex_repr`, :func:`markdown_repr`  what Jupyter shows
+                       (``_repr_latex_`` and ``_repr_markdown_``).
+- :func:`tex_escape`, :func:`markdown_escape`  the filters applied to user text.
+
+Templates (``symelbo.templates``) hold layout only. Every formula comes from
+:func:`symelbo.printing.latex_str`; this module turns a
+:class:`~symelbo.checker.CheckResult` into plain view records and the
+templates place them. The LaTeX environment is sandboxed, uses delimiters
+that do not clash with TeX braces (``\\VAR{...}``, ``\\BLOCK{...}``, ``%#``
+comments) and escapes by default: any string that is not a :class:`TeX`
+fragment built here is TeX-escaped on output, so a title such as
+``100% & \\input{/etc/passwd} #1 {`` prints literally.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import sympy as sp
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import SymelboError, ToolMissingError
+from .notation import ELBO, KL, Density, Entropy, Expectation, Marginal
+from .printing import latex_str
+
+__all__ = ["render", "compile_pdf", "latex_repr", "markdown_repr", "tex_escape",
+           "markdown_escape", "TeX", "FORMATS"]
+
+FORMATS = ("latex", "markdown")
+
+#: The TeX symbol of each relation a step may state.
+RELATION_TEX = {"=": "=", "<=": r"\le", ">=": r"\ge", "<": "<", ">": ">"}
+
+#: Width (in the units of :func:`math_width`) beyond which a right-hand side is
+#: broken at its top-level terms, and the width of one continuation line.
+#: Calibrated on pdflatex output: 11pt Latin Modern, a 16 cm text block with a
+#: 4.4 cm justification column.
+LINE_BUDGET = 40.0
+#: A chain's first expression wider than this goes on a line of its own when
+#: beside it the steps would not fit in :data:`LINE_BUDGET`.
+FIRST_BUDGET = 10.0
+
+
+class TeX(str):
+    """A fragment of LaTeX built by this module (a formula from ``latex_str``, an escaped text).
+
+    The templates print it as it is; any other string is escaped on output.
+    """
+
+    __slots__ = ()
+
+
+# ---------------------------------------------------------------------------
+# escaping
+# ---------------------------------------------------------------------------
+
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "$": r"\$", "%": r"\%",
+    "&": r"\&", "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", '"': r"\textquotedbl{}",
+}
+_TEX_RE = re.compile("|".join(re.escape(c) for c in _TEX_SPECIAL))
+_SPACE_RE = re.compile(r"\s+")
+
+
+def tex_escape(text) -> TeX:
+    """User text as LaTeX that prints it literally (text mode); whitespace runs become one space.
+
+    >>> print(tex_escape("100% & \\\\input{x} #1 {"))
+    100\\% \\& \\textbackslash{}input\\{x\\} \\#1 \\{
+    """
+    if isinstance(text, TeX):
+        return text
+    text = _SPACE_RE.sub(" ", str(text))
+    # control characters would reach TeX as invalid input
+    text = "".join(c for c in text if c.isprintable())
+    return TeX(_TEX_RE.sub(lambda m: _TEX_SPECIAL[m.group()], text))
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|$~])")
+
+
+def markdown_escape(text) -> TeX:
+    """User text as Markdown that prints it literally (no emphasis, links, HTML or math)."""
+    if isinstance(text, TeX):
+        return text
+    text = _SPACE_RE.sub(" ", str(text))
+    text = "".join(c for c in text if c.isprintable())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return TeX(_MD_SPECIAL.sub(r"\\\1", text))
+
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RATIONAL_RE = re.compile(r"^(-?)(\d+)/(\d+)$")
+_DECIMAL_RE = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+
+
+def _name_tex(name: str) -> TeX:
+    """A variable or density name (``theta``, ``q_phi``) as math, via the SymPy printer."""
+    if _NAME_RE.match(name):
+        return TeX(latex_str(sp.Symbol(name)))
+    return TeX(r"\text{" + tex_escape(name) + "}")
+
+
+def _number_tex(value: str) -> TeX:
+    """A value of a counterexample as math: fractions and decimals as written, anything else as text.
+
+    A probability in a small table reads best as a slashed fraction (``2/13``);
+    the patterns admit only digits, signs, dots and slashes.
+    """
+    value = str(value).strip()
+    if _RATIONAL_RE.match(value) or _DECIMAL_RE.match(value):
+        return TeX(value)
+    return TeX(r"\text{" + tex_escape(value) + "}")
+
+
+# ---------------------------------------------------------------------------
+# long formulas
+# ---------------------------------------------------------------------------
+
+_ZERO_WIDTH = {"left", "right", "middle", "operatorname", "mathbb", "mathcal", "mathrm",
+               "mathsf", "displaystyle", "big", "Big", "bigg", "Bigg", "limits"}
+_COMMAND_RE = re.compile(r"\\([A-Za-z]+|.)")
+
+
+def _group(tex: str, start: int) -> tuple[str, int]:
+    """The brace group (or single token) at ``start``: (its inside, the index after it)."""
+    while start < len(tex) and tex[start] == " ":
+        start += 1
+    if start >= len(tex):
+        return "", start
+    if tex[start] != "{":
+        match = _COMMAND_RE.match(tex, start)
+        end = match.end() if match else start + 1
+        return tex[start:end], end
+    depth = 0
+    for index in range(start, len(tex)):
+        if tex[index] == "{":
+            depth += 1
+        elif tex[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return tex[start + 1:index], index + 1
+    return tex[start + 1:], len(tex)
+
+
+def math_width(tex: str) -> float:
+    """A rough printed width of a LaTeX formula, in character widths.
+
+    Used only to decide where to break a display; TeX still sets the result.
+    Fractions count the wider of their parts; sub- and superscripts count
+    smaller; ``\\left``, ``\\operatorname`` and the like count nothing.
+    """
+    width, index = 0.0, 0
+    while index < len(tex):
+        char = tex[index]
+        if char == "\\":
+            match = _COMMAND_RE.match(tex, index)
+            name = match.group(1)
+            index = match.end()
+            if name == "frac":
+                num, index = _group(tex, index)
+                den, index = _group(tex, index)
+                width += max(math_width(num), math_width(den)) + 0.4
+            elif name in _ZERO_WIDTH:
+                continue
+            elif name in (",", ":", ";", "!", " "):
+                width += 0.3
+            elif name in ("quad",):
+                width += 2
+            elif name in ("qquad",):
+                width += 4
+            elif name in ("log", "exp", "sin", "cos"):
+                width += len(name) + 0.5
+            else:
+                width += 1.2
+        elif char in "_^":
+            inner, index = _group(tex, index + 1)
+            width += 0.7 * math_width(inner)
+        elif char in "{} ":
+            index += 1
+        elif char in "+-=<>":
+            width += 2.0
+            index += 1
+        else:
+            width += 1.0
+            index += 1
+    return width
+
+
+def _top_level_terms(tex: str) -> list[str]:
+    """Split ``a + b - c`` as SymPy prints it at ``+``/``-`` outside every bracket.
+
+    Each piece after the first keeps its sign: ``["a", "+ b", "- c"]``.
+    """
+    pieces, depth, start, index = [], 0, 0, 0
+    while index < len(tex):
+        if tex.startswith(r"\left", index) and not tex[index + 5:index + 6].isalpha():
+            depth += 1
+            index += 5
+            continue
+        if tex.startswith(r"\right", index) and not tex[index + 6:index + 7].isalpha():
+            depth -= 1
+            index += 6
+            continue
+        char = tex[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif depth == 0 and index > 0 and tex[index - 1:index + 2] in (" + ", " - "):
+            pieces.append(tex[start:index - 1])
+            start = index
+        index += 1
+    pieces.append(tex[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def break_lines(tex: str, budget: float = LINE_BUDGET) -> list[TeX]:
+    """A formula as one or more lines, broken before top-level ``+``/``-`` to fit ``budget``."""
+    if math_width(tex) <= budget:
+        return [TeX(tex)]
+    lines: list[str] = []
+    for term in _top_level_terms(tex):
+        if lines and math_width(lines[-1] + " " + term) <= (budget if len(lines) == 1 else budget - 4):
+            lines[-1] += " " + term
+        else:
+            lines.append(term)
+    return [TeX(line) for line in lines]
+
+
+# ---------------------------------------------------------------------------
+# view records: what the templates place
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of running prose: text (escaped on output) or a formula (``is_math``)."""
+
+    text: str
+    is_math: bool = False
+
+
+@dataclass(frozen=True)
+class StepView:
+    relation: TeX
+    lines: tuple[TeX, ...]        # the right-hand side, broken into display lines
+    verdict: str
+    by: tuple[str, ...]
+    found: bool                   # the rules were found by the checker, not written
+    message: str
+    line: int
+    counterexample: int           # its number among the document's counterexamples, or 0
+
+
+@dataclass(frozen=True)
+class RowView:
+    """One display line of a chain: its first expression, a step, or a step's continuation."""
+
+    kind: str                     # "first", "step" or "continued"
+    tex: TeX
+    step: StepView | None
+    last: bool                    # the chain's last display line
+
+
+@dataclass(frozen=True)
+class ChainView:
+    index: int
+    line: int
+    first: TeX
+    first_alone: bool             # the first expression takes a line of its own
+    claim_first: TeX
+    claim_relation: TeX
+    claim_last: TeX
+    verdict: str
+    steps: tuple[StepView, ...]
+    rows: tuple[RowView, ...]
+    why_width: TeX                # the justification column, as a fraction of \linewidth
+    counterexamples: tuple["CounterexampleView", ...]
+
+
+@dataclass(frozen=True)
+class TableView:
+    name: TeX
+    head: TeX                     # the density at the table's variables, e.g. p(X, Z)
+    columns: tuple[TeX, ...]
+    rows: tuple[tuple[TeX, ...], ...]
+
+
+@dataclass(frozen=True)
+class CounterexampleView:
+    index: int
+    chain: int
+    line: int
+    kind: str
+    seed: str
+    support: tuple[tuple[TeX, tuple[TeX, ...]], ...]
+    held: tuple[tuple[TeX, TeX], ...]
+    weights: tuple[tuple[TeX, TeX], ...]
+    parameters: tuple[tuple[TeX, TeX], ...]
+    tables: tuple[TableView, ...]
+    lhs: TeX
+    rhs: TeX
+    relation: TeX
+
+
+@dataclass(frozen=True)
+class RuleView:
+    name: str
+    relation: TeX
+    law: TeX
+    conditions: str
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    title: str
+    name: str
+    headers: tuple[tuple[str, str], ...]
+    verdict: str
+    counts: tuple[tuple[int, str], ...]
+    setting: tuple[tuple[Segment, ...], ...]
+    chains: tuple[ChainView, ...]
+    counterexamples: tuple[CounterexampleView, ...]
+    rules: tuple[RuleView, ...]
+    verdicts: tuple[str, ...] = field(default=("proved", "tested", "misjustified", "refuted", "unknown"))
+
+
+def _walk(expr):
+    yield expr
+    if not isinstance(expr, Density):
+        for arg in expr.args:
+            yield from _walk(arg)
+
+
+def _expressions(derivation):
+    for chain in derivation.chains:
+        yield chain.first
+        for step in chain.steps:
+            yield step.rhs
+
+
+def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
+    """The model and variational family in words, from the densities the derivation uses."""
+    uses: dict[str, list[Density]] = {}
+    variational: list[str] = []
+    bound: list = []
+
+    def note_bound(symbols):
+        bound.extend(s for s in symbols if s not in bound)
+
+    for expr in _expressions(derivation):
+        for node in _walk(expr):
+            if isinstance(node, Density):
+                forms = uses.setdefault(node.key, [])
+                if node not in forms:
+                    forms.append(node)
+            elif isinstance(node, (Expectation, Entropy)):
+                note_bound(node.density.variables)
+                if node.density.key not in variational:
+                    variational.append(node.density.key)
+            elif isinstance(node, (KL, ELBO)):
+                q = node.args[0]
+                note_bound(q.variables)
+                if q.key not in variational:
+                    variational.append(q.key)
+            elif isinstance(node, Marginal):
+                note_bound([node.variable])
+    if not bound:
+        return ()
+    order: list = []
+    for forms in uses.values():
+        for form in forms:
+            order.extend(s for s in form.variables + form.given if s not in order)
+    observed = [s for s in order if s not in bound]
+    latent = [s for s in order if s in bound]
+
+    def math(expr) -> Segment:
+        return Segment(latex_str(expr), True)
+
+    def listing(symbols) -> list[Segment]:
+        out: list[Segment] = []
+        for index, symbol in enumerate(symbols):
+            if index:
+                out.append(Segment(" and " if index == len(symbols) - 1 else ", "))
+            out.append(math(symbol))
+        return out
+
+    sentences = []
+    for key, forms in uses.items():
+        head = forms[0]
+        variables = [s for s in order if any(s in f.variables or s in f.given for f in forms)]
+        seen_observed = [s for s in variables if s in observed]
+        seen_latent = [s for s in variables if s in latent]
+        is_variational = key in variational and not seen_observed
+        if is_variational:
+            shown = Density(head.args[0], seen_latent, (), head.params, evaluate=False)
+            words = [math(shown), Segment(": a variational density over the latent ")]
+            words += listing(seen_latent)
+            if head.params:
+                words.append(Segment(", with variational parameter" + ("s " if len(head.params) > 1 else " ")))
+                words += listing(list(head.params))
+        else:
+            shown = Density(head.args[0], seen_observed + seen_latent, (), head.params, evaluate=False)
+            if seen_observed and seen_latent:
+                words = [math(shown), Segment(": a joint density of the observed ")]
+                words += listing(seen_observed)
+                words.append(Segment(" and the latent "))
+                words += listing(seen_latent)
+            else:
+                words = [math(shown), Segment(": a density over ")]
+                words += listing(seen_observed + seen_latent)
+            derived = [f for f in forms if set(f.variables) | set(f.given) != set(variables) or f.given]
+            for index, form in enumerate(derived):
+                if index == 0:
+                    words.append(Segment(", with "))
+                else:
+                    words.append(Segment(" and " if index == len(derived) - 1 else ", "))
+                words.append(Segment("its "))
+                words.append(Segment(_role(form, observed, latent) + " "))
+                words.append(math(form))
+        sentences.append(tuple(words))
+    return tuple(sentences)
+
+
+def _role(form: Density, observed, latent) -> str:
+    variables, given = set(form.variables), set(form.given)
+    if given:
+        if variables <= set(latent) and given <= set(observed):
+            return "posterior"
+        if variables <= set(observed) and given <= set(latent):
+            return "likelihood"
+        return "conditional"
+    if variables <= set(observed):
+        return "evidence"
+    if variables <= set(latent):
+        return "prior"
+    return "marginal"
+
+
+def _counterexample_view(cx: dict, index: int, chain: int, line: int) -> CounterexampleView:
+    pairs = lambda mapping: tuple((_name_tex(k), _number_tex(v)) for k, v in (mapping or {}).items())
+    tables = []
+    for name, rows in cx.get("densities", {}).items():
+        columns = tuple(rows[0]["at"]) if rows else ()
+        if _NAME_RE.match(name) and all(_NAME_RE.match(c) for c in columns):
+            head = TeX(latex_str(Density(sp.Symbol(name), [sp.Symbol(c) for c in columns],
+                                         evaluate=False)))
+        else:
+            head = _name_tex(name)
+        tables.append(TableView(
+            _name_tex(name), head, tuple(_name_tex(c) for c in columns),
+            tuple(tuple(_number_tex(row["at"][c]) for c in columns) + (_number_tex(row["value"]),)
+                  for row in rows)))
+    return CounterexampleView(
+        index=index, chain=chain, line=line, kind=str(cx.get("kind", "")), seed=str(cx.get("seed", "")),
+        support=tuple((_name_tex(v), tuple(_number_tex(p) for p in points))
+                      for v, points in cx.get("support", {}).items()),
+        held=pairs(cx.get("held")), weights=pairs(cx.get("weights")),
+        parameters=pairs(cx.get("parameters")), tables=tuple(tables),
+        lhs=_number_tex(cx.get("lhs", "")), rhs=_number_tex(cx.get("rhs", "")),
+        relation=TeX(RELATION_TEX.get(cx.get("relation", "="), "=")))
+
+
+def _note(step_result) -> str:
+    """What to say under a step's justification: why it is not proved, if that adds anything."""
+    if step_result.verdict == "proved":
+        return ""
+    if step_result.counterexample and step_result.message == "false on a concrete instance":
+        return ""
+    return step_result.message
+
+
+#: :func:`math_width` units per \linewidth (11pt, 16 cm), measured on pdflatex output.
+_UNITS_PER_LINE = 69.0
+
+
+def _why_width(first: str, first_alone: bool, steps) -> TeX:
+    """The justification column takes what the formulas leave: 0.28 to 0.45 of the line."""
+    indent = 6.0 if first_alone else math_width(first) + 2.0
+    widest = max((math_width(line) + (4.0 if index else 0.0) + indent
+                  for step in steps for index, line in enumerate(step.lines)), default=0.0)
+    if first_alone:
+        widest = max(widest, math_width(first))
+    fraction = min(0.45, max(0.28, 0.9 - widest / _UNITS_PER_LINE))
+    return TeX(f"{fraction:.2f}")
+
+
+def _rows(first: TeX, steps) -> tuple[RowView, ...]:
+    rows = [RowView("first", first, None, not steps)]
+    for step in steps:
+        for index, line in enumerate(step.lines):
+            rows.append(RowView("continued" if index else "step", line, step, False))
+    rows[-1] = RowView(rows[-1].kind, rows[-1].tex, rows[-1].step, True)
+    return tuple(rows)
+
+
+def document_view(result, name: str | None = None) -> DocumentView:
+    """The view records of a checked derivation: every formula printed, nothing laid out."""
+    from .rules import RULES
+
+    derivation = result.derivation
+    chains, counterexamples, used = [], [], []
+    for chain_index, chain_result in enumerate(result.chains, start=1):
+        chain = chain_result.chain
+        first = latex_str(chain.first)
+        widest = max((math_width(latex_str(s.rhs)) for s in chain.steps), default=0.0)
+        first_alone = (math_width(first) > FIRST_BUDGET
+                       and math_width(first) + widest > LINE_BUDGET + 4)
+        budget = LINE_BUDGET if first_alone else LINE_BUDGET - math_width(first) + 4
+        steps, chain_cx = [], []
+        for step_result in chain_result.steps:
+            step = step_result.step
+            names = step.by or step_result.found_by
+            used.extend(n for n in names if n in RULES and n not in used)
+            cx_index = 0
+            if step_result.counterexample:
+                cx_index = len(counterexamples) + 1
+                counterexamples.append(_counterexample_view(
+                    step_result.counterexample, cx_index, chain_index, step.line))
+                chain_cx.append(counterexamples[-1])
+            steps.append(StepView(
+                relation=TeX(RELATION_TEX[step.relation]),
+                lines=tuple(break_lines(latex_str(step.rhs), budget)),
+                verdict=step_result.verdict, by=tuple(names),
+                found=not step.by and bool(step_result.found_by),
+                message=_note(step_result),
+                line=step.line, counterexample=cx_index))
+        chains.append(ChainView(
+            index=chain_index, line=chain.line, first=TeX(first), first_alone=first_alone,
+            claim_first=TeX(first), claim_relation=TeX(RELATION_TEX[chain.relation]),
+            claim_last=TeX(latex_str(chain.last)), verdict=chain_result.verdict, steps=tuple(steps),
+            rows=_rows(TeX(first), steps), why_width=_why_width(first, first_alone, steps),
+            counterexamples=tuple(chain_cx)))
+    counts = Counter(s.verdict for c in result.chains for s in c.steps)
+    rules = tuple(RuleView(n, TeX(RELATION_TEX.get(RULES[n].relation, "=")), TeX(RULES[n].law),
+                           RULES[n].conditions) for n in used)
+    headers = tuple((str(k), str(v)) for k, v in derivation.headers.items() if k != "title")
+    return DocumentView(
+        title=derivation.title or name or "A derivation", name=name or "",
+        headers=headers, verdict=result.verdict,
+        counts=tuple((counts[v], v) for v in ("proved", "tested", "misjustified", "refuted", "unknown")
+                     if counts[v]),
+        setting=_setting(derivation), chains=tuple(chains),
+        counterexamples=tuple(counterexamples), rules=rules)
+
+
+# ---------------------------------------------------------------------------
+# the jinja2 environments
+# ---------------------------------------------------------------------------
+
+def _load_template(name: str):
+    try:
+        source = resources.files("symelbo.templates").joinpath(name).read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    return source, None, lambda: True
+
+
+def _finalize_with(escape):
+    def finalize(value):
+        if isinstance(value, TeX):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return TeX(str(value))
+        return escape(value)
+    return finalize
+
+
+def _common(env: jinja2.Environment) -> jinja2.Environment:
+    # the output of a macro of these templates is layout whose user text was escaped inside it
+    env.filters["layout"] = lambda text: TeX(str(text).strip())
+    return env
+
+
+@lru_cache(maxsize=1)
+def latex_environment() -> jinja2.Environment:
+    """The sandboxed LaTeX environment: ``\\VAR{}``, ``\\BLOCK{}``, ``%#`` comments, escape by default."""
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.FunctionLoader(_load_template),
+        block_start_string=r"\BLOCK{", block_end_string="}",
+        variable_start_string=r"\VAR{", variable_end_string="}",
+        comment_start_string=r"\#{", comment_end_string="}",
+        line_comment_prefix="%#", line_statement_prefix="%%",
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False, undefined=jinja2.StrictUndefined,
+        finalize=_finalize_with(tex_escape))
+    env.filters["tex"] = tex_escape
+    return _common(env)
+
+
+@lru_cache(maxsize=1)
+def markdown_environment() -> jinja2.Environment:
+    """The sandboxed Markdown environment: user text is Markdown-escaped by default."""
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.FunctionLoader(_load_template),
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False, undefined=jinja2.StrictUndefined,
+        finalize=_finalize_with(markdown_escape))
+    env.filters["tex"] = tex_escape
+    env.filters["md"] = markdown_escape
+    return _common(env)
+
+
+# ---------------------------------------------------------------------------
+# public entry points
+# ---------------------------------------------------------------------------
+
+def render(result, fmt: str, name: str | None = None, fragment: bool = False) -> str:
+    """A checked derivation (a :class:`~symelbo.checker.CheckResult`) as a document.
+
+    ``fmt``: ``"latex"`` (a full article, or with ``fragment=True`` only the
+    ``align*`` blocks, for ``\\input`` into a paper) or ``"markdown"`` (``$$``
+    math, for GitHub and notebooks). The same input gives the same bytes.
+    """
+    view = document_view(result, name)
+    if fmt == "latex":
+        template = "fragment.tex.j2" if fragment else "document.tex.j2"
+        return _tidy(latex_environment().get_template(template).render(doc=view))
+    if fmt == "markdown":
+        return _tidy(markdown_environment().get_template("document.md.j2").render(doc=view))
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _tidy(text: str) -> str:
+    """No blank lines at the start, no runs of blank lines, one newline at the end."""
+    text = re.sub(r"\n{3,}", "\n\n", text.strip("\n"))
+    return text + "\n"
+
+
+def latex_repr(result) -> str:
+    """``_repr_latex_``: the chains as one ``$$\\begin{aligned}...\\end{aligned}$$`` for MathJax."""
+    view = document_view(result)
+    return latex_environment().get_template("aligned.tex.j2").render(doc=view).strip() + "\n"
+
+
+def markdown_repr(result) -> str:
+    """``_repr_markdown_``: the Markdown document."""
+    return render(result, "markdown")
+
+
+# ---------------------------------------------------------------------------
+# PDF
+# ---------------------------------------------------------------------------
+
+_INSTALL_HINT = ("pdflatex not found; install TeX Live, e.g. "
+                 "`apt-get install texlive-latex-base texlive-latex-recommended`")
+
+
+def _tex_environment() -> dict:
+    env = dict(os.environ)
+    env.update({
+        "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1",
+        # the document never needs a file outside its directory or TeX's own tree
+        "openin_any": "p", "openout_any": "p", "shell_escape": "f",
+    })
+    return env
+
+
+def _first_error(log: str) -> str:
+    lines = log.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("! "):
+            where = next((l.split(" ", 1)[0] for l in lines[index + 1:index + 12] if l.startswith("l.")), "")
+            return line[2:].strip() + (f" (document {where.replace('l.', 'line ')})" if where else "")
+    return "pdflatex stopped without a TeX error message"
+
+
+def _compile(tex: str, timeout: float = 120.0) -> tuple[bytes, str]:
+    """Run pdflatex on ``tex``: (the PDF bytes, the log of the last run)."""
+    program = shutil.which("pdflatex")
+    if program is None:
+        raise ToolMissingError(_INSTALL_HINT)
+    with tempfile.TemporaryDirectory(prefix="symelbo-tex-") as tmp:
+        source = Path(tmp) / "derivation.tex"
+        source.write_text(tex, encoding="utf-8")
+        log = ""
+        for _ in range(3):
+            try:
+                subprocess.run(
+                    [program, "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error",
+                     "-jobname=derivation", "derivation.tex"],
+                    cwd=tmp, env=_tex_environment(), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise SymelboError(f"pdflatex did not finish within {timeout:g} s") from None
+            log_path = Path(tmp) / "derivation.log"
+            log = log_path.read_text(encoding="latin-1") if log_path.exists() else ""
+            pdf = Path(tmp) / "derivation.pdf"
+            if "\n! " in "\n" + log or not pdf.exists():
+                raise SymelboError(f"pdflatex failed: {_first_error(log)}")
+            if "Rerun to get" not in log and "Label(s) may have changed" not in log:
+                break
+        return pdf.read_bytes(), log
+
+
+def compile_pdf(tex: str, out_path: str) -> None:
+    """Compile LaTeX source with pdflatex into ``out_path``; the same source gives the same bytes.
+
+    Raises :class:`~symelbo.errors.ToolMissingError` when pdflatex is not
+    installed and :class:`~symelbo.errors.SymelboError` with the first TeX
+    error when the document does not compile.
+    """
+    data, _ = _compile(tex)
+    try:
+        Path(out_path).write_bytes(data)
+    except OSError as error:
+        raise SymelboError(f"{out_path}: cannot write the PDF ({error.strerror or error})") from None
