@@ -78,6 +78,7 @@ def assert_step(lhs, relation: str, rhs, by=None, *, context="", strict: bool = 
     rules must produce the step: a true step they do not produce is
     ``misjustified`` and fails.
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     result = _check_one(lhs, relation, rhs, by, context, budget)
     wanted = {"proved"} if strict else PASSING
     if result.verdict not in wanted:
@@ -94,6 +95,7 @@ def assert_refuted(lhs, relation: str, rhs, by=None, *, context="",
     The counterexample is the dictionary of the JSON report: ``support``,
     ``held``, ``parameters``, ``densities`` (tables), ``lhs``, ``rhs``, ``seed``.
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     result = _check_one(lhs, relation, rhs, by, context, budget)
     if result.verdict != "refuted":
         raise DerivationError(_step_message(result, f"the step is {result.verdict}; expected refuted"),
@@ -107,6 +109,7 @@ def assert_derivation_proved(source, strict: bool = True, *, budget: float | Non
     ``source`` is a path to a ``.calc`` file (``str`` or ``Path``), the text of
     one, or a :class:`Derivation`. Returns the :class:`CheckResult`.
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     derivation = _derivation(source)
     check = check_derivation(derivation, _options(budget))
     wanted = {"proved"} if strict else PASSING
@@ -129,6 +132,7 @@ def assert_derivation_verdicts(source, expected: Mapping[int, str], *, strict: b
     verdict: ``{6: "refuted", 10: "refuted"}``. Steps on other lines must be
     ``proved`` or ``tested`` (only ``proved`` with ``strict``).
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     unknown = sorted(v for v in expected.values() if v not in VERDICTS)
     if unknown:
         raise ValueError(f"unknown verdict {unknown[0]!r}; use one of {', '.join(VERDICTS)}")
