@@ -1,0 +1,58 @@
+"""The notation prints as a statistician writes it, and str() reads back through the parser."""
+
+import pytest
+import sympy as sp
+
+from symelbo.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, density, parameter, variable
+from symelbo.parser import parse_expression
+from symelbo.printing import calc_str
+
+Z, X = variable("Z"), variable("X")
+q, posterior, joint = density("q", "Z"), density("p", "Z", given=["X"]), density("p", "X", "Z")
+
+
+def test_joint_argument_order_does_not_matter():
+    assert density("p", "X", "Z") == density("p", "Z", "X")
+    assert Density("p", [Z, X], evaluate=False) != Density("p", [X, Z], evaluate=False)
+
+
+@pytest.mark.parametrize("expr, text, latex", [
+    (KL(q, posterior), "KL(q(Z) || p(Z | X))",
+     r"\operatorname{KL}\left(q\left(Z\right) \,\middle\|\, p\left(Z \mid X\right)\right)"),
+    (Entropy(q), "H[q(Z)]", r"\operatorname{H}\left[q\left(Z\right)\right]"),
+    (Expectation(q, sp.log(joint)), "E_{q(Z)}[log(p(X, Z))]",
+     r"\mathbb{E}_{q\left(Z\right)}\left[\log{\left(p\left(X, Z\right) \right)}\right]"),
+    (Marginal(Z, joint), "sum_Z[p(X, Z)]", r"\sum_{Z} p\left(X, Z\right)"),
+    (Gradient(parameter("phi"), density("q", "Z", params=["phi"])), "grad_phi[q_phi(Z)]",
+     r"\nabla_{\phi} q_{\phi}\left(Z\right)"),
+    (ELBO(q, joint), "ELBO(q(Z), p(X, Z))", r"\mathcal{L}\left(q\right)"),
+])
+def test_str_and_latex(expr, text, latex):
+    assert str(expr) == text
+    assert sp.latex(expr) == latex
+
+
+def test_pretty_prints_without_error():
+    text = sp.pretty(KL(q, posterior) - Entropy(q) + Expectation(q, sp.log(joint / q)), use_unicode=False)
+    assert "KL(q(Z) || p(Z | X))" in text and "H[q(Z)]" in text
+
+
+@pytest.mark.parametrize("source", [
+    "KL(q(Z) || p(Z | X))",
+    "-E_q[log(p(Z | X)/q(Z))] + log p(X)",
+    "grad_phi[E_{q_phi}[log(p(x, theta)/q_phi(theta))]]",
+    "sum_Z[q(Z)*p(X, Z)/q(Z)]",
+    "H[q(Z)] - 2*E_q[log p(X, Z)]^2",
+    "ELBO(q(Z), p(X, Z)) + exp(-1/2)",
+])
+def test_calc_str_round_trips(source):
+    expr = parse_expression(source)
+    assert parse_expression(calc_str(expr)) == expr
+
+
+def test_free_symbols_respect_binders():
+    assert Expectation(q, sp.log(joint)).free_symbols == {X}
+    assert KL(q, posterior).free_symbols == {X}
+    assert Marginal(Z, joint).free_symbols == {X}
+    phi = parameter("phi")
+    assert phi in Expectation(density("q", "Z", params=["phi"]), sp.log(joint)).free_symbols
