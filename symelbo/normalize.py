@@ -8,9 +8,9 @@ identical: the rules, read left to right, are terminating rewrites towards
 one form (definitions unfolded, logs split, conditionals as joint over
 marginal, linear operators pushed inwards).
 
-``algebra`` also moves numeric factors into a linear operator
-(``-E[f] -> E[-f]``) when the linearity rule for that operator is not among
-the rules; with linearity, constants come out instead.
+``algebra`` also takes numeric factors out of a linear operator and fixes the
+sign of its argument (``-E[a - b]`` and ``E[b - a]`` meet), and exchanges
+nested finite sums (Fubini).
 """
 
 from __future__ import annotations
@@ -56,17 +56,22 @@ class Normalized:
     fired: frozenset
 
 
-def _homogeneity(e, into_sums: bool, into_gradients: bool):
-    """c * Op[f] -> Op[c f] for a number c (Op linear): the algebra of scalar multiples."""
-    if e.is_Mul and len(e.args) == 2 and e.args[0].is_Number:
-        c, op = e.args
-        if isinstance(op, Expectation) and into_sums:
-            return Expectation(op.density, sp.expand(c * op.body, **_EXPAND))
-        if isinstance(op, Marginal) and into_sums:
-            return Marginal(op.variable, sp.expand(c * op.body, **_EXPAND))
-        if isinstance(op, Gradient) and into_gradients:
-            return Gradient(op.parameter, sp.expand(c * op.body, **_EXPAND))
-    return None
+def _scalars_out(e):
+    """Op[c * f] -> c * Op[f] for a number c, with f's leading term positive (Op linear).
+
+    The algebra of scalar multiples: -E[a - b] and E[b - a] reach the same
+    form, whichever other rules are in use.
+    """
+    if not isinstance(e, (Expectation, Marginal, Gradient)):
+        return None
+    content, primitive = e.body.as_content_primitive()
+    leading = min(sp.Add.make_args(primitive), key=lambda t: sp.default_sort_key(t.as_coeff_Mul()[1]))
+    sign = -1 if leading.as_coeff_Mul()[0] < 0 else 1
+    factor = content * sign
+    if factor == 1:
+        return None
+    body = sp.expand(sign * primitive, **_EXPAND)
+    return factor * e.func(e.args[0], body)
 
 
 def _sum_order(e):
@@ -86,9 +91,6 @@ class _Normalizer:
         order = sorted((name for name in RULES if name in names),
                        key=lambda name: name in _LATE_RULES)
         self.rewrites = [(name, rw) for name in order for rw in RULES[name].rewrites]
-        # scalar homogeneity is algebra, unless a linearity rule pulls constants out instead
-        self.push_into_sums = "linearity_expectation" not in names
-        self.push_into_gradients = not ({"linearity_gradient", "differentiation"} & names)
         self.fired: set[str] = set()
         self.cache: dict = {}
         self.depth = 0
@@ -104,8 +106,7 @@ class _Normalizer:
                     e = self.full(new)
                     break
             else:
-                new = (self.exchange_sums(e) or _sum_order(e)
-                       or _homogeneity(e, self.push_into_sums, self.push_into_gradients))
+                new = self.exchange_sums(e) or _sum_order(e) or _scalars_out(e)
                 if new is None or new == e:
                     return e
                 e = self.full(new)
@@ -194,9 +195,27 @@ def equal_by(lhs: sp.Expr, rhs: sp.Expr, names=CANONICAL_RULES):
     if difference == 0:
         return left.fired | right.fired
     # a rational difference may need cancelling (p(X,Z) / p(X) * p(X) - ...)
-    if difference.has(sp.Pow) and sp.cancel(sp.together(difference)) == 0:
+    if difference.has(sp.Pow) and _cancels(difference):
         return left.fired | right.fired
     return None
+
+
+def _cancels(difference: sp.Expr) -> bool:
+    """True when the rational function ``difference`` is zero, logs and operators held as atoms.
+
+    ``cancel`` would expand logs of products on its own; freezing every
+    non-rational subterm into a symbol keeps it to field arithmetic.
+    """
+    frozen: dict = {}
+
+    def freeze(node):
+        if isinstance(node, (sp.Function, *NOTATION_CLASSES)):
+            return frozen.setdefault(node, sp.Dummy(f"a{len(frozen)}"))
+        if node.is_Atom:
+            return node
+        return node.func(*[freeze(a) for a in node.args])
+
+    return sp.cancel(sp.together(freeze(difference))) == 0
 
 
 def contains_notation(expr) -> bool:

@@ -138,7 +138,11 @@ def _own_density_log(e):
                     rest.append(f)
             if power == 0:
                 return None
-            return power * sp.log(own) + sp.log(sp.Mul(*rest))
+            logs = []
+            for f in rest:
+                base, exp = f.as_base_exp()
+                logs.append(exp * sp.log(base) if exp.is_Number else sp.log(f))
+            return power * sp.log(own) + sp.Add(*logs)
         return None
 
     body = e.body.replace(lambda n: split(n) is not None, split)
