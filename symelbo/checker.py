@@ -42,6 +42,11 @@ PASSING = frozenset({"proved", "tested"})
 INEQUALITY_RULES = frozenset(name for name, rule in RULES.items() if rule.is_inequality)
 
 
+def _ordered(names) -> tuple[str, ...]:
+    """Rule names in registry order (definitions first), for found_by and messages."""
+    return tuple(sorted(names, key=list(RULES).index))
+
+
 def weakest(verdicts) -> str:
     """The weakest verdict of a non-empty collection."""
     return min(verdicts, key=VERDICT_ORDER.index)
@@ -160,19 +165,19 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     if outcome.refuted:
         message = "false on a concrete instance"
         if proof is not None:  # a rule claimed a proof that the semantics contradicts
-            message += f"; the rules {', '.join(sorted(proof))} are unsound here"
+            message += f"; the rules {', '.join(_ordered(proof))} are unsound here"
         return StepResult(step, "refuted", (), outcome.counterexample, message)
     if named:
         why = _why_not(step, named)
         if proof is not None:
-            return StepResult(step, "misjustified", tuple(sorted(proof)),
-                              message=f"{why}; it follows by {', '.join(sorted(proof))}")
+            return StepResult(step, "misjustified", _ordered(proof),
+                              message=f"{why}; it follows by {', '.join(_ordered(proof))}")
         if outcome.held:
             return StepResult(step, "misjustified", (),
                               message=f"{why}; the step held on {outcome.held} concrete instances")
         return StepResult(step, "unknown", message=f"{why}; {outcome.describe()}")
     if proof is not None:
-        return StepResult(step, "proved", tuple(sorted(proof)))
+        return StepResult(step, "proved", _ordered(proof))
     if outcome.held and not outcome.inconclusive:
         return StepResult(step, "tested",
                           message=f"no proof found; held on {outcome.held} concrete instances")

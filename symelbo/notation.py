@@ -145,7 +145,7 @@ class Density(Expr):
         inner = ", ".join(printer._print(v) for v in self.variables)
         if self.given:
             inner += r" \mid " + ", ".join(printer._print(g) for g in self.given)
-        return rf"{self._head_latex(printer)}\left({inner}\right)"
+        return rf"{self._head_latex(printer)}({inner})"
 
     def _pretty(self, printer):
         return prettyForm(self._head_str(printer) + "(" + _pretty_args(self, printer) + ")")

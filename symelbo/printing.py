@@ -7,6 +7,7 @@ stored in the order a person wrote them; ``order="none"`` keeps that order.
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 __all__ = ["calc_str", "latex_str"]
@@ -33,9 +34,25 @@ def calc_str(expr: sp.Expr) -> str:
     return _CALC.doprint(expr)
 
 
+class _LatexPrinter(LatexPrinter):
+    """SymPy's LaTeX printer, with ``\\log p(X)`` for the log of a density or a symbol."""
+
+    def _print_log(self, expr, exp=None):
+        from .notation import Density
+        arg = expr.args[0]
+        if isinstance(arg, (Density, sp.Symbol)):
+            text = rf"\log {self._print(arg)}"
+        else:
+            text = rf"\log\left({self._print(arg)}\right)"
+        return text if exp is None else rf"\log^{{{exp}}} {text[5:]}"
+
+
+_LATEX = _LatexPrinter({"order": "none"})
+
+
 def latex_str(expr: sp.Expr) -> str:
     """``expr`` as LaTeX, through the notation's printer hooks."""
-    return sp.latex(expr, order="none")
+    return _LATEX.doprint(expr)
 
 
 def calc_text(derivation, comment: str = "") -> str:

@@ -18,13 +18,13 @@ def test_joint_argument_order_does_not_matter():
 
 @pytest.mark.parametrize("expr, text, latex", [
     (KL(q, posterior), "KL(q(Z) || p(Z | X))",
-     r"\operatorname{KL}\left(q\left(Z\right) \,\middle\|\, p\left(Z \mid X\right)\right)"),
-    (Entropy(q), "H[q(Z)]", r"\operatorname{H}\left[q\left(Z\right)\right]"),
+     r"\operatorname{KL}\left(q(Z) \,\middle\|\, p(Z \mid X)\right)"),
+    (Entropy(q), "H[q(Z)]", r"\operatorname{H}\left[q(Z)\right]"),
     (Expectation(q, sp.log(joint)), "E_{q(Z)}[log(p(X, Z))]",
-     r"\mathbb{E}_{q\left(Z\right)}\left[\log{\left(p\left(X, Z\right) \right)}\right]"),
-    (Marginal(Z, joint), "sum_Z[p(X, Z)]", r"\sum_{Z} p\left(X, Z\right)"),
+     r"\mathbb{E}_{q(Z)}\left[\log{\left(p(X, Z) \right)}\right]"),
+    (Marginal(Z, joint), "sum_Z[p(X, Z)]", r"\sum_{Z} p(X, Z)"),
     (Gradient(parameter("phi"), density("q", "Z", params=["phi"])), "grad_phi[q_phi(Z)]",
-     r"\nabla_{\phi} q_{\phi}\left(Z\right)"),
+     r"\nabla_{\phi} q_{\phi}(Z)"),
     (ELBO(q, joint), "ELBO(q(Z), p(X, Z))", r"\mathcal{L}\left(q\right)"),
 ])
 def test_str_and_latex(expr, text, latex):
