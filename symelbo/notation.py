@@ -310,7 +310,7 @@ class ELBO(Expr):
         return f"ELBO({printer._print(self.variational)}, {printer._print(self.joint)})"
 
     def _latex(self, printer) -> str:
-        return rf"\mathcal{{L}}\left({self.variational._head_latex(printer)}\right)"
+        return rf"\mathcal{{L}}({self.variational._head_latex(printer)})"
 
     def _pretty(self, printer):
         return prettyForm("L(" + self.variational._head_str(printer) + ")")

@@ -25,7 +25,7 @@ def test_joint_argument_order_does_not_matter():
     (Marginal(Z, joint), "sum_Z[p(X, Z)]", r"\sum_{Z} p(X, Z)"),
     (Gradient(parameter("phi"), density("q", "Z", params=["phi"])), "grad_phi[q_phi(Z)]",
      r"\nabla_{\phi} q_{\phi}(Z)"),
-    (ELBO(q, joint), "ELBO(q(Z), p(X, Z))", r"\mathcal{L}\left(q\right)"),
+    (ELBO(q, joint), "ELBO(q(Z), p(X, Z))", r"\mathcal{L}(q)"),
 ])
 def test_str_and_latex(expr, text, latex):
     assert str(expr) == text
