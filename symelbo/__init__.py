@@ -1,19 +1,31 @@
 """symelbo: symbolic derivation and verification engine for variational inference.
 
-The public names are re-exported here; each lives in the module of its concept.
+The public names are re-exported here, each from the module of its concept.
+They are loaded on first use, so that importing a submodule (the pytest
+plugin, for one) does not import SymPy.
 """
 
-from .checker import CheckOptions, CheckResult, check_derivation, check_step
-from .derivation import Chain, Derivation, Step
-from .errors import InputError, SymelboError
-from .generate import generate
-from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, density, parameter, variable
-from .parser import parse_expression, parse_file, parse_text
-from .rules import RULES
+from importlib import import_module
 
-__all__ = [
-    "CheckOptions", "CheckResult", "check_derivation", "check_step",
-    "Chain", "Derivation", "Step", "InputError", "SymelboError", "generate",
-    "ELBO", "KL", "Density", "Entropy", "Expectation", "Gradient", "Marginal",
-    "density", "parameter", "variable", "parse_expression", "parse_file", "parse_text", "RULES",
-]
+_EXPORTS = {
+    "CheckOptions": "checker", "CheckResult": "checker", "check_derivation": "checker",
+    "check_step": "checker",
+    "Chain": "derivation", "Derivation": "derivation", "Step": "derivation",
+    "InputError": "errors", "SymelboError": "errors",
+    "generate": "generate",
+    "ELBO": "notation", "KL": "notation", "Density": "notation", "Entropy": "notation",
+    "Expectation": "notation", "Gradient": "notation", "Marginal": "notation",
+    "density": "notation", "parameter": "notation", "variable": "notation",
+    "parse_expression": "parser", "parse_file": "parser", "parse_text": "parser",
+    "RULES": "rules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'symelbo' has no attribute {name!r}")
