@@ -116,6 +116,16 @@ class CheckResult:
     def as_dict(self) -> dict:
         return {"verdict": self.verdict, "chains": [c.as_dict() for c in self.chains]}
 
+    def _repr_latex_(self) -> str:
+        """Jupyter: the checked chains as display math."""
+        from .render import latex_repr
+        return latex_repr(self)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the Markdown document."""
+        from .render import markdown_repr
+        return markdown_repr(self)
+
 
 # ---------------------------------------------------------------------------
 # entry points
