@@ -217,17 +217,18 @@ class Expectation(Expr):
                                  printer._print(self.body))
 
 
-class KL(Expr):
-    """``KL(a || b) = E_a[log(a / b)]``, the Kullback-Leibler divergence of a from b."""
+class _DensityPair(Expr):
+    """An operator on two densities that integrates over the first one's variables."""
 
     is_commutative = True
     is_real = True
     is_extended_real = True
+    _name = ""
 
     def __new__(cls, first, second, **kwargs):
         kwargs.pop("evaluate", None)
-        return Expr.__new__(cls, _require_density(first, "the first argument of KL"),
-                            _require_density(second, "the second argument of KL"))
+        return Expr.__new__(cls, _require_density(first, f"the first argument of {cls._name}"),
+                            _require_density(second, f"the second argument of {cls._name}"))
 
     @property
     def first(self) -> Density:
@@ -240,6 +241,12 @@ class KL(Expr):
     @property
     def free_symbols(self):
         return (self.first.free_symbols | self.second.free_symbols) - set(self.first.variables)
+
+
+class KL(_DensityPair):
+    """``KL(a || b) = E_a[log(a / b)]``, the Kullback-Leibler divergence of a from b."""
+
+    _name = "KL"
 
     def _sympystr(self, printer) -> str:
         return f"KL({printer._print(self.first)} || {printer._print(self.second)})"
@@ -282,17 +289,10 @@ class Entropy(Expr):
         return _bracketed_pretty(printer, "H", printer._print(self.density))
 
 
-class ELBO(Expr):
+class ELBO(_DensityPair):
     """``ELBO(q, p) = E_q[log(p / q)]``, the evidence lower bound of q for the joint p."""
 
-    is_commutative = True
-    is_real = True
-    is_extended_real = True
-
-    def __new__(cls, variational, joint, **kwargs):
-        kwargs.pop("evaluate", None)
-        return Expr.__new__(cls, _require_density(variational, "the first argument of ELBO"),
-                            _require_density(joint, "the second argument of ELBO"))
+    _name = "ELBO"
 
     @property
     def variational(self) -> Density:
@@ -301,10 +301,6 @@ class ELBO(Expr):
     @property
     def joint(self) -> Density:
         return self.args[1]
-
-    @property
-    def free_symbols(self):
-        return (self.variational.free_symbols | self.joint.free_symbols) - set(self.variational.variables)
 
     def _sympystr(self, printer) -> str:
         return f"ELBO({printer._print(self.variational)}, {printer._print(self.joint)})"
