@@ -57,7 +57,7 @@ class CheckOptions:
     """How hard to look: seconds per step, and how many instances to test."""
 
     budget: float = 5.0
-    instances: int = 12
+    instances: int = 16
     sanity_instances: int = 3
 
 

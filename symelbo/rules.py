@@ -182,7 +182,8 @@ def _log_product(e):
     factors = sp.Mul.make_args(e.args[0])
     if not all(known_positive(f) for f in factors):
         return None
-    return sp.Add(*[sp.log(f) for f in factors])
+    # a reciprocal factor: log(1/b) = -log b, since log b + log(1/b) = log 1
+    return sp.Add(*[-sp.log(f.base) if f.is_Pow and f.exp == -1 else sp.log(f) for f in factors])
 
 
 def _log_power(e):

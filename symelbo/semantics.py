@@ -138,51 +138,74 @@ def _format_family(a, b) -> str:
 # building instances
 # ---------------------------------------------------------------------------
 
-def instances(universe: Universe, count: int = 12):
-    """Deterministic instances, simplest first: uniform, q at the posterior, then random."""
+#: The instances, simplest first: (kind, reference weight, table style, q at the posterior).
+#: Uniform tables make every KL vanish; q at the posterior makes log p(X) = ELBO;
+#: "narrow" weights make densities large (log p > 0, H < 0), "wide" ones small;
+#: "peaked" tables spread values over eight orders of magnitude (a large KL).
+_PLAN = (
+    ("uniform", 1, "uniform", False),
+    ("posterior", 1, "random", True),
+    ("random", 1, "random", False),
+    ("random", 1, "random", False),
+    ("random", 1, "random", False),
+    ("narrow", Fraction(1, 4), "random", False),
+    ("wide", 4, "random", False),
+    ("narrow posterior", Fraction(1, 4), "random", True),
+    ("peaked", 1, "peaked", False),
+    ("peaked narrow", Fraction(1, 4), "peaked", False),
+    ("peaked wide posterior", 4, "peaked", True),
+    ("wide posterior", 4, "random", True),
+)
+
+
+def instances(universe: Universe, count: int = 16):
+    """Deterministic instances: the plan above, then random ones with mixed sizes and weights."""
     for seed in range(count):
         rng = random.Random(seed * 7919 + 17)
-        kind = _KINDS[seed] if seed < len(_KINDS) else "random"
-        yield _build(universe, kind, seed, rng, simple=seed < 5)
+        if seed < len(_PLAN):
+            kind, weight, tables, posterior = _PLAN[seed]
+            yield _build(universe, kind, seed, rng, Fraction(weight), tables, posterior)
+        else:
+            yield _build(universe, "random", seed, rng, None, "random", seed % 3 == 0)
 
 
-#: The first instances: all uniform; one density at another's posterior; random tables;
-#: then reference measures that make densities large ("narrow": log p > 0, H < 0) or small.
-_KINDS = ("uniform", "posterior", "random", "random", "random", "narrow", "wide")
-_FIXED_WEIGHT = {"narrow": Fraction(1, 4), "wide": Fraction(4)}
-
-
-def _build(universe: Universe, kind: str, seed: int, rng: random.Random, simple: bool) -> Instance:
+def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_weight,
+           style: str, posterior: bool) -> Instance:
     support, weight = {}, {}
     for v in universe.variables:
-        size = 2 if simple else rng.choice((2, 3))
-        if simple:
-            support[v] = tuple(Fraction(i + 1) for i in range(size))
-            weight[v] = Fraction(1)
-        elif kind in _FIXED_WEIGHT:
-            support[v] = tuple(Fraction(i + 1) for i in range(size))
-            weight[v] = _FIXED_WEIGHT[kind]
+        if fixed_weight is not None:
+            support[v] = (Fraction(1), Fraction(2))
+            weight[v] = fixed_weight
         else:
+            size = rng.choice((2, 3))
             support[v] = tuple(Fraction(x) for x in sorted(rng.sample([-3, -2, -1, 1, 2, 3, 4], size)))
             weight[v] = rng.choice((Fraction(1, 2), Fraction(1), Fraction(2), Fraction(3)))
     held = {v: rng.randrange(len(support[v])) for v in universe.variables}
-    params = {p: (Fraction(0) if kind == "uniform" else Fraction(rng.randint(-6, 6), 4))
+    uniform = style == "uniform"
+    params = {p: (Fraction(0) if uniform else Fraction(rng.randint(-6, 6), 4))
               for p in universe.parameters}
     tables, families = {}, {}
     for key, info in universe.densities.items():
         cells = list(product(*(range(len(support[v])) for v in info.variables)))
         cell_weight = {c: _cell_weight(info.variables, c, weight) for c in cells}
+        spread = 8 if style == "peaked" else 2
         if info.params:
-            a = {c: (Fraction(0) if kind == "uniform" else Fraction(rng.randint(-8, 8), 4)) for c in cells}
-            b = {c: {p: (Fraction(0) if kind == "uniform" else Fraction(rng.randint(-8, 8), 4))
+            a = {c: (Fraction(0) if uniform else Fraction(rng.randint(-4 * spread, 4 * spread), 4))
+                 for c in cells}
+            b = {c: {p: (Fraction(0) if uniform else Fraction(rng.randint(-8, 8), 4))
                      for p in info.params} for c in cells}
             families[key] = (a, b)
         else:
-            raw = {c: (Fraction(1) if kind == "uniform" else Fraction(rng.randint(1, 9))) for c in cells}
+            if uniform:
+                raw = {c: Fraction(1) for c in cells}
+            elif style == "peaked":
+                raw = {c: Fraction(10) ** rng.randint(-4, 4) for c in cells}
+            else:
+                raw = {c: Fraction(rng.randint(1, 9)) for c in cells}
             total = sum(raw[c] * cell_weight[c] for c in cells)
             tables[key] = {c: raw[c] / total for c in cells}
     instance = Instance(kind, seed, support, weight, held, tables, families, params, universe)
-    if kind == "posterior":
+    if posterior:
         _set_posterior(instance)
     return instance
 
@@ -325,6 +348,13 @@ class _Evaluator:
             return self.log(v(e.args[0]))
         if isinstance(e, sp.exp):
             return mpmath.exp(v(e.args[0]))
+        if isinstance(e, sp.Abs):
+            return abs(v(e.args[0]))
+        if isinstance(e, sp.sign):
+            return mpmath.sign(v(e.args[0]))
+        if isinstance(e, (sp.Min, sp.Max)):
+            values = [v(a) for a in e.args]
+            return min(values) if isinstance(e, sp.Min) else max(values)
         if isinstance(e, Density):
             return self.density(e, env, params)
         if isinstance(e, Expectation):
