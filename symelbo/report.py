@@ -15,7 +15,7 @@ from collections import Counter
 from .checker import CheckResult, StepResult
 from .printing import calc_str
 
-__all__ = ["text_report", "json_report", "counterexample_lines", "justification"]
+__all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification"]
 
 _MARK = {"proved": "proved", "tested": "tested", "misjustified": "MISJUSTIFIED",
          "refuted": "REFUTED", "unknown": "UNKNOWN"}
@@ -36,23 +36,54 @@ def justification(step: StepResult) -> str:
 
 
 def counterexample_lines(counterexample: dict) -> list[str]:
-    """A counterexample as short readable lines: supports, held values, tables, both sides."""
-    cx = counterexample
-    lines = [f"counterexample ({cx['kind']} instance, seed {cx['seed']}):"]
-    support = ", ".join(f"{v} in {{{', '.join(points)}}}" for v, points in cx["support"].items())
-    lines.append(f"  support: {support}")
+    """A counterexample as short readable lines (see :func:`counterexample_table`)."""
+    return counterexample_table(counterexample).splitlines()
+
+
+def counterexample_table(cx: dict) -> str:
+    """A counterexample as a short text: supports, held values, parameters, one table per density.
+
+    >>> print(counterexample_table({"kind": "random", "seed": 2,
+    ...     "support": {"Z": ["1", "2"]}, "densities": {"q": [
+    ...         {"at": {"Z": "1"}, "value": "1/5"}, {"at": {"Z": "2"}, "value": "4/5"}]},
+    ...     "lhs": "0.5", "rhs": "0.2", "relation": "<="}))
+    counterexample (random instance, seed 2):
+      support: Z in {1, 2}
+    <BLANKLINE>
+        Z  q(Z)
+        1  1/5
+        2  4/5
+    <BLANKLINE>
+      lhs = 0.5
+      rhs = 0.2
+      but the step claims lhs <= rhs
+    """
+    out = [f"counterexample ({cx.get('kind', 'concrete')} instance, seed {cx.get('seed')}):"]
+    support = ", ".join(f"{v} in {{{', '.join(map(str, pts))}}}" for v, pts in cx.get("support", {}).items())
+    if support:
+        out.append(f"  support: {support}")
     if cx.get("weights"):
-        lines.append("  reference weights: " + ", ".join(f"{v}: {w}" for v, w in cx["weights"].items()))
+        out.append("  reference weights: " + ", ".join(f"{v}: {w}" for v, w in cx["weights"].items()))
     if cx.get("held"):
-        lines.append("  held: " + ", ".join(f"{v} = {x}" for v, x in cx["held"].items()))
+        out.append("  held: " + ", ".join(f"{v} = {x}" for v, x in cx["held"].items()))
     if cx.get("parameters"):
-        lines.append("  parameters: " + ", ".join(f"{k} = {x}" for k, x in cx["parameters"].items()))
-    for name, rows in cx["densities"].items():
-        cells = "; ".join(", ".join(f"{v}={x}" for v, x in row["at"].items()) + f" -> {row['value']}"
-                          for row in rows)
-        lines.append(f"  {name}: {cells}")
-    lines.append(f"  lhs = {cx['lhs']}   rhs = {cx['rhs']}   (claimed: lhs {cx['relation']} rhs)")
-    return lines
+        out.append("  parameters: " + ", ".join(f"{k} = {x}" for k, x in cx["parameters"].items()))
+    for name, rows in cx.get("densities", {}).items():
+        out.append("")
+        out.extend("    " + line for line in _density_table(name, rows))
+    out.append("")
+    out.append(f"  lhs = {cx.get('lhs')}")
+    out.append(f"  rhs = {cx.get('rhs')}")
+    out.append(f"  but the step claims lhs {cx.get('relation', '?')} rhs")
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _density_table(name: str, rows) -> list[str]:
+    variables = list(rows[0]["at"]) if rows else []
+    header = variables + [f"{name}({', '.join(variables)})"]
+    body = [[str(row["at"][v]) for v in variables] + [str(row["value"])] for row in rows]
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header] + body]
 
 
 def text_report(result: CheckResult, name: str | None = None) -> str:
@@ -81,7 +112,7 @@ def text_report(result: CheckResult, name: str | None = None) -> str:
                 if step.message and step.verdict != "proved":
                     out.append(indent + step.message)
                 if step.counterexample:
-                    out.extend(indent + l for l in counterexample_lines(step.counterexample))
+                    out.extend((indent + l).rstrip() for l in counterexample_lines(step.counterexample))
     counts = Counter(s.verdict for c in result.chains for s in c.steps)
     summary = ", ".join(f"{counts[v]} {v}" for v in ("proved", "tested", "misjustified", "refuted", "unknown")
                         if counts[v])

@@ -35,7 +35,7 @@ from .derivation import RELATIONS, Derivation, Step
 from .errors import InputError
 from .parser import parse_file, parse_text
 from .printing import calc_str
-from .report import justification
+from .report import counterexample_table, justification
 from .rules import RULES
 from .semantics import Universe
 
@@ -314,52 +314,6 @@ def _step_message(result: StepResult, headline: str, indent: str = "") -> str:
         lines.append("")
         lines.extend(counterexample_table(result.counterexample).splitlines())
     return "\n".join((indent + line).rstrip() for line in lines)
-
-
-def counterexample_table(cx: dict) -> str:
-    """A counterexample as a short text: supports, held values, parameters, one table per density.
-
-    >>> print(counterexample_table({"kind": "random", "seed": 2,
-    ...     "support": {"Z": ["1", "2"]}, "densities": {"q": [
-    ...         {"at": {"Z": "1"}, "value": "1/5"}, {"at": {"Z": "2"}, "value": "4/5"}]},
-    ...     "lhs": "0.5", "rhs": "0.2", "relation": "<="}))
-    counterexample (random instance, seed 2):
-      support: Z in {1, 2}
-    <BLANKLINE>
-        Z  q(Z)
-        1  1/5
-        2  4/5
-    <BLANKLINE>
-      lhs = 0.5
-      rhs = 0.2
-      but the step claims lhs <= rhs
-    """
-    out = [f"counterexample ({cx.get('kind', 'concrete')} instance, seed {cx.get('seed')}):"]
-    support = ", ".join(f"{v} in {{{', '.join(map(str, pts))}}}" for v, pts in cx.get("support", {}).items())
-    if support:
-        out.append(f"  support: {support}")
-    if cx.get("weights"):
-        out.append("  reference weights: " + ", ".join(f"{v}: {w}" for v, w in cx["weights"].items()))
-    if cx.get("held"):
-        out.append("  held: " + ", ".join(f"{v} = {x}" for v, x in cx["held"].items()))
-    if cx.get("parameters"):
-        out.append("  parameters: " + ", ".join(f"{k} = {x}" for k, x in cx["parameters"].items()))
-    for name, rows in cx.get("densities", {}).items():
-        out.append("")
-        out.extend("    " + line for line in _density_table(name, rows))
-    out.append("")
-    out.append(f"  lhs = {cx.get('lhs')}")
-    out.append(f"  rhs = {cx.get('rhs')}")
-    out.append(f"  but the step claims lhs {cx.get('relation', '?')} rhs")
-    return "\n".join(line.rstrip() for line in out)
-
-
-def _density_table(name: str, rows) -> list[str]:
-    variables = list(rows[0]["at"]) if rows else []
-    header = variables + [f"{name}({', '.join(variables)})"]
-    body = [[str(row["at"][v]) for v in variables] + [str(row["value"])] for row in rows]
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header] + body]
 
 
 def chain_failure_report(chain_result: ChainResult, failures, path: str, strict: bool = False,
