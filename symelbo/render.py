@@ -4,6 +4,9 @@ Map of this module:
 
 - :func:`render`       a checked derivation as a LaTeX article, a LaTeX fragment
                        (the ``align*`` blocks only, for ``\\input``) or Markdown.
+- :func:`render_instantiation`  a derivation instantiated on a model
+                       (:mod:`symelbo.instantiate`): abstract line, closed
+                       form, value and check, as LaTeX or Markdown.
 - :func:`compile_pdf`  LaTeX source to a PDF with pdflatex, reproducibly.
 - :func:`latex_repr`, :func:`markdown_repr`  what Jupyter shows
                        (``_repr_latex_`` and ``_repr_markdown_``).
@@ -30,6 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+
+from .data import data_dir
 from pathlib import Path
 
 import jinja2
@@ -40,7 +45,7 @@ from .errors import SymelboError, ToolMissingError
 from .notation import ELBO, KL, Density, Entropy, Expectation, Marginal
 from .printing import latex_str
 
-__all__ = ["render", "compile_pdf", "latex_repr", "markdown_repr", "tex_escape",
+__all__ = ["render", "render_instantiation", "compile_pdf", "latex_repr", "markdown_repr", "tex_escape",
            "markdown_escape", "TeX", "FORMATS"]
 
 FORMATS = ("latex", "markdown")
@@ -571,7 +576,7 @@ def document_view(result, name: str | None = None) -> DocumentView:
 
 def _load_template(name: str):
     try:
-        source = resources.files("symelbo.templates").joinpath(name).read_text(encoding="utf-8")
+        source = data_dir("templates").joinpath(name).read_text(encoding="utf-8")
     except (FileNotFoundError, IsADirectoryError):
         return None
     return source, None, lambda: True
@@ -726,3 +731,221 @@ def compile_pdf(tex: str, out_path: str) -> None:
         Path(out_path).write_bytes(data)
     except OSError as error:
         raise SymelboError(f"{out_path}: cannot write the PDF ({error.strerror or error})") from None
+
+
+# ---------------------------------------------------------------------------
+# an instantiated derivation (symelbo derive NAME --model FILE.toml)
+# ---------------------------------------------------------------------------
+
+from .printing import _LatexPrinter  # noqa: E402  (the notation's LaTeX hooks)
+
+
+class _ClosedFormPrinter(_LatexPrinter):
+    """LaTeX of a model's closed forms: ``\\psi``, ``\\psi'`` and ``\\log\\Gamma`` for the special functions.
+
+    SymPy prints ``polygamma(0, x)`` as ``\\operatorname{polygamma}{\\left(0,x \\right)}``
+    and ``loggamma(x)`` as ``\\operatorname{loggamma}``; a reader expects the
+    digamma and trigamma functions and the log-gamma function by their names.
+    Arguments keep ``\\left( ... \\right)`` so that :func:`break_lines` never
+    splits inside them.
+    """
+
+    def _call(self, head: str, arg, exp=None) -> str:
+        # braced, the argument is an ordinary atom: no space between the name and "("
+        text = head + r"{\left(" + self._print(arg) + r"\right)}"
+        return text if exp is None else r"\left(" + text + r"\right)^{" + str(exp) + "}"
+
+    def _print_polygamma(self, expr, exp=None):
+        order, arg = expr.args
+        primes = {0: r"\psi", 1: r"\psi'", 2: r"\psi''"}
+        head = primes.get(int(order), r"\psi^{(" + self._print(order) + ")}") \
+            if order.is_Integer else r"\psi^{(" + self._print(order) + ")}"
+        return self._call(head, arg, exp)
+
+    def _print_loggamma(self, expr, exp=None):
+        return self._call(r"\log\Gamma", expr.args[0], exp)
+
+    def _print_gamma(self, expr, exp=None):
+        return self._call(r"\Gamma", expr.args[0], exp)
+
+
+_CLOSED = _ClosedFormPrinter({"order": None})
+
+#: :func:`math_width` units that fit in the closed-form column (``\small``,
+#: 10pt in an 11pt article, 16 cm text block less a 7.5em label column):
+#: about 78 units per line width, measured on pdflatex output.
+CLOSED_BUDGET = 63.0
+#: Beyond this many top-level terms a closed form is shown collected by its
+#: special functions and logarithms (the same expression, fewer terms).
+_COLLECT_ATOMS = (sp.polygamma, sp.loggamma, sp.gamma, sp.log)
+
+
+def _collected(expr):
+    """The closed form with the terms of each special function or logarithm gathered.
+
+    ``-a psi(alpha) + alpha psi(alpha) - 4 psi(alpha)`` reads
+    ``(alpha - a - 4) psi(alpha)``: the same expression, printed shorter.
+    """
+    if not isinstance(expr, sp.Expr) or not expr.is_Add:
+        return expr
+    atoms = sorted(expr.atoms(*_COLLECT_ATOMS), key=sp.default_sort_key)
+    if not atoms:
+        return expr
+    try:
+        collected = sp.collect(expr, atoms)
+    except Exception:  # collect gives up on some nested forms: print as it is
+        return expr
+    return collected if len(sp.Add.make_args(collected)) < len(expr.args) else expr
+
+
+def closed_latex(expr) -> str:
+    """A closed form (a SymPy expression) as LaTeX, for a reader."""
+    return _CLOSED.doprint(_collected(expr))
+
+
+@dataclass(frozen=True)
+class ClosedView:
+    """One closed form, broken into display lines; ``label`` names a gradient's component."""
+
+    label: str
+    lines: tuple[TeX, ...]
+
+
+@dataclass(frozen=True)
+class InstRowView:
+    kind: str                     # "first" or "step"
+    line: int
+    relation: TeX
+    abstract: TeX
+    closed: tuple[ClosedView, ...]
+    closed_as_above: bool         # the same closed form as the line above
+    is_gradient: bool
+    value: TeX                    # math; empty when there is no value
+    value_display: TeX            # the same, without break points (for MathJax)
+    verdict: str
+    message: str
+
+
+@dataclass(frozen=True)
+class InstChainView:
+    index: int
+    first: TeX
+    relation: TeX                 # the chain's claim, or empty when its steps disagree in direction
+    last: TeX
+    verdict: str
+    rows: tuple[InstRowView, ...]
+
+
+@dataclass(frozen=True)
+class InstantiationView:
+    title: str
+    model: str
+    derivation: str
+    verdict: str
+    counts: tuple[tuple[int, str], ...]
+    chains: tuple[InstChainView, ...]
+
+
+def _float_tex(value) -> TeX:
+    """A value as math: 12 significant digits, ``1.5 \\times 10^{-7}`` for an exponent."""
+    if value is None:
+        return TeX(r"\text{?}")
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return TeX(r"\text{" + tex_escape(str(value)) + "}")
+    text = f"{value:.12g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = rf"{mantissa} \times 10^{{{int(exponent)}}}"
+    return TeX(text)
+
+
+def _value_tex(value, breakable: bool = True) -> TeX:
+    """A value as math; a vector in plain parentheses, breakable after its commas in running text."""
+    if value is None:
+        return TeX("")
+    if isinstance(value, list):
+        comma = r",\allowbreak\ " if breakable else r",\ "
+        return TeX("(" + comma.join(_float_tex(v) for v in value) + ")")
+    return _float_tex(value)
+
+
+def _closed_views(closed, budget: float) -> tuple[ClosedView, ...]:
+    if closed is None:
+        return ()
+    if isinstance(closed, list):
+        return tuple(ClosedView(str(index), tuple(break_lines(closed_latex(c), budget)))
+                     for index, c in enumerate(closed, start=1))
+    return (ClosedView("", tuple(break_lines(closed_latex(closed), budget))),)
+
+
+def _claim(relations) -> str:
+    kinds = {r for r in relations if r != "="}
+    if not kinds:
+        return "="
+    if kinds <= {"<=", "<"}:
+        return "<" if "<" in kinds else "<="
+    if kinds <= {">=", ">"}:
+        return ">" if ">" in kinds else ">="
+    return ""
+
+
+def _same_closed(a, b) -> bool:
+    if a is None or b is None:
+        return False
+    if isinstance(a, list) != isinstance(b, list):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(x == y for x, y in zip(a, b))
+    return a == b
+
+
+def instantiation_view(inst, budget: float = CLOSED_BUDGET) -> InstantiationView:
+    """The view records of an :class:`~symelbo.instantiate.Instantiation`: every formula printed."""
+    from .checker import weakest
+
+    chains = []
+    for index, chain in enumerate(inst.chains, start=1):
+        rows, previous = [], None
+        for position, step in enumerate(chain):
+            abstract = step.abstract_latex or r"\text{" + tex_escape(step.abstract) + "}"
+            same = position > 0 and _same_closed(previous, step.closed)
+            rows.append(InstRowView(
+                kind="step" if position else "first", line=step.line,
+                relation=TeX(RELATION_TEX.get(step.relation, "")),
+                abstract=TeX(abstract),
+                closed=() if same else _closed_views(step.closed, budget),
+                closed_as_above=same, is_gradient=isinstance(step.closed, list),
+                value=_value_tex(step.value), value_display=_value_tex(step.value, False),
+                verdict=step.verdict, message=step.message))
+            previous = step.closed
+        verdicts = [s.verdict for s in chain[1:] if s.verdict]
+        last = chain[-1]
+        chains.append(InstChainView(
+            index=index, first=TeX(chain[0].abstract_latex or tex_escape(chain[0].abstract)),
+            relation=TeX(RELATION_TEX.get(_claim(s.relation for s in chain[1:]), "")),
+            last=TeX(last.abstract_latex or tex_escape(last.abstract)),
+            verdict=weakest(verdicts) if verdicts else "", rows=tuple(rows)))
+    counts = Counter(s.verdict for chain in inst.chains for s in chain[1:])
+    return InstantiationView(
+        title=inst.title or inst.name, model=inst.model_name, derivation=inst.name,
+        verdict=inst.verdict if counts else "",
+        counts=tuple((counts[v], v) for v in ("proved", "tested", "misjustified", "refuted", "unknown")
+                     if counts[v]),
+        chains=tuple(chains))
+
+
+def render_instantiation(inst, fmt: str, fragment: bool = False) -> str:
+    """An instantiated derivation (:func:`symelbo.instantiate.instantiate`) as a document.
+
+    Each line shows its abstract form, its closed form on the model and its
+    value at the model's ``[values]``; each step its relation, verdict and
+    message. ``fmt``: ``"latex"`` (a full article, or with ``fragment=True``
+    the chains only, for ``\\input``) or ``"markdown"``.
+    """
+    view = instantiation_view(inst)
+    if fmt == "latex":
+        template = "instantiation_fragment.tex.j2" if fragment else "instantiation.tex.j2"
+        return _tidy(latex_environment().get_template(template).render(doc=view))
+    if fmt == "markdown":
+        return _tidy(markdown_environment().get_template("instantiation.md.j2").render(doc=view))
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
