@@ -64,6 +64,7 @@ class Instantiation:
     model_name: str
     title: str
     chains: tuple                      # tuple of tuples of InstantiatedStep (first has relation "")
+    parameters: tuple = ()             # the variational parameters a gradient's components follow
 
     @property
     def verdict(self) -> str:
@@ -76,6 +77,7 @@ class Instantiation:
 
     def as_dict(self) -> dict:
         return {"derivation": self.name, "model": self.model_name, "verdict": self.verdict,
+                "parameters": list(self.parameters),
                 "chains": [[s.as_dict() for s in chain] for chain in self.chains]}
 
 
@@ -233,7 +235,8 @@ def instantiate(derivation: Derivation, name: str, model) -> Instantiation:
                                          verdict, message, latex_str(expr), _closed_latex(closed)))
             previous = closed
         chains.append(tuple(rows))
-    return Instantiation(name, model.name, derivation.title, tuple(chains))
+    return Instantiation(name, model.name, derivation.title, tuple(chains),
+                         tuple(p.name for p in forms.parameters))
 
 
 def _closed_latex(closed) -> str:

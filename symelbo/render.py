@@ -869,11 +869,20 @@ def _value_tex(value, breakable: bool = True) -> TeX:
     return _float_tex(value)
 
 
-def _closed_views(closed, budget: float) -> tuple[ClosedView, ...]:
+def _component_label(parameters, index: int) -> TeX:
+    """``∂/∂alpha`` for a gradient's component, or its number when the parameters are unknown."""
+    if index <= len(parameters):
+        name = latex_str(sp.Symbol(parameters[index - 1]))
+        return TeX(rf"$\partial/\partial {name}$")
+    return TeX(f"component {index}")
+
+
+def _closed_views(closed, budget: float, parameters=()) -> tuple[ClosedView, ...]:
     if closed is None:
         return ()
     if isinstance(closed, list):
-        return tuple(ClosedView(str(index), tuple(break_lines(closed_latex(c), budget)))
+        return tuple(ClosedView(_component_label(parameters, index),
+                                tuple(break_lines(closed_latex(c), budget)))
                      for index, c in enumerate(closed, start=1))
     return (ClosedView("", tuple(break_lines(closed_latex(closed), budget))),)
 
@@ -913,7 +922,7 @@ def instantiation_view(inst, budget: float = CLOSED_BUDGET) -> InstantiationView
                 kind="step" if position else "first", line=step.line,
                 relation=TeX(RELATION_TEX.get(step.relation, "")),
                 abstract=TeX(abstract),
-                closed=() if same else _closed_views(step.closed, budget),
+                closed=() if same else _closed_views(step.closed, budget, inst.parameters),
                 closed_as_above=same, is_gradient=isinstance(step.closed, list),
                 value=_value_tex(step.value), value_display=_value_tex(step.value, False),
                 verdict=step.verdict, message=step.message))

@@ -99,7 +99,8 @@ def test_jensen_json_has_the_expected_keys(capsys):
     code = main(["derive", "jensen", "--model", str(path), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code in (0, 1)
-    assert set(data) == {"derivation", "model", "verdict", "chains"}
+    assert set(data) == {"derivation", "model", "verdict", "parameters", "chains"}
+    assert data["parameters"] == ["alpha", "beta"]
     assert data["derivation"] == "jensen"
     assert data["model"] == model(path).name
     assert data["verdict"] in ("proved", "tested")
