@@ -62,7 +62,7 @@ def nested(depth: int) -> str:
     body = "log p(X, Z)"
     for _ in range(depth):
         body = f"E_q[{body} + log q(Z)]"
-    return f"q(Z) = q(Z)\n\n{body}\n  = {body} + 0\n"
+    return f"q(Z) = q(Z)\n\n{body}\n  = {body} + KL(q(Z) || q(Z))\n"
 
 
 def main() -> None:
@@ -74,6 +74,8 @@ def main() -> None:
         rows.append((f"derive {name}", run("derive", name, repeats)))
     for n in (1, 4, 16):
         rows.append((f"KL identity, {n} terms", run("text", sum_of_terms(n), repeats)))
+    rows.append(("tested step (no proof)", run("text", "q(Z) = q(Z)\n\nE_q[(log q(Z))^2] >= (E_q[log q(Z)])^2\n", repeats)))
+    rows.append(("near miss (1e-40), refuted", run("text", "log p(X) = log p(X) + 10^-40\n", repeats)))
     for depth in (2, 4, 8):
         rows.append((f"nested E, depth {depth}", run("text", nested(depth), repeats)))
     print(f"{'case':<28} {'import s':>9} {'parse s':>8} {'check s':>8} {'steps':>6} {'ms/step':>8}  verdict")

@@ -31,7 +31,7 @@ from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, 
 from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
-from .semantics import DIGITS, Undefined, Universe, evaluate_on, instances
+from .semantics import DIGITS, Undefined, Universe, evaluate_on, exactly_equal, instances
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
            "check_derivation", "check_chain", "check_step", "VERDICT_ORDER", "weakest"]
@@ -57,7 +57,7 @@ class CheckOptions:
     """How hard to look: seconds per step, and how many instances to test."""
 
     budget: float = 5.0
-    instances: int = 16
+    instances: int = 20
     sanity_instances: int = 3
 
 
@@ -166,6 +166,10 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
 
 def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     named = frozenset(step.by)
+    if (step.relation in ("=", "<=", ">=") and not named & INEQUALITY_RULES
+            and evaluate(step.lhs) == evaluate(step.rhs)):
+        return StepResult(step, "proved", _ordered(named - INEQUALITY_RULES) or ("algebra",),
+                          message="both sides are the same expression")
     replayed = _replay(step, named) if named else None
     if replayed is not None:
         return _confirmed(step, "proved", tuple(step.by), options, universe,
@@ -180,8 +184,8 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     if named:
         why = _why_not(step, named)
         if proof is not None:
-            return StepResult(step, "misjustified", _ordered(proof),
-                              message=f"{why}; it follows by {', '.join(_ordered(proof))}")
+            return StepResult(step, "misjustified", _ordered(proof) or ("algebra",),
+                              message=f"{why}; it follows by {', '.join(_ordered(proof) or ('algebra',))}")
         if outcome.held:
             return StepResult(step, "misjustified", (),
                               message=f"{why}; the step held on {outcome.held} concrete instances")
@@ -267,7 +271,9 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
 def _sign(expr: sp.Expr):
     """+1, 0 or -1 when the sign of ``expr`` is known structurally, else None."""
     if expr.is_Number:
-        return (expr > 0) - (expr < 0)
+        if expr is sp.nan or expr.is_finite is not True:
+            return None
+        return 1 if expr.is_positive else (0 if expr.is_zero else -1)
     if known_positive(expr):
         return 1
     return None
@@ -384,8 +390,9 @@ class _Outcome:
         return ", ".join(parts)
 
 
-_EQUAL = mpmath.mpf(10) ** -(DIGITS - 15)
-_APART = mpmath.mpf(10) ** -20
+#: Sides equal to 35 digits are compared again at this precision (and exactly,
+#: for a strict claim), so a near miss is neither accepted nor wrongly refuted.
+HIGH_DIGITS = 250
 
 
 #: Concrete instances give each density a full table; past this many cells
@@ -404,10 +411,18 @@ def _test(step: Step, universe: Universe, count: int) -> _Outcome:
     for instance in instances(universe, count):
         try:
             left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
-        except (Undefined, ZeroDivisionError, ValueError, OverflowError):
+            order = _order(left, right, DIGITS)
+            if order == "equal":
+                # equal to 35 digits: look again at 250 digits, and exactly for a strict claim
+                left, right = evaluate_on(lhs, instance, HIGH_DIGITS), evaluate_on(rhs, instance, HIGH_DIGITS)
+                order = _order(left, right, HIGH_DIGITS)
+                if order == "equal" and step.relation in ("<", ">"):
+                    exact = exactly_equal(lhs, rhs, instance)
+                    order = "exactly equal" if exact else "close"
+        except (Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
             outcome.undefined += 1
             continue
-        status = _compare(left, right, step.relation)
+        status = _verdict_on_instance(order, step.relation)
         if status == "holds":
             outcome.held += 1
         elif status == "close":
@@ -419,28 +434,42 @@ def _test(step: Step, universe: Universe, count: int) -> _Outcome:
     return outcome
 
 
-def _compare(left, right, relation) -> str:
+def _order(left, right, digits: int) -> str:
+    """"equal", "less", "greater" or "close" (too near to call) at ``digits`` digits."""
+    if not (mpmath.isfinite(left) and mpmath.isfinite(right)):
+        raise Undefined("not a finite number")
     scale = max(mpmath.mpf(1), abs(left), abs(right))
     diff = (left - right) / scale
-    equal = abs(diff) <= _EQUAL
-    apart = abs(diff) > _APART
+    if abs(diff) <= mpmath.mpf(10) ** -(digits - 15):
+        return "equal"
+    if abs(diff) <= mpmath.mpf(10) ** -(digits - 30):
+        return "close"
+    return "less" if diff < 0 else "greater"
+
+
+def _verdict_on_instance(order: str, relation: str) -> str:
+    """"holds", "fails" or "close" for a relation, given how the two sides compare."""
+    if order == "close":
+        return "close"
     if relation == "=":
-        return "holds" if equal else ("fails" if apart else "close")
-    direction = relation_direction(relation)
-    signed = diff * direction  # >= 0 when the relation holds
-    if relation in ("<", ">"):
-        if signed > 0 and not equal:
-            return "holds" if apart else "close"
-        return "fails" if (equal or signed < -_APART) else "close"
-    if signed >= 0 or equal:
+        return "holds" if order == "equal" else "fails"
+    wanted = "greater" if relation_direction(relation) > 0 else "less"
+    if order == wanted:
         return "holds"
-    return "fails" if apart else "close"
+    if order == "equal":  # within 235 digits; a non-strict claim holds
+        return "holds" if relation in ("<=", ">=") else "close"
+    if order == "exactly equal":
+        return "holds" if relation in ("<=", ">=") else "fails"
+    return "fails"
 
 
 def _counterexample(instance, left, right, step) -> dict:
     free = {s.name for s in step.lhs.free_symbols | step.rhs.free_symbols}
     out = instance.describe(free)
-    out["lhs"] = mpmath.nstr(left, 12)
-    out["rhs"] = mpmath.nstr(right, 12)
+    digits = 12
+    while mpmath.nstr(left, digits) == mpmath.nstr(right, digits) and digits < HIGH_DIGITS - 20:
+        digits *= 2
+    out["lhs"] = mpmath.nstr(left, digits)
+    out["rhs"] = mpmath.nstr(right, digits)
     out["relation"] = step.relation
     return out

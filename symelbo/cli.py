@@ -17,6 +17,7 @@ from .errors import InputError, SymelboError, ToolMissingError
 __all__ = ["main"]
 
 FORMATS = ("text", "latex", "markdown", "json")
+_RECURSION_LIMIT = 8000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,8 +64,14 @@ def main(argv=None) -> int:
     """Run the command line; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    # printing and checking walk expressions recursively; files may nest deeply
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
     try:
         return _COMMANDS[args.command](args)
+    except RecursionError:
+        print(f"symelbo: {getattr(args, 'file', '<input>')}: the input is nested too deeply to process",
+              file=sys.stderr)
+        return 2
     except InputError as error:
         print(f"symelbo: {error}", file=sys.stderr)
         return 2

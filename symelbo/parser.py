@@ -12,6 +12,7 @@ Every problem raises :class:`~symelbo.errors.InputError` located at
 from __future__ import annotations
 
 import re
+import sys
 from fractions import Fraction
 from functools import lru_cache
 from importlib import resources
@@ -27,6 +28,9 @@ from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Margina
 
 __all__ = ["parse_file", "parse_text", "parse_expression", "parse_step"]
 
+_BUILD_RECURSION = 6000
+_MAX_DIGITS = 1000
+_MAX_EXPONENT = 1000
 _HEADER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:(.*)$")
 _OPERATORS = {"E": "expectation", "sum": "marginal", "int": "marginal", "grad": "gradient"}
 _RESERVED = {"log", "exp", "KL", "ELBO", "H", "E", "by", "sum", "int", "grad"}
@@ -74,6 +78,8 @@ def _strip_comment(line: str) -> str:
 
 def parse_text(text: str, path: str | None = None) -> Derivation:
     """Parse the text of a derivation file (``path`` only names it in errors)."""
+    if text.startswith("\ufeff"):  # a byte-order mark is not content
+        text = text[1:]
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise InputError("the file holds a NUL byte; it is not a text file", path, line)
@@ -117,8 +123,19 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
         raise InputError("no derivation found: write an expression, then lines starting with "
                          "a relation", path, max(1, text.count("\n")), 1)
     builder = _Builder(path, [tree for chain in chains_raw for _, tree in chain])
-    chains = tuple(builder.chain(chain) for chain in chains_raw)
-    return Derivation(chains, headers, path)
+    chains = []
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, _BUILD_RECURSION))  # a sum of a thousand terms nests deeply
+    try:
+        for chain in chains_raw:
+            try:
+                chains.append(builder.chain(chain))
+            except RecursionError:
+                raise InputError("the expression is nested too deeply to read",
+                                 path, chain[0][0]) from None
+    finally:
+        sys.setrecursionlimit(limit)
+    return Derivation(tuple(chains), headers, path)
 
 
 def _first_column(content: str) -> int:
@@ -262,8 +279,7 @@ class _Builder:
         kind = node.data
         build = lambda child: self.expr(child, lineno)
         if kind == "number":
-            value = Fraction(str(node.children[0]))
-            return sp.Rational(value.numerator, value.denominator)
+            return self.number(node.children[0], lineno)
         if kind == "name":
             return self.name(node.children[0], lineno)
         if kind == "add":
@@ -304,6 +320,17 @@ class _Builder:
         if kind in ("operator", "operator_braced"):
             return self.operator(node, lineno)
         raise self.error(f"unsupported expression '{kind}'", node, lineno)  # pragma: no cover
+
+    def number(self, token: Token, lineno) -> sp.Rational:
+        """An exact rational from a literal; absurdly long or large literals are refused."""
+        text = str(token)
+        mantissa, _, exponent = text.lower().partition("e")
+        if len(mantissa) > _MAX_DIGITS or (exponent and abs(int(exponent)) > _MAX_EXPONENT):
+            raise self.error(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is too long "
+                             f"(at most {_MAX_DIGITS} digits and an exponent within "
+                             f"±{_MAX_EXPONENT}; write 10^k for larger powers)", token, lineno)
+        value = Fraction(text)
+        return sp.Rational(value.numerator, value.denominator)
 
     def name(self, token: Token, lineno) -> sp.Symbol:
         text = str(token)

@@ -27,7 +27,7 @@ import sympy as sp
 from .deadline import check_deadline
 from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 
-__all__ = ["Universe", "Instance", "Undefined", "instances", "evaluate_on", "DIGITS"]
+__all__ = ["Universe", "Instance", "Undefined", "instances", "evaluate_on", "exactly_equal", "DIGITS"]
 
 #: Working precision (decimal digits) of every evaluation.
 DIGITS = 50
@@ -79,10 +79,12 @@ class Universe:
 
 def _walk(expr):
     """Every node of expr, without descending into a density (its name is not a symbol)."""
-    yield expr
-    if not isinstance(expr, Density):
-        for arg in expr.args:
-            yield from _walk(arg)
+    stack = [expr]  # iterative: derivations may nest a thousand levels deep
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, Density):
+            stack.extend(reversed(node.args))
 
 
 @dataclass
@@ -141,7 +143,9 @@ def _format_family(a, b) -> str:
 #: The instances, simplest first: (kind, reference weight, table style, q at the posterior).
 #: Uniform tables make every KL vanish; q at the posterior makes log p(X) = ELBO;
 #: "narrow" weights make densities large (log p > 0, H < 0), "wide" ones small;
-#: "peaked" tables spread values over eight orders of magnitude (a large KL).
+#: "one peaked": the last density (q, by convention) far from the others;
+#: "peaked" tables spread values over sixteen orders of magnitude (a large KL, a
+#: tiny density), and a "tiny" reference measure makes densities huge.
 _PLAN = (
     ("uniform", 1, "uniform", False),
     ("posterior", 1, "random", True),
@@ -155,10 +159,14 @@ _PLAN = (
     ("peaked narrow", Fraction(1, 4), "peaked", False),
     ("peaked wide posterior", 4, "peaked", True),
     ("wide posterior", 4, "random", True),
+    ("peaked tiny", Fraction(1, 1000), "peaked", False),
+    ("narrow, one density peaked", Fraction(1, 4), "one peaked", False),
+    ("narrow, q away from the posterior", Fraction(1, 4), "random", "away"),
+    ("wide, one density peaked", 4, "one peaked", False),
 )
 
 
-def instances(universe: Universe, count: int = 16):
+def instances(universe: Universe, count: int = 20):
     """Deterministic instances: the plan above, then random ones with mixed sizes and weights."""
     for seed in range(count):
         rng = random.Random(seed * 7919 + 17)
@@ -185,10 +193,12 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
     params = {p: (Fraction(0) if uniform else Fraction(rng.randint(-6, 6), 4))
               for p in universe.parameters}
     tables, families = {}, {}
+    last_key = max(universe.densities, default=None)
     for key, info in universe.densities.items():
         cells = list(product(*(range(len(support[v])) for v in info.variables)))
         cell_weight = {c: _cell_weight(info.variables, c, weight) for c in cells}
-        spread = 8 if style == "peaked" else 2
+        peaked = style == "peaked" or (style == "one peaked" and key == last_key)
+        spread = 8 if peaked else 2
         if info.params:
             a = {c: (Fraction(0) if uniform else Fraction(rng.randint(-4 * spread, 4 * spread), 4))
                  for c in cells}
@@ -198,15 +208,15 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
         else:
             if uniform:
                 raw = {c: Fraction(1) for c in cells}
-            elif style == "peaked":
-                raw = {c: Fraction(10) ** rng.randint(-4, 4) for c in cells}
+            elif peaked:
+                raw = {c: Fraction(10) ** rng.randint(-8, 8) for c in cells}
             else:
                 raw = {c: Fraction(rng.randint(1, 9)) for c in cells}
             total = sum(raw[c] * cell_weight[c] for c in cells)
             tables[key] = {c: raw[c] / total for c in cells}
     instance = Instance(kind, seed, support, weight, held, tables, families, params, universe)
     if posterior:
-        _set_posterior(instance)
+        _set_posterior(instance, away=posterior == "away")
     return instance
 
 
@@ -217,8 +227,12 @@ def _cell_weight(variables, cell, weight) -> Fraction:
     return w
 
 
-def _set_posterior(instance: Instance) -> None:
-    """Make one density equal to another's conditional at the held values (q = p(Z | X))."""
+def _set_posterior(instance: Instance, away: bool = False) -> None:
+    """Make one density equal to another's conditional at the held values (q = p(Z | X)).
+
+    With ``away``, it is instead proportional to that conditional to the power
+    -4: its mass sits where the posterior's is least (a large KL, a low ELBO).
+    """
     dens = instance.universe.densities
     for qkey, qinfo in dens.items():
         for pkey, pinfo in dens.items():
@@ -233,6 +247,8 @@ def _set_posterior(instance: Instance) -> None:
                 where = dict(zip(qinfo.variables, cell))
                 where.update({v: instance.held[v] for v in rest})
                 values[cell] = table[tuple(where[v] for v in pinfo.variables)]
+            if away:
+                values = {c: val ** -4 for c, val in values.items()}
             total = sum(val * _cell_weight(qinfo.variables, c, instance.weight) for c, val in values.items())
             posterior = {c: val / total for c, val in values.items()}
             if qkey in instance.tables:
@@ -253,8 +269,32 @@ class _Evaluator:
         self.inst = instance
         self.cache: dict = {}
 
+    # -- arithmetic: mpmath numbers here; exact SymPy numbers in _ExactEvaluator --
     def mpf(self, x: Fraction):
         return mpmath.mpf(x.numerator) / x.denominator
+
+    def zero(self):
+        return mpmath.mpf(0)
+
+    def fsum(self, terms):
+        return mpmath.fsum(terms)
+
+    def exp(self, x):
+        return mpmath.exp(x)
+
+    def power(self, base, exp):
+        return mpmath.power(base, exp)
+
+    def constant(self, e):
+        if e.is_Rational:
+            return mpmath.mpf(int(e.p)) / int(e.q)
+        return mpmath.mpf(str(sp.N(e, DIGITS + 10)))
+
+    def sign(self, x):
+        return mpmath.sign(x)
+
+    def derivative(self, f, at):
+        return mpmath.diff(f, at)
 
     def joint(self, key: str, cell: tuple, params: dict):
         if key in self.inst.tables:
@@ -264,14 +304,14 @@ class _Evaluator:
         signature = (key, tuple(params[p] for p in info.params))
         norm = self.cache.get(signature)
         if norm is None:
-            norm = mpmath.fsum(self._family_raw(a, b, c, params) * self.mpf(
+            norm = self.fsum(self._family_raw(a, b, c, params) * self.mpf(
                 _cell_weight(info.variables, c, self.inst.weight)) for c in a)
             self.cache[signature] = norm
         return self._family_raw(a, b, cell, params) / norm
 
     def _family_raw(self, a, b, cell, params):
-        exponent = self.mpf(a[cell]) + mpmath.fsum(self.mpf(coef) * params[p] for p, coef in b[cell].items())
-        return mpmath.exp(exponent)
+        exponent = self.mpf(a[cell]) + self.fsum(self.mpf(coef) * params[p] for p, coef in b[cell].items())
+        return self.exp(exponent)
 
     def density(self, d: Density, env: dict, params: dict):
         """p(A | B) at the points in env: a ratio of marginals of p's joint table."""
@@ -287,7 +327,7 @@ class _Evaluator:
         signature = ("m", key, tuple(sorted(fixed.items())), tuple(sorted(params.items())))
         if signature in self.cache:
             return self.cache[signature]
-        total = mpmath.mpf(0)
+        total = self.zero()
         for cell in product(*(range(len(self.inst.support[v])) for v in free)):
             where = dict(fixed)
             where.update(zip(free, cell))
@@ -302,7 +342,7 @@ class _Evaluator:
             yield dict(zip(names, cell)), self.mpf(_cell_weight(names, cell, self.inst.weight))
 
     def over(self, dens: Density, env, params, integrand):
-        total = mpmath.mpf(0)
+        total = self.zero()
         for point, w in self.assignments(dens.variables):
             check_deadline()
             inner = {**env, **point}
@@ -315,25 +355,19 @@ class _Evaluator:
         return mpmath.log(x)
 
     def value(self, e, env: dict, params: dict):
-        if e.is_Number:
-            if e.is_Rational:
-                return mpmath.mpf(int(e.p)) / int(e.q)
-            return mpmath.mpf(str(sp.N(e, DIGITS + 10)))
+        if e.is_Number or e is sp.E or e is sp.pi:
+            return self.constant(e)
         if isinstance(e, sp.Symbol):
             if e.name in params:
                 return params[e.name]
             if e.name in env:
                 return self.mpf(self.inst.support[e.name][env[e.name]])
             raise Undefined(f"no value for {e.name}")
-        if e is sp.E:
-            return mpmath.e
-        if e is sp.pi:
-            return mpmath.pi
         v = lambda x, env=env: self.value(x, env, params)
         if e.is_Add:
-            return mpmath.fsum(v(a) for a in e.args)
+            return self.fsum(v(a) for a in e.args)
         if e.is_Mul:
-            result = mpmath.mpf(1)
+            result = self.constant(sp.S.One)
             for a in e.args:
                 result *= v(a)
             return result
@@ -343,15 +377,15 @@ class _Evaluator:
                 raise Undefined("division by zero")
             if base < 0 and not (e.exp.is_integer):
                 raise Undefined("a negative number to a fractional power")
-            return mpmath.power(base, exp)
+            return self.power(base, exp)
         if isinstance(e, sp.log):
             return self.log(v(e.args[0]))
         if isinstance(e, sp.exp):
-            return mpmath.exp(v(e.args[0]))
+            return self.exp(v(e.args[0]))
         if isinstance(e, sp.Abs):
             return abs(v(e.args[0]))
         if isinstance(e, sp.sign):
-            return mpmath.sign(v(e.args[0]))
+            return self.sign(v(e.args[0]))
         if isinstance(e, (sp.Min, sp.Max)):
             values = [v(a) for a in e.args]
             return min(values) if isinstance(e, sp.Min) else max(values)
@@ -361,7 +395,7 @@ class _Evaluator:
             a = e.density
             return self.over(a, env, params, lambda inner: self.density(a, inner, params) * v(e.body, inner))
         if isinstance(e, Marginal):
-            total = mpmath.mpf(0)
+            total = self.zero()
             name = e.variable.name
             for i, _ in enumerate(self.inst.support[name]):
                 check_deadline()
@@ -380,7 +414,7 @@ class _Evaluator:
         if isinstance(e, Gradient):
             name = e.parameter.name
             at = params[name]
-            return mpmath.diff(lambda t: self.value(e.body, env, {**params, name: t}), at)
+            return self.derivative(lambda t: self.value(e.body, env, {**params, name: t}), at)
         raise Undefined(f"cannot evaluate {type(e).__name__}")
 
     def _plogratio(self, weight_density, num, den, env, params):
@@ -388,11 +422,78 @@ class _Evaluator:
         return w * self.log(self.density(num, env, params) / self.density(den, env, params))
 
 
-def evaluate_on(expr: sp.Expr, instance: Instance):
-    """The value of ``expr`` on ``instance`` (an mpmath number at DIGITS digits)."""
+class _ExactEvaluator(_Evaluator):
+    """The same semantics in exact arithmetic: rationals, and logs of rationals.
+
+    Used to confirm that two sides are exactly equal on an instance (so a
+    strict inequality is refuted only by a true equality). Families in a
+    parameter and gradients are not evaluated exactly (Undefined).
+    """
+
+    def mpf(self, x: Fraction):
+        return sp.Rational(x.numerator, x.denominator)
+
+    def zero(self):
+        return sp.S.Zero
+
+    def fsum(self, terms):
+        return sp.Add(*terms)
+
+    def exp(self, x):
+        return sp.exp(x)
+
+    def power(self, base, exp):
+        return sp.Pow(base, exp)
+
+    def constant(self, e):
+        return e
+
+    def sign(self, x):
+        return sp.sign(x)
+
+    def log(self, x):
+        if x.is_positive is not True:
+            raise Undefined("log of a number not known to be positive")
+        return sp.log(x)
+
+    def joint(self, key, cell, params):
+        if key not in self.inst.tables:
+            raise Undefined("a parametric family has no exact value")
+        return super().joint(key, cell, params)
+
+    def derivative(self, f, at):
+        raise Undefined("no exact derivative")
+
+
+def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
+    """True or False when ``lhs = rhs`` on the instance is decided exactly, else None.
+
+    On the instance's rational tables every log is the log of a positive
+    rational; ``expand_log(force=True, factor=True)`` writes it as an integer
+    combination of logs of primes, which are linearly independent over the
+    rationals, so the difference is zero exactly when it expands to 0.
+    """
     env = dict(instance.held)
-    params = {k: mpmath.mpf(v.numerator) / v.denominator for k, v in instance.params.items()}
-    with mpmath.workdps(DIGITS):
+    params = {k: sp.Rational(v.numerator, v.denominator) for k, v in instance.params.items()}
+    evaluator = _ExactEvaluator(instance)
+    try:
+        difference = evaluator.value(lhs, env, params) - evaluator.value(rhs, env, params)
+        reduced = sp.expand(sp.expand_log(difference, force=True, factor=True))
+    except (Undefined, ZeroDivisionError):
+        return None
+    if reduced == 0:
+        return True
+    if all(isinstance(a, (sp.Rational, sp.log)) for t in sp.Add.make_args(reduced)
+           for a in sp.Mul.make_args(t)):
+        return False  # a nonzero rational combination of logs of primes
+    return None
+
+
+def evaluate_on(expr: sp.Expr, instance: Instance, digits: int = DIGITS):
+    """The value of ``expr`` on ``instance`` (an mpmath number at ``digits`` digits)."""
+    env = dict(instance.held)
+    with mpmath.workdps(digits):
+        params = {k: mpmath.mpf(v.numerator) / v.denominator for k, v in instance.params.items()}
         value = _Evaluator(instance).value(expr, env, params)
         if isinstance(value, mpmath.mpc):
             raise Undefined("a complex value")

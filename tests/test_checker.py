@@ -1,0 +1,148 @@
+"""Verdicts on claims from textbooks and on slips people make: no false step accepted.
+
+Each row is one claim (a one-line chain, with the densities of CONTEXT) and
+the verdicts it may get. True claims must be accepted (proved, or at least
+tested where marked); false ones must be refuted with a counterexample.
+"""
+
+import pytest
+
+from symelbo.checker import CheckOptions, check_derivation
+from symelbo.errors import InputError
+from symelbo.parser import parse_text
+
+CONTEXT = "q(Z) = q(Z)\n\n"
+
+PROVED = [
+    "KL(q(Z) || p(Z | X)) >= 0",
+    "-KL(q(Z) || p(Z | X)) <= 0",
+    "2 * KL(q(Z) || p(Z | X)) >= KL(q(Z) || p(Z | X))",
+    "H[q(Z)] = -E_q[log q(Z)]",
+    "log p(X) >= E_q[log(p(X, Z) / q(Z))]",
+    "log p(X) = E_q[log(p(X, Z) / q(Z))] + KL(q(Z) || p(Z | X))",
+    "E_q[log(p(X, Z) / q(Z))] = E_q[log p(X | Z)] - KL(q(Z) || p(Z))",
+    "E_q[log(p(X, Z) / q(Z))] = E_q[log p(X, Z)] + H[q(Z)]",
+    "ELBO(q(Z), p(X, Z)) = log p(X) - KL(q(Z) || p(Z | X))",
+    "p(Z | X) = p(X | Z) * p(Z) / p(X)",
+    "sum_Z[p(X | Z) * p(Z)] = p(X)",
+    "sum_Z[p(Z | X)] = 1",
+    "E_{q_phi(Z)}[grad_phi[log q_phi(Z)]] = 0",
+    "grad_phi[E_{q_phi(Z)}[p(X, Z)]] = E_{q_phi(Z)}[p(X, Z) * grad_phi[log q_phi(Z)]]",
+    "grad_phi[log p(X)] = 0",
+    "grad_phi[ELBO(q_phi(Z), p(X, Z))] = -grad_phi[KL(q_phi(Z) || p(Z | X))]",
+    "E_q[log p(X)] = log p(X)",
+    "log(E_q[p(X, Z) / q(Z)]) >= E_q[log(p(X, Z) / q(Z))]",
+    "exp(E_q[log(p(X, Z) / q(Z))]) <= p(X)",
+    "E_q[log q(Z)] >= E_q[log p(Z | X)]",
+    "log p(X, Z) = log p(X | Z) + log p(Z)",
+    "log(p(X) * q(Z)) = log p(X) + log q(Z)",
+    "log p(X) + 1 > log p(X)",
+    "2 > 1",
+    "(p(X) + q(Z))^60 = (p(X) + q(Z))^60",
+]
+
+TESTED_OR_PROVED = [
+    "E_q[(log q(Z))^2] >= (E_q[log q(Z)])^2",
+    "log(1 + 10^-40) > 0",
+    "exp(10^-40) > 1",
+    "log(exp(100) + 1) > 100",
+    "KL(q(Z, W) || p(Z, W | X)) = KL(q(Z) || p(Z | X)) + E_{q(Z)}[KL(q(W | Z) || p(W | Z, X))]",
+]
+
+REFUTED = [
+    "KL(q(Z) || p(Z | X)) > 0",
+    "KL(q(Z) || p(Z | X)) = KL(p(Z | X) || q(Z))",
+    "KL(q(Z) || p(Z | X)) = E_q[log(p(Z | X) / q(Z))]",
+    "KL(q(Z) || p(Z | X)) <= 1",
+    "H[q(Z)] >= 0",
+    "H[q(Z)] = E_q[log q(Z)]",
+    "log p(X) <= 0",
+    "p(X) <= 1",
+    "log p(X) > E_q[log(p(X, Z) / q(Z))]",
+    "E_q[log(p(X, Z) / q(Z))] <= 0",
+    "E_q[log(p(X, Z) / q(Z))] = E_q[log p(X | Z)] + KL(q(Z) || p(Z))",
+    "E_q[log(p(X, Z) / q(Z))] = E_q[log p(X, Z)] - H[q(Z)]",
+    "E_q[log(p(X, Z) / q(Z))] >= log(E_q[p(X, Z) / q(Z)])",
+    "p(Z | X) = p(X | Z) * p(Z)",
+    "p(Z | X) = p(X | Z)",
+    "sum_X[p(Z | X)] = 1",
+    "grad_phi[E_{q_phi(Z)}[p(X, Z)]] = E_{q_phi(Z)}[grad_phi[p(X, Z)]]",
+    "grad_phi[ELBO(q_phi(Z), p(X, Z))] = grad_phi[KL(q_phi(Z) || p(Z | X))]",
+    "E_q[log p(Z)] = log p(Z)",
+    "log(p(X) + q(Z)) = log p(X) + log q(Z)",
+    "E_q[log q(Z)] <= E_q[log p(Z | X)]",
+    "log p(X) * E_q[log(p(X, Z) / q(Z))] >= 0",
+    # near misses: exact or high-precision arithmetic, not float64
+    "log p(X) = log p(X) + 10^-40",
+    "KL(q(Z) || p(Z | X)) = KL(q(Z) || p(Z | X)) * 1.000000000000000000000000000000000000001",
+    "exp(100) = exp(100) + 1",
+    "p(X) >= p(X) + 10^-40",
+    "(a^2)^(1/2) = a",
+]
+
+
+def verdict_of(claim: str) -> tuple[str, dict | None]:
+    result = check_derivation(parse_text(CONTEXT + claim + "\n"), CheckOptions(budget=10))
+    step = result.chains[-1].steps[0]
+    return step.verdict, step.counterexample
+
+
+@pytest.mark.parametrize("claim", PROVED)
+def test_true_claims_are_proved(claim):
+    assert verdict_of(claim)[0] == "proved"
+
+
+@pytest.mark.parametrize("claim", TESTED_OR_PROVED)
+def test_true_claims_are_accepted(claim):
+    assert verdict_of(claim)[0] in ("proved", "tested")
+
+
+@pytest.mark.parametrize("claim", REFUTED)
+def test_false_claims_are_refuted_with_a_counterexample(claim):
+    verdict, counterexample = verdict_of(claim)
+    assert verdict == "refuted"
+    assert counterexample["lhs"] != counterexample["rhs"] or counterexample["relation"] in ("<", ">")
+
+
+def test_a_strict_claim_is_refuted_only_by_an_exact_equality():
+    verdict, cx = verdict_of("KL(q(Z) || p(Z | X)) > 0")
+    assert verdict == "refuted" and cx["kind"] in ("uniform", "posterior")
+
+
+@pytest.mark.parametrize("claim, expected", [
+    ("log p(X) = log(sum_Z[p(X, Z)])   by bayes_rule", "misjustified"),
+    ("E_q[log p(X)] = log p(X)   by jensen", "misjustified"),
+    ("E_q[log p(X)] = log p(X)   by linearity_expectation", "misjustified"),
+    ("log p(Z | X) = log p(X, Z) - log p(X)   by log_product", "misjustified"),
+    ("log p(X, Z) = log p(X) + log p(Z | X)   by product_rule, log_product", "proved"),
+    ("log(E_q[p(X, Z) / q(Z)]) >= E_q[log(p(X, Z) / q(Z))]   by jensen", "proved"),
+    ("p(X) * 2 = p(X) + p(X)   by jensen", "misjustified"),
+    ("KL(q(Z) || p(Z | X)) = E_q[log(p(Z | X) / q(Z))]   by definition_kl", "refuted"),
+])
+def test_justifications(claim, expected):
+    assert verdict_of(claim)[0] == expected
+
+
+def test_budget_turns_a_slow_step_into_unknown():
+    result = check_derivation(parse_text("10^10^10 + p(X) = p(X) + 10^10^10 + 1\n"), CheckOptions(budget=0.5))
+    assert result.chains[0].steps[0].verdict in ("unknown", "refuted")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("log p(X) <= 1e-1000000000\n", "1:13: the number 1e-1000000000 is too long"),
+    ("x = " + "9" * 5000 + "\n", "1:5: the number 99999999999999999999... is too long"),
+])
+def test_absurd_literals_are_input_errors(text, message):
+    with pytest.raises(InputError, match=message):
+        parse_text(text, "f.calc")
+
+
+def test_deep_nesting_and_long_sums_are_read():
+    deep = "-(" * 300 + "p(X)" + ")" * 300
+    long_sum = " + ".join(["p(X)"] * 900)
+    result = check_derivation(parse_text(f"{deep} = {deep}\n\n{long_sum} = 900 * p(X)\n"))
+    assert [c.steps[0].verdict for c in result.chains] == ["proved", "proved"]
+
+
+def test_byte_order_mark_is_ignored():
+    assert len(parse_text("\ufeffp(X) = p(X)\n").chains) == 1
