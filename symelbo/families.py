@@ -97,6 +97,30 @@ def data_in_support(value, support: str, params: tuple = ()) -> bool:
     raise ValueError(support)  # pragma: no cover
 
 
+def array_in_support(arr, support: str, params: tuple = ()) -> bool:
+    """Whether every item of a numpy array of finite numbers lies in a support, checked in bulk.
+
+    Integer items of a float array are expected to be checked by the caller for
+    the discrete supports; this only compares ranges.
+    """
+    if support == REAL:
+        return True
+    if support == POSITIVE:
+        return bool((arr > 0).all())
+    if support == UNIT:
+        return bool(((arr > 0) & (arr < 1)).all())
+    if support == COUNTS:
+        return bool((arr >= 0).all())
+    if support == BINARY:
+        return bool(((arr == 0) | (arr == 1)).all())
+    if support == FINITE:
+        return bool(((arr >= 0) & (arr < len(params))).all())
+    if support == BOUNDED_COUNTS:
+        n = params[0]
+        return bool((arr >= 0).all()) and (not n.is_number or bool((arr <= int(n)).all()))
+    raise ValueError(support)  # pragma: no cover
+
+
 def _power(part: sp.Expr, x: sp.Symbol) -> int | None:
     """The integer k when ``part`` is ``x**k`` (k >= 1), else None."""
     if part == x:

@@ -81,6 +81,9 @@ class Latent:
     # For each symbol, the prior's and q's arguments with local names indexed.
     prior_args: list[tuple[sp.Expr, ...]] = field(default_factory=list)
     q_args: list[tuple[sp.Expr, ...]] = field(default_factory=list)
+    #: For a per-observation latent, symbol i's renaming of the generic symbols
+    #: (the latent's own name and its indexed variational parameters).
+    renames: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +94,8 @@ class Observed:
     dist: Dist
     data: list
     symbol: sp.Symbol | None = None
+    #: The data as a numpy array when they were given as one (statistics are then computed in bulk).
+    array: object = None
 
 
 @dataclass
@@ -208,6 +213,40 @@ def _number_value(v, where: Where, what: str):
     if isinstance(v, float) and not math.isfinite(v):
         raise where.error(f"{what} must be finite, got {v!r}")
     return v
+
+
+def _as_number_array(raw, where: Where):
+    """A 1-d float/int numpy array of the data when ``raw`` is a numpy array, else None."""
+    if type(raw).__module__ != "numpy":  # numpy is imported only when an array is given
+        return None
+    np = _numpy()
+    if np is None or not isinstance(raw, np.ndarray):
+        return None
+    if raw.dtype.kind not in "iuf":
+        raise where.error(f"data holds {raw.dtype}, not numbers")
+    arr = raw.ravel()
+    if arr.dtype.kind == "f":
+        arr = arr.astype("float64")
+        if not np.isfinite(arr).all():
+            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise where.error(f"each data value must be finite, got {arr[bad].item()!r}")
+    else:
+        arr = arr.astype("int64")
+    return arr
+
+
+def _numpy():
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return None
+    return numpy
+
+
+def np_all_integer(arr) -> bool:
+    """Whether every item of a float array is an integer."""
+    np = _numpy()
+    return bool((np.floor(arr) == arr).all())
 
 
 def _exact(v) -> sp.Rational:
@@ -438,29 +477,51 @@ class Model:
             where = obs.dist.where
             if ("data" in entry) == ("data_file" in entry):
                 raise self._w("observed", obs.name).error("give exactly one of data and data_file")
+            array = None
             if "data" in entry:
                 dwhere = self._w("observed", obs.name, "data")
                 raw = entry["data"]
-                if not isinstance(raw, list):
+                array = _as_number_array(raw, dwhere)
+                if array is not None:
+                    data = array
+                elif not isinstance(raw, list):
                     raise dwhere.error("data must be a list of numbers")
-                data = [_number_value(v, dwhere, "each data value") for v in raw]
+                else:
+                    data = [_number_value(v, dwhere, "each data value") for v in raw]
             else:
                 dwhere = self._w("observed", obs.name, "data_file")
                 if not isinstance(entry["data_file"], str):
                     raise dwhere.error("data_file must be a file name")
                 data = _read_data_file(self._base / entry["data_file"], dwhere)
-            if not data:
+            if not len(data):
                 raise dwhere.error("no data")
             support = obs.dist.family.support
             sparams = obs.dist.args
             if support == fam.BOUNDED_COUNTS and not sparams[0].is_number:
                 raise where.error("the n of a Binomial likelihood needs a value")
-            for i, v in enumerate(data):
-                if not fam.data_in_support(v, support, sparams):
-                    raise dwhere.error(f"data value {v!r} (item {i + 1}) is outside the support "
-                                       f"of {obs.dist.call.name}, {fam.SUPPORT_TEXT[support]}")
-            if obs.dist.family.discrete:
-                data = [int(v) for v in data]
+            if array is not None:
+                # An array: checked and converted in bulk; an item is looked at one by one
+                # only to name the first one outside the support.
+                if obs.dist.family.discrete and array.dtype.kind == "f":
+                    ok = bool(np_all_integer(array))
+                else:
+                    ok = True
+                ok = ok and fam.array_in_support(array, support, sparams)
+                if not ok:
+                    data = array.tolist()
+                else:
+                    obs.array = array.astype("int64") if obs.dist.family.discrete else array
+                    # Kept as the array: its items are turned into Python numbers only
+                    # where they are used one by one.
+                    data = obs.array
+            if obs.array is None:
+                for i, v in enumerate(data):
+                    if not fam.data_in_support(v, support, sparams):
+                        raise dwhere.error(f"data value {v!r} (item {i + 1}) is outside the "
+                                           f"support of {obs.dist.call.name}, "
+                                           f"{fam.SUPPORT_TEXT[support]}")
+                if obs.dist.family.discrete:
+                    data = [int(v) for v in data]
             obs.data = data
             obs.symbol = sp.Symbol(obs.name, **_ASSUME[support])
 
@@ -494,6 +555,7 @@ class Model:
                 lat.symbols.append(zi)
                 lat.prior_args.append(lat.prior.args)
                 lat.q_args.append(tuple(a.xreplace(sub) for a in lat.q.args))
+                lat.renames.append({symbols[lat.name]: zi, **sub})
         self._var_symbols += local_var_symbols
         self.values = values
 
@@ -551,9 +613,16 @@ class Model:
             return self._cache["joint"]
         stats: dict[sp.Symbol, sp.Expr] = {}
         total = []
+        # Per-observation terms are written once with generic symbols, expanded once,
+        # and renamed for each observation: expanded pieces whose sum is expanded.
+        expanded = []
         for lat in self.latents:
-            for z, args in zip(lat.symbols, lat.prior_args):
-                total.append(lat.prior.family.logpdf(z, args))
+            if lat.per is None:
+                total.append(lat.prior.family.logpdf(lat.symbols[0], lat.prior_args[0]))
+                continue
+            generic = self._symbols[lat.name]
+            template = sp.expand(lat.prior.family.logpdf(generic, lat.prior.args))
+            expanded.extend(_rename(template, {generic: z}) for z in lat.symbols)
         local = {lat.name: lat for lat in self.latents if lat.per}
         for obs in self.observed:
             used = {n for a in obs.dist.call.args for n in names(a.tree)}
@@ -562,15 +631,40 @@ class Model:
                 raise obs.dist.where.error("a per-observation latent can only appear in the "
                                            "likelihood of the variable it is per")
             if locs:
-                for i, v in enumerate(obs.data):
-                    sub = {self._symbols[lat.name]: lat.symbols[i] for lat in locs}
-                    args = tuple(a.xreplace(sub) for a in obs.dist.args)
-                    total.append(sp.expand(obs.dist.family.logpdf(_exact(v), args)))
+                expanded.extend(self._local_likelihood(obs, locs))
                 continue
             total.append(self._summed_likelihood(obs, stats))
-        joint = sp.expand(sp.Add(*total))
+        joint = sp.Add(sp.expand(sp.Add(*total)), *expanded)
         self._cache["joint"] = (joint, stats)
         return joint, stats
+
+    def _local_likelihood(self, obs: Observed, locs: list) -> list:
+        """log p(x_i | z_i, ...) for each observation i, expanded, from one expanded template.
+
+        A term polynomial in x takes each data value by renaming (exactly what
+        expanding it at the value gives); a term with x inside a function is
+        expanded again at each value.
+        """
+        x = sp.Dummy("x", **_ASSUME[obs.dist.family.support])
+        template = sp.expand(obs.dist.family.logpdf(x, obs.dist.args))
+        polynomial, other = [], []
+        for term in sp.Add.make_args(template):
+            plain = all(not f.has(x) or f == x or (isinstance(f, sp.Pow) and f.base == x
+                                                    and f.exp.is_Integer)
+                        for f in sp.Mul.make_args(term))
+            (polynomial if plain else other).append(term)
+        polynomial, other = sp.Add(*polynomial), sp.Add(*other)
+        out = []
+        data = obs.array.tolist() if obs.array is not None else obs.data
+        for i, v in enumerate(data):
+            sub = {x: _exact(v)}
+            for lat in locs:
+                sub[self._symbols[lat.name]] = lat.symbols[i]
+            piece = _rename(polynomial, sub)
+            if other != 0:
+                piece += sp.expand(other.xreplace(sub))
+            out.append(piece)
+        return out
 
     def _summed_likelihood(self, obs: Observed, stats: dict) -> sp.Expr:
         """sum_i log p(x_i | params) written with sufficient statistics."""
@@ -580,8 +674,12 @@ class Model:
         if values is not None:
             # Finite support: the statistics are the counts of each value.
             counts = {k: 0 for k in values}
-            for v in obs.data:
-                counts[v] += 1
+            if obs.array is not None:
+                distinct, many = _numpy().unique(obs.array, return_counts=True)
+                counts.update(zip(distinct.tolist(), many.tolist()))
+            else:
+                for v in obs.data:
+                    counts[v] += 1
             terms = []
             for k in values:
                 c = sp.Symbol(f"count({obs.name}={k})", integer=True, nonnegative=True)
@@ -606,7 +704,7 @@ class Model:
                 nonneg = _nonnegative_on(g, x, family.support)
                 stat = sp.Symbol(f"sum({g})", real=True, **({"nonnegative": True} if nonneg
                                                                   else {}))
-                stats[stat] = _sum_over(g, x, obs.data)
+                stats[stat] = _sum_over(g, x, obs.data, obs.array)
             out.append(coef * stat)
         return sp.Add(*out)
 
@@ -625,13 +723,30 @@ class Model:
                         f"KL(q || posterior) is infinite")
         return None
 
+    def _local_map(self) -> dict:
+        """Each per-observation latent symbol: (its latent, its renaming of the generic symbols)."""
+        if "local" not in self._cache:
+            self._cache["local"] = {z: (lat, ren) for lat in self.latents if lat.per
+                                    for z, ren in zip(lat.symbols, lat.renames)}
+        return self._cache["local"]
+
     def expect(self, expr: sp.Expr) -> sp.Expr:
         """E_q[expr] for an expanded expression, term by term from the closed-form table."""
+        glob, loc = self._expect_terms(sp.expand(expr))
+        return sp.Add(*glob, *loc)
+
+    def _expect_terms(self, expr: sp.Expr) -> tuple[list, list]:
+        """E_q of each term of an expanded expression: (terms of global latents only, the rest).
+
+        A term with a per-observation latent z_i is taken from the expectation of its
+        generic form, renamed, and comes back expanded; the others are left as products.
+        """
         qmap = self._q_map()
         latent = set(qmap)
+        local = self._local_map()
         memo: dict = {}
-        out = []
-        for term in sp.Add.make_args(sp.expand(expr)):
+        glob, loc = [], []
+        for term in sp.Add.make_args(expr):
             parts: dict[sp.Symbol, list] = {}
             coef = []
             for factor in sp.Mul.make_args(term):
@@ -644,31 +759,54 @@ class Model:
                                        "inside one function: no closed-form expectation")
                 parts.setdefault(zs.pop(), []).append(factor)
             value = sp.Mul(*coef)
+            renamed = []
             for z, fs in parts.items():
                 part = sp.Mul(*fs)
+                if z in local:
+                    lat, ren = local[z]
+                    generic = self._symbols[lat.name]
+                    key = (generic, part.xreplace({z: generic}))
+                    if key not in memo:
+                        memo[key] = sp.expand(_table_expect(lat.q.family, key[1], generic, lat.q.args))
+                    renamed.append(_rename(memo[key], ren))
+                    continue
                 key = (z, part)
                 if key not in memo:
-                    family, args = qmap[z]
-                    e = family.expect(part, z, args)
-                    if e is None:
-                        raise NoClosedForm(
-                            f"E_q[{part}] under q({z}) = {family.name}"
-                            f"({', '.join(map(str, args))}) is not in the closed-form table")
-                    memo[key] = e
+                    memo[key] = _table_expect(qmap[z][0], part, z, qmap[z][1])
                 value *= memo[key]
-            out.append(value)
-        return sp.Add(*out)
+            if not renamed:
+                glob.append(value)
+                continue
+            # Expanded factors multiplied out term by term: what expand would give.
+            terms = list(sp.Add.make_args(sp.expand(value) if len(renamed) < len(parts)
+                                          else value))
+            for e in renamed:
+                terms = [t * u for t in terms for u in sp.Add.make_args(e)]
+            loc.extend(terms)
+        return glob, loc
 
     def _entropy(self) -> sp.Expr:
-        out = []
+        glob, loc = self._entropy_terms()
+        return sp.Add(*glob, *loc)
+
+    def _entropy_terms(self) -> tuple[list, list]:
+        """H[q] of each factor: (global factors, per-observation factors expanded)."""
+        glob, loc = [], []
         for lat in self.latents:
-            for args in lat.q_args:
+            args_list = [lat.q.args] if lat.per else lat.q_args
+            hs = []
+            for args in args_list:
                 h = lat.q.family.entropy(args)
                 if h is None:
                     raise NoClosedForm(f"the entropy of {lat.q.call.name} has no closed form "
                                        "in the table")
-                out.append(h)
-        return sp.Add(*out)
+                hs.append(h)
+            if lat.per is None:
+                glob.extend(hs)
+            else:
+                template = sp.expand(hs[0])
+                loc.extend(_rename(template, ren) for ren in lat.renames)
+        return glob, loc
 
     # -- the three quantities ------------------------------------------------
     def elbo(self, data_symbols: bool = False) -> sp.Expr:
@@ -681,8 +819,10 @@ class Model:
             problem = self._support_problem()
             if problem:
                 raise NoClosedForm(problem)
-            joint, _ = self._statistics()
-            self._cache[key] = sp.expand(self.expect(joint) + self._entropy())
+            joint, _ = self._statistics()  # expanded
+            glob, loc = self._expect_terms(joint)
+            hglob, hloc = self._entropy_terms()
+            self._cache[key] = sp.Add(sp.expand(sp.Add(*glob, *hglob)), *loc, *hloc)
         return self._with_data(self._cache[key], data_symbols)
 
     def evidence(self) -> Evidence:
@@ -878,6 +1018,48 @@ class Model:
                 "error": e1 / z_scaled + e2 + e3}
 
 
+def _rename(expr: sp.Expr, mapping: dict) -> sp.Expr:
+    """``expr.xreplace(mapping)`` for a mapping of symbols to symbols with the same assumptions
+    (or of a polynomial variable to numbers), without evaluating functions again.
+
+    A function such as log(1 - r) was evaluated when the template was built; with a
+    symbol of the same assumptions in place of r its evaluation cannot change, and
+    asking SymPy again (is 1 - r_i positive?) is what makes a thousand factors slow.
+    Sums, products and powers are rebuilt as usual (their canonical order depends on
+    the names).
+    """
+    memo: dict = {}
+
+    def walk(e):
+        if e in mapping:
+            return mapping[e]
+        if not e.args:
+            return e
+        if e in memo:
+            return memo[e]
+        args = tuple(walk(a) for a in e.args)
+        if all(a is b for a, b in zip(args, e.args)):
+            out = e
+        elif isinstance(e, sp.Function) and not any(a.is_number for a in args):
+            out = e.func(*args, evaluate=False)
+        else:
+            out = e.func(*args)
+        memo[e] = out
+        return out
+
+    return walk(expr)
+
+
+def _table_expect(family: fam.Family, part: sp.Expr, z: sp.Symbol, args) -> sp.Expr:
+    """E_q[part] from the family's closed-form table; NoClosedForm when it is not there."""
+    e = family.expect(part, z, args)
+    if e is None:
+        raise NoClosedForm(
+            f"E_q[{part}] under q({z}) = {family.name}"
+            f"({', '.join(map(str, args))}) is not in the closed-form table")
+    return e
+
+
 def _exp_or_zero(x):
     return mpmath.exp(x) if x > -400 else mpmath.mpf(0)
 
@@ -928,8 +1110,19 @@ def _nonnegative_on(g: sp.Expr, x: sp.Symbol, support: str) -> bool:
     return False
 
 
-def _sum_over(g: sp.Expr, x: sp.Symbol, data: list) -> sp.Expr:
-    """sum_i g(x_i), exactly for integer data and polynomial g, else a correctly rounded float sum."""
+def _sum_over(g: sp.Expr, x: sp.Symbol, data: list, array=None) -> sp.Expr:
+    """sum_i g(x_i), exactly for integer data and polynomial g, else a correctly rounded float sum.
+
+    ``array`` (the same data as a numpy array) lets a large data set be summed in
+    bulk: integer data value by distinct value (exactly the same sums), float
+    data with the elementwise functions of numpy and one ``fsum``.
+    """
+    if array is not None:
+        if len(array) > EXACT_SUM_LIMIT:
+            fast = _sum_over_array(g, x, array)
+            if fast is not None:
+                return fast
+        data = array.tolist()
     if all(isinstance(v, int) for v in data):
         if g == x:
             return sp.Integer(sum(data))
@@ -960,6 +1153,49 @@ def _sum_over(g: sp.Expr, x: sp.Symbol, data: list) -> sp.Expr:
         raise NoClosedForm(f"cannot sum {g} over the data: it depends on "
                            + ", ".join(sorted(str(s) for s in g.free_symbols - {x})))
     return sp.Rational(Fraction(math.fsum(vals)))
+
+
+def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
+    """_sum_over for a large numpy array, or None to take the item-by-item route."""
+    np = _numpy()
+    if arr.dtype.kind in "iu":
+        values, counts = np.unique(arr, return_counts=True)
+        values, counts = values.tolist(), counts.tolist()
+        k = 1 if g == x else (int(g.exp) if isinstance(g, sp.Pow) and g.base == x
+                              and g.exp.is_Integer and g.exp > 0 else None)
+        if k is not None:
+            return sp.Integer(sum(c * v ** k for v, c in zip(values, counts)))
+        if g.free_symbols != {x}:
+            return None
+        # Float items f(v): the exact sum of the items, rounded once, is what fsum gives.
+        with mpmath.workdps(20):
+            each = [_float_item(g, x, v) for v in values]
+        total = sum(Fraction(f) * c for f, c in zip(each, counts))
+        return sp.Rational(Fraction(float(total)))
+    if g == x:
+        vals = arr
+    elif isinstance(g, sp.Pow) and g.base == x and g.exp == 2:
+        vals = arr * arr
+    elif g == sp.log(x):
+        vals = np.log(arr)
+    elif g == sp.log(1 - x):
+        vals = np.log1p(-arr)
+    else:
+        return None
+    return sp.Rational(Fraction(math.fsum(vals)))
+
+
+def _float_item(g: sp.Expr, x: sp.Symbol, v: int) -> float:
+    """g(v) as _sum_over computes one item."""
+    if isinstance(g, sp.Pow) and g.base == x and g.exp.is_Integer:
+        return float(v) ** int(g.exp)
+    if g == sp.log(x):
+        return math.log(v)
+    if g == sp.log(1 - x):
+        return math.log1p(-v)
+    if g == sp.loggamma(x + 1):
+        return math.lgamma(v + 1)
+    return float(fam.mp_eval(g, {x: mpmath.mpf(v)}))
 
 
 # --- integrating latents out -------------------------------------------------
