@@ -19,7 +19,7 @@ A step whose named rules do not produce it, but which is true, is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
@@ -28,7 +28,7 @@ from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, relation_direction
 from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
                         normal_form)
-from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
+from .notation import KL, Density, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
 from .semantics import DIGITS, Undefined, Universe, evaluate_on, exactly_equal, instances
@@ -45,6 +45,11 @@ INEQUALITY_RULES = frozenset(name for name, rule in RULES.items() if rule.is_ine
 def _ordered(names) -> tuple[str, ...]:
     """Rule names in registry order (definitions first), for found_by and messages."""
     return tuple(sorted(names, key=list(RULES).index))
+
+
+def _found_by(names) -> tuple[str, ...]:
+    """The rules a proof used; a proof that needed none is algebra."""
+    return _ordered(names) or ("algebra",)
 
 
 def weakest(verdicts) -> str:
@@ -167,15 +172,17 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
 def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     named = frozenset(step.by)
     if (step.relation in ("=", "<=", ">=") and not named & INEQUALITY_RULES
-            and evaluate(step.lhs) == evaluate(step.rhs)):
-        return StepResult(step, "proved", _ordered(named - INEQUALITY_RULES) or ("algebra",),
+            and evaluate(step.lhs) == evaluate(step.rhs)
+            and not evaluate(step.lhs).has(sp.zoo, sp.nan, sp.oo, -sp.oo)):
+        return StepResult(step, "proved", _found_by(named - INEQUALITY_RULES),
                           message="both sides are the same expression")
     replayed = _replay(step, named) if named else None
     if replayed is not None:
         return _confirmed(step, "proved", tuple(step.by), options, universe,
                           message=_replay_message(replayed))
     proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
-    outcome = _test(step, universe, options.instances if proof is None else options.sanity_instances)
+    outcome = _test(step, universe, options.instances if proof is None else options.sanity_instances,
+                    thorough=proof is None)
     if outcome.refuted:
         message = "false on a concrete instance"
         if proof is not None:  # a rule claimed a proof that the semantics contradicts
@@ -184,14 +191,14 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     if named:
         why = _why_not(step, named)
         if proof is not None:
-            return StepResult(step, "misjustified", _ordered(proof) or ("algebra",),
-                              message=f"{why}; it follows by {', '.join(_ordered(proof) or ('algebra',))}")
+            return StepResult(step, "misjustified", _found_by(proof),
+                              message=f"{why}; it follows by {', '.join(_found_by(proof))}")
         if outcome.held:
             return StepResult(step, "misjustified", (),
                               message=f"{why}; the step held on {outcome.held} concrete instances")
         return StepResult(step, "unknown", message=f"{why}; {outcome.describe()}")
     if proof is not None:
-        return StepResult(step, "proved", _ordered(proof))
+        return StepResult(step, "proved", _found_by(proof))
     if outcome.held and not outcome.inconclusive:
         return StepResult(step, "tested",
                           message=f"no proof found; held on {outcome.held} concrete instances")
@@ -200,7 +207,7 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
 
 def _confirmed(step, verdict, found_by, options, universe, message=""):
     """A proof is cross-checked on a few instances: a contradiction means an unsound rule."""
-    outcome = _test(step, universe, options.sanity_instances)
+    outcome = _test(step, universe, options.sanity_instances, thorough=False)
     if outcome.refuted:
         return StepResult(step, "refuted", (), outcome.counterexample,
                           f"false on a concrete instance; the rules {', '.join(found_by)} are unsound here")
@@ -393,6 +400,10 @@ class _Outcome:
 #: Sides equal to 35 digits are compared again at this precision (and exactly,
 #: for a strict claim), so a near miss is neither accepted nor wrongly refuted.
 HIGH_DIGITS = 250
+#: Sides still equal at 250 digits, and not decided exactly, are compared at these
+#: precisions on the first DEEP_CHECKS such instances.
+DEEP_DIGITS = (1000, 4000)
+DEEP_CHECKS = 2
 
 
 #: Concrete instances give each density a full table; past this many cells
@@ -400,7 +411,9 @@ HIGH_DIGITS = 250
 MAX_TABLE_CELLS = 4096
 
 
-def _test(step: Step, universe: Universe, count: int) -> _Outcome:
+def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> _Outcome:
+    """Evaluate the step on instances; ``thorough`` settles near-equal sides (not needed
+    to cross-check a proof, where only a refutation matters)."""
     outcome = _Outcome()
     largest = max((2 ** len(info.variables) for info in universe.densities.values()), default=1)
     if largest > MAX_TABLE_CELLS:
@@ -408,17 +421,20 @@ def _test(step: Step, universe: Universe, count: int) -> _Outcome:
                            f"{largest.bit_length() - 1} variables is too large to tabulate")
         return outcome
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
+    deep_checks = DEEP_CHECKS if not (lhs.has(Gradient) or rhs.has(Gradient)) else 0
     for instance in instances(universe, count):
         try:
             left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
             order = _order(left, right, DIGITS)
-            if order == "equal":
-                # equal to 35 digits: look again at 250 digits, and exactly for a strict claim
+            if order != "close" and ((order == "equal" and thorough)
+                                     or _verdict_on_instance(order, step.relation) == "fails"):
+                # equal to 35 digits, or a refutation to confirm: look again at 250 digits,
+                # and exactly where the instance allows it
                 left, right = evaluate_on(lhs, instance, HIGH_DIGITS), evaluate_on(rhs, instance, HIGH_DIGITS)
                 order = _order(left, right, HIGH_DIGITS)
-                if order == "equal" and step.relation in ("<", ">"):
-                    exact = exactly_equal(lhs, rhs, instance)
-                    order = "exactly equal" if exact else "close"
+                if order == "equal":
+                    order, deep_checks, seen = _settle_equal(lhs, rhs, instance, step.relation, deep_checks)
+                    left, right = seen or (left, right)
         except (Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
             outcome.undefined += 1
             continue
@@ -432,6 +448,29 @@ def _test(step: Step, universe: Universe, count: int) -> _Outcome:
             outcome.counterexample = _counterexample(instance, left, right, step)
             return outcome
     return outcome
+
+
+def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int):
+    """Decide two sides equal to 235 digits: exactly where possible, else at 4000 digits.
+
+    Returns the order, how many deep (4000-digit) looks remain, and the values
+    that told the sides apart (or None): a near miss
+    shows on any instance, so two of them are enough, and true identities do
+    not pay for more.
+    """
+    exact = exactly_equal(lhs, rhs, instance)
+    if exact is True:
+        return "exactly equal", deep_checks, None
+    if exact is None and deep_checks <= 0:
+        return ("close" if relation in ("<", ">") else "equal"), deep_checks, None
+    for digits in DEEP_DIGITS:
+        left, right = evaluate_on(lhs, instance, digits), evaluate_on(rhs, instance, digits)
+        order = _order(left, right, digits)
+        if order not in ("equal", "close"):
+            return order, deep_checks - 1, (left, right)
+    if exact is False or relation in ("<", ">"):
+        return "close", deep_checks - 1, None  # different, or maybe, but too near to say how
+    return "equal", deep_checks - 1, None
 
 
 def _order(left, right, digits: int) -> str:
@@ -452,14 +491,14 @@ def _verdict_on_instance(order: str, relation: str) -> str:
     if order == "close":
         return "close"
     if relation == "=":
-        return "holds" if order == "equal" else "fails"
+        return "holds" if order in ("equal", "exactly equal") else "fails"
     wanted = "greater" if relation_direction(relation) > 0 else "less"
     if order == wanted:
         return "holds"
-    if order == "equal":  # within 235 digits; a non-strict claim holds
-        return "holds" if relation in ("<=", ">=") else "close"
-    if order == "exactly equal":
-        return "holds" if relation in ("<=", ">=") else "fails"
+    if order in ("equal", "exactly equal"):
+        if relation in ("<=", ">="):
+            return "holds"
+        return "fails" if order == "exactly equal" else "close"
     return "fails"
 
 
@@ -467,9 +506,10 @@ def _counterexample(instance, left, right, step) -> dict:
     free = {s.name for s in step.lhs.free_symbols | step.rhs.free_symbols}
     out = instance.describe(free)
     digits = 12
-    while mpmath.nstr(left, digits) == mpmath.nstr(right, digits) and digits < HIGH_DIGITS - 20:
+    while mpmath.nstr(left, digits) == mpmath.nstr(right, digits) and digits < DEEP_DIGITS[-1]:
         digits *= 2
     out["lhs"] = mpmath.nstr(left, digits)
     out["rhs"] = mpmath.nstr(right, digits)
+    out["difference"] = mpmath.nstr(left - right, 12)
     out["relation"] = step.relation
     return out

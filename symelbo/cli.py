@@ -12,12 +12,24 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import InputError, SymelboError, ToolMissingError
+from .errors import InputError, SymelboError
 
 __all__ = ["main"]
 
 FORMATS = ("text", "latex", "markdown", "json")
 _RECURSION_LIMIT = 8000
+
+
+def _budget(text: str) -> float:
+    """A time budget: a positive, finite number of seconds (argparse reports anything else)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (0 < value <= 86400):
+        raise argparse.ArgumentTypeError(f"the budget must be more than 0 and at most 86400 seconds, "
+                                         f"got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="LaTeX: only the align* block, for \\input into a paper")
         p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of standard output")
         p.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex into OUT")
-        p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS",
-                       help="time budget per step (default: 5)")
+        p.add_argument("--budget", type=_budget, default=5.0, metavar="SECONDS",
+                       help="time budget per step, a positive number of seconds (default: 5)")
 
     derive = sub.add_parser("derive", help="generate a built-in derivation and check it")
     derive.add_argument("name", metavar="NAME", help="kl-shuffle, jensen or gradient")
@@ -72,13 +84,7 @@ def main(argv=None) -> int:
         print(f"symelbo: {getattr(args, 'file', '<input>')}: the input is nested too deeply to process",
               file=sys.stderr)
         return 2
-    except InputError as error:
-        print(f"symelbo: {error}", file=sys.stderr)
-        return 2
-    except ToolMissingError as error:
-        print(f"symelbo: {error}", file=sys.stderr)
-        return 2
-    except SymelboError as error:
+    except SymelboError as error:  # bad input, or a missing tool such as pdflatex
         print(f"symelbo: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -135,11 +141,13 @@ def _check(args) -> int:
 
 
 def _model(args) -> int:
+    import io
+
     from .model_report import run_model
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="\n") as out:
-            return run_model(args.file, args.json, out)
-    return run_model(args.file, args.json, sys.stdout)
+    buffer = io.StringIO()
+    status = run_model(args.file, args.json, buffer)
+    _emit(buffer.getvalue(), args.output)
+    return status
 
 
 def _plot(args) -> int:

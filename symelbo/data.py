@@ -1,7 +1,7 @@
 """The data shipped with the package: the built-in derivations and the templates.
 
 In the repository they sit beside the package (``derivations/``,
-``templates/``, the design card's layout) and ``pip install`` maps them into it
+``templates/``) and ``pip install`` maps them into it
 as ``symelbo.derivations`` and ``symelbo.templates``. This finds them either
 way, so a source checkout that shadows an installed copy still works.
 """

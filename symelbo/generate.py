@@ -1,4 +1,4 @@
-"""The generator: the seeds' three derivations, each step made by applying named rules.
+"""The generator: the three built-in derivations, each step made by applying named rules.
 
 Every step is produced from the previous expression by a *move*: a named
 rule (or a short list of them) applied at the nodes it matches, in the
@@ -143,9 +143,11 @@ def combine_expected_logs(expr):
     """log_quotient, linearity_expectation: E[log a] - E[log b] -> E[log(a / b)]."""
     terms = list(sp.Add.make_args(expr))
     pos = next((t for t in terms if isinstance(t, Expectation) and isinstance(t.body, sp.log)), None)
+    if pos is None:
+        return expr
     neg = next((t for t in terms if _is_neg(t) and isinstance(t.args[1], Expectation)
                 and isinstance(t.args[1].body, sp.log) and t.args[1].density == pos.density), None)
-    if pos is None or neg is None:
+    if neg is None:
         return expr
     merged = Expectation(pos.density, _log(_div(pos.body.args[0], neg.args[1].body.args[0])))
     rest = [t for t in terms if t is not pos and t is not neg]

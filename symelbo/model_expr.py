@@ -21,6 +21,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from symelbo.errors import InputError
 
+#: Numeric exponents beyond this would be computed exactly, digit by digit.
+MAX_EXPONENT = 10000
+
 _GRAMMAR = r"""
 ?start: dist | expr
 
@@ -230,6 +233,9 @@ def to_sympy(arg: Arg, symbols: dict[str, sp.Symbol], where: Where) -> sp.Expr:
             base, exponent = build(kids[0]), build(kids[2])
             if base == 0 and exponent.is_negative:
                 raise err(kids[0], "zero to a negative power")
+            if exponent.is_number and abs(exponent) > MAX_EXPONENT:
+                # 2^2^2^99 would be computed digit by digit: refuse it
+                raise err(kids[2], f"the exponent is too large (at most {MAX_EXPONENT} in size)")
             return base ** exponent
         if kind == "call":
             fname = str(kids[0])

@@ -26,7 +26,7 @@ from typing import TextIO
 import mpmath
 import sympy as sp
 
-from symelbo.models import DIGITS, Model, NoClosedForm, load_model, mp_value
+from symelbo.models import DIGITS, Model, NoClosedForm, load_model
 
 PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
 

@@ -37,7 +37,7 @@ import sympy as sp
 
 from symelbo import families as fam
 from symelbo.errors import InputError
-from symelbo.model_expr import Arg, DistCall, Where, factor_names, names, parse_distribution, \
+from symelbo.model_expr import DistCall, Where, factor_names, names, parse_distribution, \
     to_sympy
 
 #: Decimal digits used to evaluate values and numeric checks.
@@ -1253,7 +1253,7 @@ def _eliminate(joint: sp.Expr, order: list, supports: dict) -> Evidence:
                 raise NoClosedForm(
                     f"the log joint contains {extra[0]} in {z}: not a "
                     + {fam.REAL: "Gaussian", fam.POSITIVE: "Gamma",
-                       fam.UNIT: "Beta"}[support] + f" kernel, so p(X) has no closed form")
+                       fam.UNIT: "Beta"}[support] + " kernel, so p(X) has no closed form")
         if support == fam.REAL:
             a = coefs.get(z ** 2, sp.Integer(0))
             b = coefs.get(z, sp.Integer(0))

@@ -110,7 +110,7 @@ class _Normalizer:
                 if new is None or new == e:
                     return e
                 e = self.full(new)
-        return e
+        raise NormalizationLoop()
 
     def exchange_sums(self, e):
         """sum_V[sum_W[f]] -> sum_W[g] when g = sum_V[f] simplifies (Fubini, finite sums).

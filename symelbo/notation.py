@@ -181,7 +181,7 @@ class Expectation(Expr):
 
     def __new__(cls, dens, body, **kwargs):
         kwargs.pop("evaluate", None)
-        return Expr.__new__(cls, _require_density(dens, "the density of an expectation"), sympify(body))
+        return Expr.__new__(cls, _require_density(dens, "the density of an expectation"), sympify(body, strict=True))
 
     @property
     def density(self) -> Density:
@@ -244,9 +244,19 @@ class _DensityPair(Expr):
 
 
 class KL(_DensityPair):
-    """``KL(a || b) = E_a[log(a / b)]``, the Kullback-Leibler divergence of a from b."""
+    """``KL(a || b) = E_a[log(a / b)]``, the Kullback-Leibler divergence of a from b.
+
+    Both densities must be over the same variables (each normalised over
+    them): only then is KL a divergence, and never negative.
+    """
 
     _name = "KL"
+
+    def __new__(cls, first, second, **kwargs):
+        obj = super().__new__(cls, first, second, **kwargs)
+        if set(obj.first.variables) != set(obj.second.variables):
+            raise ValueError(f"KL({obj.first} || {obj.second}) compares densities over different variables")
+        return obj
 
     def _sympystr(self, printer) -> str:
         return f"KL({printer._print(self.first)} || {printer._print(self.second)})"
@@ -290,9 +300,18 @@ class Entropy(Expr):
 
 
 class ELBO(_DensityPair):
-    """``ELBO(q, p) = E_q[log(p / q)]``, the evidence lower bound of q for the joint p."""
+    """``ELBO(q, p) = E_q[log(p / q)]``, the evidence lower bound of q for the joint p.
+
+    q's variables must be among those of the joint p, which has no conditioning.
+    """
 
     _name = "ELBO"
+
+    def __new__(cls, first, second, **kwargs):
+        obj = super().__new__(cls, first, second, **kwargs)
+        if not set(obj.first.variables) <= set(obj.second.variables) or obj.second.given:
+            raise ValueError(f"ELBO({obj.first}, {obj.second}) needs a joint density over q's variables")
+        return obj
 
     @property
     def variational(self) -> Density:
@@ -321,7 +340,7 @@ class Marginal(Expr):
         kwargs.pop("evaluate", None)
         if not isinstance(var, Symbol):
             raise TypeError(f"a marginal sums over a variable, got {var!r}")
-        return Expr.__new__(cls, var, sympify(body))
+        return Expr.__new__(cls, var, sympify(body, strict=True))
 
     @property
     def variable(self) -> Symbol:
@@ -371,7 +390,7 @@ class Gradient(Expr):
         kwargs.pop("evaluate", None)
         if not isinstance(param, Symbol):
             raise TypeError(f"a gradient is taken with respect to a parameter, got {param!r}")
-        return Expr.__new__(cls, param, sympify(body))
+        return Expr.__new__(cls, param, sympify(body, strict=True))
 
     @property
     def parameter(self) -> Symbol:

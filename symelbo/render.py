@@ -32,7 +32,6 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 
 from .data import data_dir
 from pathlib import Path

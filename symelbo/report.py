@@ -3,7 +3,7 @@
 The text report is for a person: each step on its own line with its
 relation, its justification and its verdict, in aligned columns, and under a
 refuted step its counterexample as a small table. The JSON report has the
-shape of the design reference: ``{"verdict", "chains": [{"claim", "verdict",
+shape ``{"verdict", "chains": [{"claim", "verdict",
 "steps": [...]}]}``.
 """
 
@@ -74,6 +74,8 @@ def counterexample_table(cx: dict) -> str:
     out.append("")
     out.append(f"  lhs = {cx.get('lhs')}")
     out.append(f"  rhs = {cx.get('rhs')}")
+    if cx.get("difference"):
+        out.append(f"  lhs - rhs = {cx['difference']}")
     out.append(f"  but the step claims lhs {cx.get('relation', '?')} rhs")
     return "\n".join(line.rstrip() for line in out)
 

@@ -306,12 +306,10 @@ def _differentiate(e):
         return body * d(body.args[0])
     if isinstance(body, Marginal):
         return Marginal(body.variable, d(body.body))
-    if isinstance(body, Expectation):
-        if is_constant_in(body.density, [phi]):
-            return Expectation(body.density, d(body.body))
-        return d(_expectation_to_sum(body))
-    if isinstance(body, (KL, Entropy, ELBO)):
-        return d(_kl_unfold(body) or _entropy_unfold(body) or _elbo_unfold(body))
+    if isinstance(body, Expectation) and is_constant_in(body.density, [phi]):
+        return Expectation(body.density, d(body.body))
+    # an expectation under q_phi, a KL, an entropy: their definitions must be named
+    # (definition_expectation, definition_kl...) before they can be differentiated
     return None
 
 

@@ -250,13 +250,9 @@ def _set_posterior(instance: Instance, away: bool = False) -> None:
             if away:
                 values = {c: val ** -4 for c, val in values.items()}
             total = sum(val * _cell_weight(qinfo.variables, c, instance.weight) for c, val in values.items())
-            posterior = {c: val / total for c, val in values.items()}
-            if qkey in instance.tables:
-                instance.tables[qkey] = posterior
-            else:  # the family at every parameter value: b = 0, a = log posterior
-                a, b = instance.families[qkey]
-                instance.tables[qkey] = posterior
-                del instance.families[qkey]
+            # a family in a parameter becomes this fixed table, whatever the parameter
+            instance.tables[qkey] = {c: val / total for c, val in values.items()}
+            instance.families.pop(qkey, None)
             return
 
 
@@ -294,14 +290,27 @@ class _Evaluator:
         return mpmath.sign(x)
 
     def derivative(self, f, at):
-        return mpmath.diff(f, at)
+        """f'(at) by numerical differentiation, trusted only when two precisions agree.
+
+        Rounding inside f (a normaliser summing to 1 +- 1e-60) is amplified by
+        differentiation; at two and three times the working precision the
+        noise differs, the derivative does not.
+        """
+        digits = mpmath.mp.dps
+        with mpmath.workdps(2 * digits):
+            rough = mpmath.diff(f, at)
+        with mpmath.workdps(3 * digits):
+            fine = mpmath.diff(f, at)
+        if abs(rough - fine) > mpmath.mpf(10) ** -digits * max(1, abs(fine)):
+            raise Undefined("the numerical derivative is not accurate here")
+        return +fine
 
     def joint(self, key: str, cell: tuple, params: dict):
         if key in self.inst.tables:
             return self.mpf(self.inst.tables[key][cell])
         a, b = self.inst.families[key]
         info = self.inst.universe.densities[key]
-        signature = (key, tuple(params[p] for p in info.params))
+        signature = (key, mpmath.mp.dps, tuple(params[p] for p in info.params))
         norm = self.cache.get(signature)
         if norm is None:
             norm = self.fsum(self._family_raw(a, b, c, params) * self.mpf(
@@ -324,7 +333,7 @@ class _Evaluator:
     def marginal(self, key, info, keep: set, env: dict, params: dict):
         free = [v for v in info.variables if v not in keep]
         fixed = {v: env[v] for v in info.variables if v in keep}
-        signature = ("m", key, tuple(sorted(fixed.items())), tuple(sorted(params.items())))
+        signature = ("m", key, mpmath.mp.dps, tuple(sorted(fixed.items())), tuple(sorted(params.items())))
         if signature in self.cache:
             return self.cache[signature]
         total = self.zero()
@@ -465,6 +474,9 @@ class _ExactEvaluator(_Evaluator):
         raise Undefined("no exact derivative")
 
 
+_FACTOR_LIMIT = 10 ** 40
+
+
 def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
     """True or False when ``lhs = rhs`` on the instance is decided exactly, else None.
 
@@ -478,6 +490,8 @@ def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
     evaluator = _ExactEvaluator(instance)
     try:
         difference = evaluator.value(lhs, env, params) - evaluator.value(rhs, env, params)
+        if any(max(abs(r.p), r.q) > _FACTOR_LIMIT for r in difference.atoms(sp.Rational)):
+            return None  # factoring such numbers could take longer than any budget
         reduced = sp.expand(sp.expand_log(difference, force=True, factor=True))
     except (Undefined, ZeroDivisionError):
         return None
@@ -486,6 +500,8 @@ def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
     if all(isinstance(a, (sp.Rational, sp.log)) for t in sp.Add.make_args(reduced)
            for a in sp.Mul.make_args(t)):
         return False  # a nonzero rational combination of logs of primes
+    if not reduced.is_Add and all(isinstance(a, (sp.Rational, sp.log, sp.exp)) for a in sp.Mul.make_args(reduced)):
+        return False  # one product of nonzero factors (exp never vanishes; log(1) was reduced away)
     return None
 
 

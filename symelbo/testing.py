@@ -25,7 +25,7 @@ that ``E_q`` knows the variables of ``q``::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import sympy as sp

@@ -39,7 +39,7 @@ def test_recorded_file_reads_back_as_the_generated_derivation(name):
         assert [evaluate(s.rhs) for s in g.steps] == [evaluate(s.rhs) for s in p.steps]
 
 
-def test_the_seeds_conclusions():
+def test_builtin_derivations_conclude_as_stated():
     kl = generate("kl-shuffle").chains[1]
     assert kl.relation == ">="          # log p(X) >= L(q): a lower bound, from KL >= 0
     assert generate("jensen").chains[0].relation == ">="
