@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError, SymelboError
@@ -127,7 +128,8 @@ def _derive(args) -> int:
     derivation = generate(args.name)
     if args.model:
         from .instantiate import instantiate_report
-        return instantiate_report(derivation, args.name, args.model, args)
+        with _model_arithmetic(args.model):
+            return instantiate_report(derivation, args.name, args.model, args)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
     return _show(result, args, name=args.name)
 
@@ -140,12 +142,25 @@ def _check(args) -> int:
     return _show(result, args, name=Path(args.file).name)
 
 
+@contextmanager
+def _model_arithmetic(path: str):
+    """A model whose numbers cannot be evaluated (1e200 squared, a complex power) is bad input."""
+    try:
+        yield
+    except SymelboError:
+        raise
+    except (ArithmeticError, TypeError, ValueError) as error:
+        raise InputError(f"cannot evaluate the model's numbers ({type(error).__name__}: {error})",
+                         path) from None
+
+
 def _model(args) -> int:
     import io
 
     from .model_report import run_model
     buffer = io.StringIO()
-    status = run_model(args.file, args.json, buffer)
+    with _model_arithmetic(args.file):
+        status = run_model(args.file, args.json, buffer)
     _emit(buffer.getvalue(), args.output)
     return status
 
@@ -153,7 +168,8 @@ def _model(args) -> int:
 def _plot(args) -> int:
     from .plot import run_plot
     out = args.output or f"{Path(args.file).stem}-{args.vary}.png"
-    return run_plot(args.file, args.vary, out)
+    with _model_arithmetic(args.file):
+        return run_plot(args.file, args.vary, out)
 
 
 _COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, "plot": _plot}

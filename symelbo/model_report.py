@@ -21,6 +21,7 @@ log p(X) - ELBO, so the identities are not true by construction.
 from __future__ import annotations
 
 import json
+import math
 from typing import TextIO
 
 import mpmath
@@ -364,6 +365,17 @@ def format_text(rep: dict, path: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finite(value):
+    """JSON has no infinities: a non-finite number becomes null (the text report shows it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def run_model(path: str, as_json: bool, out: TextIO) -> int:
     """`symelbo model FILE.toml [--json]`: write the report to ``out``; return the exit status.
 
@@ -372,7 +384,7 @@ def run_model(path: str, as_json: bool, out: TextIO) -> int:
     model = load_model(path)
     rep = report(model)
     if as_json:
-        out.write(json.dumps(rep, indent=2, ensure_ascii=False) + "\n")
+        out.write(json.dumps(_finite(rep), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     else:
         out.write(format_text(rep, path))
     return exit_status(rep)
