@@ -73,6 +73,14 @@ def test_nothing_is_evaluated(monkeypatch):
     monkeypatch.setattr(sympy.parsing.sympy_parser, "parse_expr", forbidden)
     d = parse_text("KL(q(Z) || p(Z | X))\n = -E_q[log(p(Z | X) / q(Z))] + 2^3 - 0.5  by definition_kl\n")
     assert len(d.chains[0].steps) == 1
+    # checking, and reading a model file, never evaluate text either
+    from symelbo.checker import check_derivation
+    from symelbo.models import load_model
+    assert check_derivation(d).chains[0].steps[0].verdict == "refuted"
+    with pytest.raises(InputError):
+        parse_text("x = __import__('os').system('true')\n")
+    from .conftest import REPO
+    assert load_model(REPO / "examples" / "beta_bernoulli.toml").elbo() is not None
 
 
 def test_conditional_expectation_keeps_its_given_variables():
