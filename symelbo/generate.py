@@ -82,39 +82,37 @@ def unfold_kl_negative(expr):
                     lambda e: _neg(Expectation(e.first, _log(_div(e.second, e.first)))))
 
 
+def _expected_log_quotient(e):
+    """(density, numerator, denominator) when e is E_a[log(n / d)], else None."""
+    if isinstance(e, Expectation) and isinstance(e.body, sp.log):
+        parts = _quotient(e.body.args[0])
+        if parts:
+            return (e.density,) + parts
+    return None
+
+
 def flip_negated_log_quotient(expr):
     """log_quotient: -E[log(b / a)] -> E[log(a / b)] (log(b/a) = -log(a/b))."""
-    def match(e):
-        return (_is_neg(e) and isinstance(e.args[1], Expectation)
-                and isinstance(e.args[1].body, sp.log) and _quotient(e.args[1].body.args[0]))
-
     def move(e):
-        inner = e.args[1]
-        num, den = _quotient(inner.body.args[0])
-        return Expectation(inner.density, _log(_div(den, num)))
-    return _rewrite(expr, match, move)
+        dens, num, den = _expected_log_quotient(e.args[1])
+        return Expectation(dens, _log(_div(den, num)))
+    return _rewrite(expr, lambda e: _is_neg(e) and _expected_log_quotient(e.args[1]), move)
 
 
 def negate_log_quotient(expr):
     """log_quotient: E[log(a / b)] -> -E[log(b / a)]."""
-    def match(e):
-        return isinstance(e, Expectation) and isinstance(e.body, sp.log) and _quotient(e.body.args[0])
-
     def move(e):
-        num, den = _quotient(e.body.args[0])
-        return _neg(Expectation(e.density, _log(_div(den, num))))
-    return _rewrite(expr, match, move)
+        dens, num, den = _expected_log_quotient(e)
+        return _neg(Expectation(dens, _log(_div(den, num))))
+    return _rewrite(expr, _expected_log_quotient, move)
 
 
 def split_expected_log_quotient(expr):
     """log_quotient, linearity_expectation: E[log(a / b)] -> E[log a] - E[log b]."""
-    def match(e):
-        return isinstance(e, Expectation) and isinstance(e.body, sp.log) and _quotient(e.body.args[0])
-
     def move(e):
-        num, den = _quotient(e.body.args[0])
-        return _sub(Expectation(e.density, _log(num)), Expectation(e.density, _log(den)))
-    return _flatten(_rewrite(expr, match, move))
+        dens, num, den = _expected_log_quotient(e)
+        return _sub(Expectation(dens, _log(num)), Expectation(dens, _log(den)))
+    return _flatten(_rewrite(expr, _expected_log_quotient, move))
 
 
 def expand_conditional(expr):

@@ -331,24 +331,43 @@ class ELBO(_DensityPair):
         return prettyForm("L(" + self.variational._head_str(printer) + ")")
 
 
-class Marginal(Expr):
-    """``sum_V[f]``: the sum (or integral, against the reference measure) of f over V."""
+class _SymbolOperator(Expr):
+    """An operator ``op_s[f]`` on a body f with respect to a symbol s (a variable or a parameter)."""
 
     is_commutative = True
+    _symbol_role = ""   # for the error message: what the symbol must be
+    _text_head = ""     # the .calc head: "sum" or "grad"
 
-    def __new__(cls, var, body, **kwargs):
+    def __new__(cls, symbol, body, **kwargs):
         kwargs.pop("evaluate", None)
-        if not isinstance(var, Symbol):
-            raise TypeError(f"a marginal sums over a variable, got {var!r}")
-        return Expr.__new__(cls, var, sympify(body, strict=True))
-
-    @property
-    def variable(self) -> Symbol:
-        return self.args[0]
+        if not isinstance(symbol, Symbol):
+            raise TypeError(f"{cls.__name__} needs {cls._symbol_role}, got {symbol!r}")
+        return Expr.__new__(cls, symbol, sympify(body, strict=True))
 
     @property
     def body(self) -> Expr:
         return self.args[1]
+
+    def _eval_is_extended_real(self):
+        return self.body.is_extended_real
+
+    def _sympystr(self, printer) -> str:
+        return f"{self._text_head}_{printer._print(self.args[0])}[{printer._print(self.body)}]"
+
+    def _pretty(self, printer):
+        return _bracketed_pretty(printer, f"{self._text_head}_" + _flat(printer._print(self.args[0])),
+                                 printer._print(self.body))
+
+
+class Marginal(_SymbolOperator):
+    """``sum_V[f]``: the sum (or integral, against the reference measure) of f over V."""
+
+    _symbol_role = "a variable to sum over"
+    _text_head = "sum"
+
+    @property
+    def variable(self) -> Symbol:
+        return self.args[0]
 
     @property
     def bound(self) -> tuple:
@@ -358,21 +377,11 @@ class Marginal(Expr):
     def free_symbols(self):
         return self.body.free_symbols - {self.variable}
 
-    def _eval_is_extended_real(self):
-        return self.body.is_extended_real
-
     def _eval_is_positive(self):
         return True if self.body.is_positive else None
 
-    def _sympystr(self, printer) -> str:
-        return f"sum_{printer._print(self.variable)}[{printer._print(self.body)}]"
-
     def _latex(self, printer) -> str:
         return rf"\sum_{{{printer._print(self.variable)}}} {_latex_factor(printer, self.body)}"
-
-    def _pretty(self, printer):
-        return _bracketed_pretty(printer, "sum_" + _flat(printer._print(self.variable)),
-                                 printer._print(self.body))
 
 
 def _latex_factor(printer, body) -> str:
@@ -381,41 +390,22 @@ def _latex_factor(printer, body) -> str:
     return rf"\left({text}\right)" if body.is_Add else text
 
 
-class Gradient(Expr):
+class Gradient(_SymbolOperator):
     """``grad_phi[f]``: the derivative of f with respect to the real parameter phi."""
 
-    is_commutative = True
-
-    def __new__(cls, param, body, **kwargs):
-        kwargs.pop("evaluate", None)
-        if not isinstance(param, Symbol):
-            raise TypeError(f"a gradient is taken with respect to a parameter, got {param!r}")
-        return Expr.__new__(cls, param, sympify(body, strict=True))
+    _symbol_role = "a parameter to differentiate by"
+    _text_head = "grad"
 
     @property
     def parameter(self) -> Symbol:
         return self.args[0]
 
     @property
-    def body(self) -> Expr:
-        return self.args[1]
-
-    @property
     def free_symbols(self):
         return self.body.free_symbols | {self.parameter}
 
-    def _eval_is_extended_real(self):
-        return self.body.is_extended_real
-
-    def _sympystr(self, printer) -> str:
-        return f"grad_{printer._print(self.parameter)}[{printer._print(self.body)}]"
-
     def _latex(self, printer) -> str:
         return rf"\nabla_{{{printer._print(self.parameter)}}} {_latex_factor(printer, self.body)}"
-
-    def _pretty(self, printer):
-        return _bracketed_pretty(printer, "grad_" + _flat(printer._print(self.parameter)),
-                                 printer._print(self.body))
 
 
 NOTATION_CLASSES = (Density, Expectation, KL, Entropy, ELBO, Marginal, Gradient)
