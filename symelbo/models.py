@@ -287,6 +287,13 @@ _ASSUME = {fam.REAL: dict(real=True), fam.POSITIVE: dict(positive=True),
            fam.BOUNDED_COUNTS: dict(integer=True, nonnegative=True)}
 
 
+def _agree(a, b, digits: int) -> bool:
+    """Two evaluations agree to ``digits - 10`` significant digits (or are the same non-number)."""
+    if not (mpmath.isfinite(a) and mpmath.isfinite(b)):
+        return a == b
+    return abs(a - b) <= mpmath.mpf(10) ** -(digits - 10) * max(1, abs(a), abs(b))
+
+
 class Model:
     """A probabilistic model with a mean-field variational family, ready for closed-form analysis."""
 
@@ -921,8 +928,18 @@ class Model:
         free = expr.free_symbols - set(env)
         if free:
             return None
+        # cancellation between huge terms (loggamma(1e50) - ...) eats digits: raise the
+        # precision until two successive evaluations agree
+        previous = None
+        for working in (digits, 2 * digits, 4 * digits, 8 * digits, 16 * digits):
+            with mpmath.workdps(working):
+                value = mp_value(expr, env)
+            if previous is not None and _agree(previous, value, digits):
+                with mpmath.workdps(digits):
+                    return +value
+            previous = value
         with mpmath.workdps(digits):
-            return mp_value(expr, env)
+            return +previous
 
     def quadrature(self) -> dict:
         """log p(X), ELBO and KL by mpmath quadrature at the values (one continuous latent only).

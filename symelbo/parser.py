@@ -175,7 +175,8 @@ def parse_expression(text: str, context: str = "") -> sp.Expr:
     ``context`` lets ``E_q`` find the variables of ``q`` when the expression
     itself does not apply ``q`` anywhere.
     """
-    derivation = parse_text(_with_context(f"{text.strip()} = 0", context), "<expression>")
+    # the claim's right-hand side on a line of its own, so a comment in ``text`` ends harmlessly
+    derivation = parse_text(_with_context(f"{text.strip()}\n = 0", context), "<expression>")
     return derivation.chains[-1].first
 
 
