@@ -46,8 +46,10 @@ _TOKEN_NAMES = {
 @lru_cache(maxsize=1)
 def _line_parser() -> Lark:
     grammar = resources.files("symelbo").joinpath("grammar.lark").read_text(encoding="utf-8")
+    # cache=True keeps the LALR tables in the temporary folder, keyed by the grammar's hash:
+    # building them costs more than parsing a whole file
     return Lark(grammar, start="line", parser="lalr", propagate_positions=True,
-                maybe_placeholders=False)
+                maybe_placeholders=False, cache=True)
 
 
 # ---------------------------------------------------------------------------
