@@ -505,8 +505,9 @@ def _verdict_on_instance(order: str, relation: str) -> str:
 def _counterexample(instance, left, right, step) -> dict:
     free = {s.name for s in step.lhs.free_symbols | step.rhs.free_symbols}
     out = instance.describe(free)
+    # enough digits to tell the sides apart, up to 48; past that the difference says it
     digits = 12
-    while mpmath.nstr(left, digits) == mpmath.nstr(right, digits) and digits < DEEP_DIGITS[-1]:
+    while mpmath.nstr(left, digits) == mpmath.nstr(right, digits) and digits < 48:
         digits *= 2
     out["lhs"] = mpmath.nstr(left, digits)
     out["rhs"] = mpmath.nstr(right, digits)
