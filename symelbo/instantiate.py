@@ -93,11 +93,25 @@ class _ClosedForms:
     """The model's closed forms of the three atoms, and the variational parameters."""
 
     def __init__(self, model):
+        from .models import NoClosedForm
         self.model = model
-        self.log_evidence = model.log_evidence()
-        self.neg_entropy = -model._entropy()
-        self.expected_log_joint = sp.expand(model.elbo() - model._entropy())
         self.parameters = list(model.variational_parameters)
+        self.missing = {}   # atom -> why the model has no closed form for it
+        self.log_evidence = self.neg_entropy = self.expected_log_joint = None
+        try:
+            self.log_evidence = model.log_evidence()
+        except NoClosedForm as why:
+            self.missing["log_evidence"] = str(why)
+        try:
+            self.neg_entropy = -model._entropy()
+            self.expected_log_joint = sp.expand(model.elbo() + self.neg_entropy)
+        except NoClosedForm as why:
+            self.missing["elbo"] = str(why)
+
+    def _atom(self, name: str, value):
+        if value is None:
+            raise NotInstantiable(f"the model has no closed form here: {self.missing.get(name, name)}")
+        return value
 
     def closed(self, expr):
         """The closed form of an abstract expression (a list for a gradient)."""
@@ -134,7 +148,7 @@ class _ClosedForms:
 
     def _log_density(self, dens: Density):
         if not dens.given and dens.name == "p" and len(dens.variables) == 1:
-            return self.log_evidence
+            return self._atom("log_evidence", self.log_evidence)
         raise NotInstantiable(f"log {calc_str(dens)} has no closed form in the model")
 
     def _expected_log(self, marginal: Marginal):
@@ -145,9 +159,9 @@ class _ClosedForms:
         if len(weights) == 1 and len(logs) == 1 and len(factors) == 2:
             q, inner = weights[0], logs[0].args[0]
             if inner == q:
-                return self.neg_entropy
+                return self._atom("elbo", self.neg_entropy)
             if inner.name == "p" and not inner.given and len(inner.variables) == 2:
-                return self.expected_log_joint
+                return self._atom("elbo", self.expected_log_joint)
         raise NotInstantiable(f"no closed form for {calc_str(marginal)}")
 
 
@@ -279,12 +293,9 @@ def _format_value(value) -> str:
 def instantiate_report(derivation: Derivation, name: str, model_path: str, args) -> int:
     """``symelbo derive NAME --model FILE.toml``: print the instantiated derivation."""
     from .cli import _emit, _format_of
-    from .models import NoClosedForm, load_model
+    from .models import load_model
     model = load_model(model_path)
-    try:
-        inst = instantiate(derivation, name, model)
-    except NoClosedForm as why:
-        raise InputError(f"the model has no closed form to instantiate on: {why}", model_path) from None
+    inst = instantiate(derivation, name, model)
     fmt = _format_of(args)
     if fmt == "json":
         _emit(json.dumps(inst.as_dict(), indent=2, ensure_ascii=False) + "\n", args.output)
