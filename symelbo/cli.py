@@ -180,11 +180,13 @@ _COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model,
 # ---------------------------------------------------------------------------
 
 def _format_of(args) -> str:
-    if args.json:
-        return "json"
-    if args.pdf:
-        return "latex"
-    return args.format
+    """The output format asked for; contradictory options are a usage error."""
+    fmt = "json" if args.json else ("latex" if args.pdf else args.format)
+    if args.json and (args.pdf or args.format not in ("text", "json")):
+        raise InputError("--json cannot be combined with --pdf or another --format", "<command line>")
+    if args.fragment and (fmt != "latex" or args.pdf):
+        raise InputError("--fragment goes with --format latex (and not with --pdf)", "<command line>")
+    return fmt
 
 
 def _show(result, args, name: str) -> int:

@@ -637,12 +637,18 @@ def render(result, fmt: str, name: str | None = None, fragment: bool = False) ->
     ``align*`` blocks, for ``\\input`` into a paper) or ``"markdown"`` (``$$``
     math, for GitHub and notebooks). The same input gives the same bytes.
     """
-    view = document_view(result, name)
+    return _render_view(lambda: document_view(result, name), fmt, fragment,
+                        ("document.tex.j2", "fragment.tex.j2", "document.md.j2"))
+
+
+def _render_view(make_view, fmt: str, fragment: bool, templates) -> str:
+    """Render a view with its (article, fragment, Markdown) templates in the format asked for."""
+    article, piece, markdown = templates
     if fmt == "latex":
-        template = "fragment.tex.j2" if fragment else "document.tex.j2"
-        return _tidy(latex_environment().get_template(template).render(doc=view))
+        template = piece if fragment else article
+        return _tidy(latex_environment().get_template(template).render(doc=make_view()))
     if fmt == "markdown":
-        return _tidy(markdown_environment().get_template("document.md.j2").render(doc=view))
+        return _tidy(markdown_environment().get_template(markdown).render(doc=make_view()))
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -950,10 +956,5 @@ def render_instantiation(inst, fmt: str, fragment: bool = False) -> str:
     message. ``fmt``: ``"latex"`` (a full article, or with ``fragment=True``
     the chains only, for ``\\input``) or ``"markdown"``.
     """
-    view = instantiation_view(inst)
-    if fmt == "latex":
-        template = "instantiation_fragment.tex.j2" if fragment else "instantiation.tex.j2"
-        return _tidy(latex_environment().get_template(template).render(doc=view))
-    if fmt == "markdown":
-        return _tidy(markdown_environment().get_template("instantiation.md.j2").render(doc=view))
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return _render_view(lambda: instantiation_view(inst), fmt, fragment,
+                        ("instantiation.tex.j2", "instantiation_fragment.tex.j2", "instantiation.md.j2"))
