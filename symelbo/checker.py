@@ -62,7 +62,7 @@ class CheckOptions:
     """How hard to look: seconds per step, and how many instances to test."""
 
     budget: float = 5.0
-    instances: int = 20
+    instances: int = 24
     sanity_instances: int = 3
 
 

@@ -143,6 +143,7 @@ def _format_family(a, b) -> str:
 #: The instances, simplest first: (kind, reference weight, table style, q at the posterior).
 #: Uniform tables make every KL vanish; q at the posterior makes log p(X) = ELBO;
 #: "narrow" weights make densities large (log p > 0, H < 0), "wide" ones small;
+#: "spread": every table from 1e-8 to 1e8, with the data held at its rarest point;
 #: "one peaked": the last density (q, by convention) far from the others;
 #: "peaked" tables spread values over sixteen orders of magnitude (a large KL, a
 #: tiny density), and a "tiny" reference measure makes densities huge.
@@ -160,13 +161,14 @@ _PLAN = (
     ("peaked wide posterior", 4, "peaked", True),
     ("wide posterior", 4, "random", True),
     ("peaked tiny", Fraction(1, 1000), "peaked", False),
+    ("spread, rare data", 1, "spread", "rare"),
     ("narrow, one density peaked", Fraction(1, 4), "one peaked", False),
     ("narrow, q away from the posterior", Fraction(1, 4), "random", "away"),
     ("wide, one density peaked", 4, "one peaked", False),
 )
 
 
-def instances(universe: Universe, count: int = 20):
+def instances(universe: Universe, count: int = 24):
     """Deterministic instances: the plan above, then random ones with mixed sizes and weights."""
     for seed in range(count):
         rng = random.Random(seed * 7919 + 17)
@@ -178,7 +180,9 @@ def instances(universe: Universe, count: int = 20):
 
 
 def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_weight,
-           style: str, posterior: bool) -> Instance:
+           style: str, posterior) -> Instance:
+    """``posterior``: False, True (q at p's posterior), "away" (q far from it) or "rare"
+    (variables held at their least likely points)."""
     support, weight = {}, {}
     for v in universe.variables:
         if fixed_weight is not None:
@@ -208,6 +212,10 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
         else:
             if uniform:
                 raw = {c: Fraction(1) for c in cells}
+            elif style == "spread":  # powers of ten spread evenly from 1e-8 to 1e8, in random cells
+                exponents = [round(-8 + 16 * i / max(1, len(cells) - 1)) for i in range(len(cells))]
+                rng.shuffle(exponents)
+                raw = {c: Fraction(10) ** e for c, e in zip(cells, exponents)}
             elif peaked:
                 raw = {c: Fraction(10) ** rng.randint(-8, 8) for c in cells}
             else:
@@ -215,9 +223,23 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
             total = sum(raw[c] * cell_weight[c] for c in cells)
             tables[key] = {c: raw[c] / total for c in cells}
     instance = Instance(kind, seed, support, weight, held, tables, families, params, universe)
-    if posterior:
+    if posterior == "rare":
+        _hold_rare_values(instance)
+    elif posterior:
         _set_posterior(instance, away=posterior == "away")
     return instance
+
+
+def _hold_rare_values(instance: Instance) -> None:
+    """Hold each variable at its least likely point under the first table over it (tiny p(X))."""
+    for v in instance.universe.variables:
+        for key, info in instance.universe.densities.items():
+            if v in info.variables and key in instance.tables:
+                position = info.variables.index(v)
+                mass = [sum(val for cell, val in instance.tables[key].items() if cell[position] == i)
+                        for i in range(len(instance.support[v]))]
+                instance.held[v] = mass.index(min(mass))
+                break
 
 
 def _cell_weight(variables, cell, weight) -> Fraction:
