@@ -97,9 +97,6 @@ class ChainResult:
     def claim(self) -> str:
         return f"{calc_str(self.chain.first)} {self.chain.relation} {calc_str(self.chain.last)}"
 
-    def first_failure(self) -> StepResult | None:
-        return next((s for s in self.steps if s.verdict not in PASSING), None)
-
     def as_dict(self) -> dict:
         return {"claim": self.claim, "verdict": self.verdict,
                 "steps": [s.as_dict() for s in self.steps]}
@@ -178,7 +175,7 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
                           message="both sides are the same expression")
     replayed = _replay(step, named) if named else None
     if replayed is not None:
-        return _confirmed(step, "proved", tuple(step.by), options, universe,
+        return _confirmed(step, tuple(step.by), options, universe,
                           message=_replay_message(replayed))
     proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
     outcome = _test(step, universe, options.instances if proof is None else options.sanity_instances,
@@ -205,13 +202,13 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     return StepResult(step, "unknown", message=f"no proof found; {outcome.describe()}")
 
 
-def _confirmed(step, verdict, found_by, options, universe, message=""):
+def _confirmed(step, found_by, options, universe, message=""):
     """A proof is cross-checked on a few instances: a contradiction means an unsound rule."""
     outcome = _test(step, universe, options.sanity_instances, thorough=False)
     if outcome.refuted:
         return StepResult(step, "refuted", (), outcome.counterexample,
                           f"false on a concrete instance; the rules {', '.join(found_by)} are unsound here")
-    return StepResult(step, verdict, found_by, message=message)
+    return StepResult(step, "proved", found_by, message=message)
 
 
 def _replay_message(used: frozenset) -> str:

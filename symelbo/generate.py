@@ -20,7 +20,7 @@ import sympy as sp
 from .derivation import Chain, Derivation
 from .notation import ELBO, KL, Density, Expectation, Gradient, Marginal, density, parameter
 
-__all__ = ["BUILTIN", "generate", "builtin_names"]
+__all__ = ["BUILTIN", "generate"]
 
 
 # ---------------------------------------------------------------------------
@@ -320,9 +320,6 @@ BUILTIN: dict[str, Builtin] = {
     )
 }
 
-
-def builtin_names() -> tuple[str, ...]:
-    return tuple(BUILTIN)
 
 
 def generate(name: str) -> Derivation:

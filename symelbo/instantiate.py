@@ -254,11 +254,13 @@ def instantiate(derivation: Derivation, name: str, model) -> Instantiation:
 
 
 def _closed_latex(closed) -> str:
+    """The closed form as the documents print it (digamma as psi, loggamma as log Gamma)."""
     if closed is None:
         return ""
+    from .render import closed_latex  # jinja2 is loaded only when a closed form is printed
     if isinstance(closed, list):
-        return r"\left(" + ",\\ ".join(sp.latex(c) for c in closed) + r"\right)"
-    return sp.latex(closed)
+        return r"\left(" + ",\\ ".join(closed_latex(c) for c in closed) + r"\right)"
+    return closed_latex(closed)
 
 
 def text_report(inst: Instantiation) -> str:

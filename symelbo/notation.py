@@ -100,10 +100,6 @@ class Density(Expr):
         return self.name + "_" + "_".join(p.name for p in self.params)
 
     @property
-    def is_conditional(self) -> bool:
-        return bool(self.given)
-
-    @property
     def free_symbols(self):
         return set(self.variables) | set(self.given) | set(self.params)
 

@@ -21,14 +21,14 @@ concavity (Jensen only for the concave ``log`` of a positive integrand).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import sympy as sp
 
 from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 
-__all__ = ["Rule", "RULES", "rule_names", "known_positive", "is_constant_in"]
+__all__ = ["Rule", "RULES", "known_positive", "is_constant_in"]
 
 Rewrite = Callable[[sp.Expr], Optional[sp.Expr]]
 
@@ -44,7 +44,6 @@ class Rule:
     rewrites: tuple[Rewrite, ...] = ()
     weaken: Optional[Rewrite] = None      # inequality rules: big -> small at a node
     strengthen: Optional[Rewrite] = None  # inequality rules: small -> big at a node
-    summary: str = field(default="")
 
     @property
     def is_inequality(self) -> bool:
@@ -402,7 +401,3 @@ _ALL = (
 #: name -> Rule: the public vocabulary of ``by``.
 RULES: dict[str, Rule] = {rule.name: rule for rule in _ALL}
 
-
-def rule_names() -> tuple[str, ...]:
-    """Every rule name, in registry order."""
-    return tuple(RULES)
