@@ -226,12 +226,12 @@ def _as_number_array(raw, where: Where):
         raise where.error(f"data holds {raw.dtype}, not numbers")
     arr = raw.ravel()
     if arr.dtype.kind == "f":
-        arr = arr.astype("float64")
+        arr = arr.astype("float64", copy=False)
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise where.error(f"each data value must be finite, got {arr[bad].item()!r}")
     else:
-        arr = arr.astype("int64")
+        arr = arr.astype("int64", copy=False)
     return arr
 
 
@@ -682,8 +682,7 @@ class Model:
             # Finite support: the statistics are the counts of each value.
             counts = {k: 0 for k in values}
             if obs.array is not None:
-                distinct, many = _numpy().unique(obs.array, return_counts=True)
-                counts.update(zip(distinct.tolist(), many.tolist()))
+                counts.update(_value_counts(_numpy(), obs.array))
             else:
                 for v in obs.data:
                     counts[v] += 1
@@ -1176,8 +1175,7 @@ def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
     """_sum_over for a large numpy array, or None to take the item-by-item route."""
     np = _numpy()
     if arr.dtype.kind in "iu":
-        values, counts = np.unique(arr, return_counts=True)
-        values, counts = values.tolist(), counts.tolist()
+        values, counts = zip(*_value_counts(np, arr)) if len(arr) else ((), ())
         k = 1 if g == x else (int(g.exp) if isinstance(g, sp.Pow) and g.base == x
                               and g.exp.is_Integer and g.exp > 0 else None)
         if k is not None:
@@ -1199,7 +1197,57 @@ def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
         vals = np.log1p(-arr)
     else:
         return None
-    return sp.Rational(Fraction(math.fsum(vals)))
+    # the exact sum rounded once: what math.fsum gives, without a Python loop
+    return sp.Rational(Fraction(float(_exact_sum(np, vals))))
+
+
+def _value_counts(np, arr) -> list[tuple[int, int]]:
+    """(value, count) for each distinct integer in ``arr``, in increasing order.
+
+    Small non-negative integers (counts, categories) are tallied by ``bincount``
+    without sorting; anything else by ``unique``.
+    """
+    if len(arr) and 0 <= int(arr.min()) and int(arr.max()) < 1 << 20:
+        counts = np.bincount(arr)
+        present = np.flatnonzero(counts)
+        return list(zip(present.tolist(), counts[present].tolist()))
+    values, counts = np.unique(arr, return_counts=True)
+    return list(zip(values.tolist(), counts.tolist()))
+
+
+def _exact_sum(np, values) -> Fraction:
+    """The exact sum of finite float64 values, by integer arithmetic on their mantissas.
+
+    Each value is m * 2**e with an integer |m| < 2**53; m splits into parts
+    below 2**27, whose sums per exponent are exact in float64 within a chunk
+    (``bincount`` adds them without rounding) and in int64 across chunks.
+    Chunks keep the temporaries small: fresh 8 MB arrays cost more in page
+    faults than the arithmetic.
+    """
+    highs = np.zeros(_EXPONENT_SLOTS, dtype=np.int64)
+    lows = np.zeros(_EXPONENT_SLOTS, dtype=np.int64)
+    for start in range(0, len(values), _EXACT_CHUNK):
+        mantissa, exponent = np.frexp(values[start:start + _EXACT_CHUNK])
+        m = np.ldexp(mantissa, 53).astype(np.int64)        # exact: |m| < 2**53
+        slot = exponent + (_EXPONENT_SLOTS - 1024 - 1)     # frexp exponents lie in [-1073, 1024]
+        highs += np.bincount(slot, weights=m >> 26, minlength=_EXPONENT_SLOTS).astype(np.int64)
+        lows += np.bincount(slot, weights=m & ((1 << 26) - 1),
+                            minlength=_EXPONENT_SLOTS).astype(np.int64)
+    total = 0
+    lowest = None
+    for k in np.flatnonzero(highs | lows).tolist():
+        # slot k holds values m * 2**(k - _EXPONENT_SLOTS + 1025 - 53)
+        power = k - _EXPONENT_SLOTS + 1025 - 53
+        lowest = power if lowest is None else lowest
+        total += ((int(highs[k]) << 26) + int(lows[k])) << (power - lowest)
+    return Fraction(0) if lowest is None else Fraction(total) * Fraction(2) ** lowest
+
+
+#: Values per chunk (small enough to stay in cache; far below the 2**26 that keeps
+#: bincount exact).
+_EXACT_CHUNK = 1 << 16
+#: One bincount slot per binary exponent that frexp can return.
+_EXPONENT_SLOTS = 2100
 
 
 def _float_item(g: sp.Expr, x: sp.Symbol, v: int) -> float:

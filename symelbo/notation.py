@@ -22,7 +22,7 @@ A density's arguments are kept in written order when built with
 
 from __future__ import annotations
 
-from sympy import Expr, Symbol, Tuple, sympify
+from sympy import Expr, Symbol, Tuple, exp, sympify
 from sympy.core.parameters import global_parameters
 from sympy.printing.pretty.stringpict import prettyForm
 
@@ -170,6 +170,28 @@ def _bracketed_pretty(printer, head: str, body_form, left="[", right="]"):
     return prettyForm(*body.left(head))
 
 
+def known_positive(expr: Expr) -> bool:
+    """True when ``expr`` is positive and finite by construction (densities, exp, positive sums...).
+
+    Structural on purpose: SymPy's assumption queries on a product of
+    densities try unrelated facts (integer, composite, ...) first and cost a
+    hundred times more.
+    """
+    if isinstance(expr, Density):
+        return True
+    if expr.is_Number:
+        return bool(expr.is_positive)
+    if isinstance(expr, exp):
+        return bool(expr.args[0].is_extended_real)
+    if expr.is_Mul or expr.is_Add:
+        return all(known_positive(a) for a in expr.args)
+    if expr.is_Pow:
+        return known_positive(expr.base) and bool(expr.exp.is_extended_real)
+    if isinstance(expr, (Expectation, Marginal)):
+        return known_positive(expr.body)
+    return False
+
+
 class Expectation(Expr):
     """``E_{a}[f] = sum over the arguments of a of a * f`` (the given variables of a stay fixed)."""
 
@@ -199,7 +221,7 @@ class Expectation(Expr):
         return self.body.is_extended_real
 
     def _eval_is_positive(self):
-        return True if self.body.is_positive else None
+        return True if known_positive(self.body) else None
 
     def _sympystr(self, printer) -> str:
         return f"E_{{{printer._print(self.density)}}}[{printer._print(self.body)}]"
@@ -374,7 +396,7 @@ class Marginal(_SymbolOperator):
         return self.body.free_symbols - {self.variable}
 
     def _eval_is_positive(self):
-        return True if self.body.is_positive else None
+        return True if known_positive(self.body) else None
 
     def _latex(self, printer) -> str:
         return rf"\sum_{{{printer._print(self.variable)}}} {_latex_factor(printer, self.body)}"

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import sympy as sp
 
-from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
+from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, known_positive
 
 __all__ = ["Rule", "RULES", "known_positive", "is_constant_in"]
 
@@ -53,23 +53,6 @@ class Rule:
 # ---------------------------------------------------------------------------
 # side conditions
 # ---------------------------------------------------------------------------
-
-def known_positive(expr: sp.Expr) -> bool:
-    """True when ``expr`` is positive by construction (densities, exp, positive sums...)."""
-    if isinstance(expr, Density):
-        return True
-    if expr.is_Number:
-        return bool(expr.is_positive)
-    if isinstance(expr, sp.exp):
-        return bool(expr.args[0].is_extended_real)
-    if expr.is_Mul or expr.is_Add:
-        return all(known_positive(a) for a in expr.args)
-    if expr.is_Pow:
-        return known_positive(expr.base) and bool(expr.exp.is_extended_real)
-    if isinstance(expr, (Expectation, Marginal)):
-        return known_positive(expr.body)
-    return False
-
 
 def is_constant_in(expr: sp.Expr, symbols) -> bool:
     """True when none of ``symbols`` occurs free in ``expr`` (bound occurrences do not count)."""

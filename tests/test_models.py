@@ -224,3 +224,37 @@ def test_bad_input_is_located(tmp_path, text, message, line, column):
     if column is not None:
         assert err.column == column, str(err)
     assert "\n" not in str(err)
+
+
+def test_exact_sum_of_floats_is_exact():
+    """The bulk sum of float64 values equals the sum of their exact rationals."""
+    np = pytest.importorskip("numpy")
+    from fractions import Fraction
+
+    from symelbo.models import _exact_sum
+    rng = np.random.default_rng(7)
+    cases = [np.array([5e-324, -5e-324, 1.0, -0.0, 0.0, 2.5e-320]),
+             rng.normal(0, 1, 3000) * 10.0 ** rng.integers(-300, 300, 3000),
+             np.array([1e308, 1e308, -1e308]),
+             np.array([1.0, 1e-30, -1.0]),
+             np.array([], dtype=float),
+             rng.normal(5, 1, 200_000)]
+    for values in cases:
+        assert _exact_sum(np, values) == sum((Fraction(v) for v in values.tolist()), Fraction(0))
+
+
+@pytest.mark.parametrize("prior,dist,family,draw", [
+    ("Normal(0, 1)", "Normal(mu, 1)", "Normal(m, s)", lambda rng, n: rng.normal(5, 2, n)),
+    ("Gamma(2, 1)", "Poisson(mu)", "Gamma(m, s)", lambda rng, n: rng.poisson(3, n)),
+    ("Gamma(2, 1)", "Poisson(mu)", "Gamma(m, s)", lambda rng, n: rng.poisson(3, n) + 2_000_000),
+])
+def test_a_large_array_gives_the_statistics_of_its_items(prior, dist, family, draw):
+    """Data past EXACT_SUM_LIMIT take numpy's bulk route; the ELBO is the same expression."""
+    np = pytest.importorskip("numpy")
+    from symelbo.models import EXACT_SUM_LIMIT
+    data = draw(np.random.default_rng(3), EXACT_SUM_LIMIT + 1)
+    doc = {"latent": {"mu": prior}, "observed": {"x": {"dist": dist, "data": data}},
+           "variational": {"mu": family}}
+    bulk = model_from_dict(doc).elbo()
+    doc["observed"]["x"]["data"] = data.tolist()
+    assert bulk == model_from_dict(doc).elbo()
