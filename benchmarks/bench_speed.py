@@ -8,6 +8,8 @@ Writes a Markdown report to stdout and to ``benchmarks/RESULTS.md``:
    ``symelbo.checker.check_step`` against the same identity written on an
    explicit K-state instance (K = 2, 8, 16; q_1..q_K and p(x, z_k) positive
    symbols) and proved by ``sympy.simplify(lhs - rhs) == 0``;
+   The claims the derivations establish (log p(X) = ELBO + KL; grad ELBO = -grad KL)
+   are also checked as single steps with no rule named, against the same claim on K states;
 2. ``symelbo check FILE`` as a whole process against ``python -c "import sympy"``;
 3. ELBO, log evidence and KL of a Normal-Gamma model with 10, 10**3, 10**6
    observations through the Python API (data passed as a numpy array; making
@@ -41,7 +43,7 @@ SYMELBO_STEPS = textwrap.dedent("""
     from sympy.core.cache import clear_cache
     from symelbo.checker import CheckOptions, check_step
     from symelbo.generate import generate
-    from symelbo.semantics import Universe
+    from symelbo.semantics import Universe, instances
     name, repeats = sys.argv[1], int(sys.argv[2])
     derivation = generate(name)
     exprs = []
@@ -50,12 +52,15 @@ SYMELBO_STEPS = textwrap.dedent("""
         for step in chain.steps:
             exprs += [step.lhs, step.rhs]
     universe = Universe.of(exprs)
+    list(instances(universe, CheckOptions().instances))   # per-file set-up, as in check_derivation
     out = []
     for c, chain in enumerate(derivation.chains):
         for s, step in enumerate(chain.steps):
             times, verdict = [], None
             for _ in range(repeats):
                 clear_cache()
+                for instance in universe.built.values():
+                    instance.memo.clear()   # no values carried over from the last repeat
                 t0 = time.perf_counter()
                 result = check_step(step, CheckOptions(), universe)
                 times.append(time.perf_counter() - t0)
@@ -140,25 +145,29 @@ NAIVE_STEPS = textwrap.dedent('''
         raise Timeout
 
     signal.signal(signal.SIGALRM, alarm)
+    # the step as the user writes it (not timed), then the proof: simplify(lhs - rhs)
     out = []
     for i in range(len(steps())):
-        times, proved = [], None
+        times, proved, settled = [], None, False
         for _ in range(repeats):
             clear_cache()
-            t0 = time.perf_counter()
             pair = steps()[i]
             if pair is None:
                 break
+            t0 = time.perf_counter()
             signal.alarm(int(sys.argv[4]))
             try:
-                proved = sp.simplify(pair[0] - pair[1]) == 0
+                difference = pair[0] - pair[1]
+                settled = difference == 0   # SymPy's constructors already cancelled it
+                proved = sp.simplify(difference) == 0
             except Timeout:
                 proved, times = "timeout", []
                 break
             finally:
                 signal.alarm(0)
             times.append(time.perf_counter() - t0)
-        out.append({"seconds": statistics.median(times) if times else None, "proved": proved})
+        out.append({"seconds": statistics.median(times) if times else None, "proved": proved,
+                    "settled": settled})
         print(json.dumps(out[-1]), flush=True)
 ''')
 
@@ -196,6 +205,65 @@ def bench_steps(repeats: int, ks: list[int]) -> list[dict]:
     return rows
 
 
+# --- 1b. the seed identities in one step, with no rule named ------------------------
+
+#: The claims the derivations establish, each as a single step: symelbo must find the
+#: proof itself (the naive route gets the same claim on K explicit states).
+IDENTITIES = {
+    "kl-shuffle": ("log p(X)", "=", "ELBO(q(Z), p(X, Z)) + KL(q(Z) || p(Z | X))"),
+    "gradient": ("grad_phi[ELBO(q_phi(theta), p(theta, x))]", "=",
+                 "-grad_phi[KL(q_phi(theta) || p(theta | x))]"),
+}
+
+SYMELBO_IDENTITY = textwrap.dedent("""
+    import json, statistics, sys, time
+    from sympy.core.cache import clear_cache
+    from symelbo.checker import CheckOptions, check_step
+    from symelbo.parser import parse_step
+    from symelbo.semantics import Universe, instances
+    lhs, relation, rhs, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    step = parse_step(lhs, relation, rhs)
+    universe = Universe.of([step.lhs, step.rhs])
+    list(instances(universe, CheckOptions().instances))
+    times = []
+    for _ in range(repeats):
+        clear_cache()
+        for instance in universe.built.values():
+            instance.memo.clear()
+        t0 = time.perf_counter()
+        result = check_step(step, CheckOptions(), universe)
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"seconds": statistics.median(times), "verdict": result.verdict,
+                      "found_by": list(result.found_by)}))
+""")
+
+NAIVE_IDENTITY = NAIVE_STEPS.replace(
+    "    def steps():", """    def identity():
+        n = normed
+        if name == "kl-shuffle":
+            return sp.log(px), ELBO(n) + KL(n)
+        phi = sp.symbols(f"phi1:{K + 1}", real=True)
+        Z = sum(sp.exp(f) for f in phi)
+        qs = [sp.exp(f) / Z for f in phi]
+        return sp.diff(ELBO(qs), phi[0]), -sp.diff(KL(qs), phi[0])
+
+    def steps():""").replace("    for i in range(len(steps())):", "    for i in (0,):").replace(
+    "            pair = steps()[i]\n", "            pair = identity()\n")
+
+
+def bench_identities(repeats: int, ks: list[int]) -> list[dict]:
+    rows = []
+    for name, (lhs, relation, rhs) in IDENTITIES.items():
+        (ours,), _ = run_json_lines(SYMELBO_IDENTITY, [lhs, relation, rhs, str(repeats)])
+        row = dict(ours, derivation=name, claim=f"{lhs} {relation} {rhs}", naive={})
+        for K in ks:
+            reps = repeats if K <= 8 else 1
+            lines, _ = run_json_lines(NAIVE_IDENTITY, [name, str(K), str(reps), str(int(NAIVE_TIMEOUT))])
+            row["naive"][K] = lines[0] if lines else {"seconds": None, "proved": "timeout"}
+        rows.append(row)
+    return rows
+
+
 # --- 2. the command line against importing SymPy -----------------------------------
 
 def wall(cmd: list[str], repeats: int) -> float:
@@ -208,6 +276,10 @@ def wall(cmd: list[str], repeats: int) -> float:
 
 
 def bench_cli(repeats: int) -> list[dict]:
+    # byte-compile the package first, as an installed copy is: otherwise a checkout run
+    # with PYTHONDONTWRITEBYTECODE set recompiles every module on every start
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "symelbo")],
+                   capture_output=True, check=True)
     files = [REPO / "derivations" / "kl-shuffle.calc"]
     files += [f for f in (SHARED / "kl_shuffle.calc", SHARED / "jensen.calc") if f.exists()]
     base = wall([sys.executable, "-c", "import sympy"], repeats)
@@ -309,7 +381,10 @@ def naive_cell(cell: dict) -> str:
         return f"> {NAIVE_TIMEOUT:.0f} s"
     if cell["seconds"] is None:
         return "n/a"
-    return fmt(cell["seconds"]) + ("" if cell["proved"] else " (not 0)")
+    note = "" if cell["proved"] else " (not 0)"
+    if cell.get("settled"):
+        note = " (0 as built)"
+    return fmt(cell["seconds"]) + note
 
 
 def ratio(cell: dict, ours: float) -> str:
@@ -320,14 +395,18 @@ def ratio(cell: dict, ours: float) -> str:
     return f"{cell['seconds'] / ours:.1f}x"
 
 
-def report(steps, ks, cli, obs, lat, repeats) -> str:
+def report(steps, identities, ks, cli, obs, lat, repeats) -> str:
     out = ["## Speed", "",
            f"Medians of {repeats} runs (naive K=16: one run), each case in a fresh process; "
            "regenerate with `python benchmarks/bench_speed.py`.", "",
            "### Each step: `check_step` vs `sympy.simplify(lhs - rhs) == 0` on K explicit states",
            "",
            "Naive: q_1..q_K and p(x, z_k) positive symbols; steps that need sum q = 1 write "
-           "q_K = 1 - sum of the others; `(not 0)` = simplify did not reach 0; n/a = an "
+           "q_K = 1 - sum of the others. Both sides are built before the clock starts; timed is "
+           "`simplify(lhs - rhs)` against `check_step` (the file's densities and concrete "
+           "instances are set up once per file, as `symelbo check` does, and not timed). "
+           "`(not 0)` = simplify did not reach 0; `(0 as built)` = SymPy's constructors "
+           "already cancelled lhs - rhs, so simplify had nothing left to prove; n/a = an "
            "inequality, no finite identity to simplify.", ""]
     head = "| derivation | step | symelbo | verdict | " + " | ".join(
         f"naive K={K} | ratio K={K}" for K in ks) + " |"
@@ -340,6 +419,18 @@ def report(steps, ks, cli, obs, lat, repeats) -> str:
             cells += [naive_cell(r["naive"][K]), ratio(r["naive"][K], r["seconds"])]
         out.append(f"| {r['derivation']} | {r['chain']}.{r['step']} `{r['relation']} {rhs}` | "
                    f"{fmt(r['seconds'])} | {r['verdict']} | " + " | ".join(cells) + " |")
+    out += ["", "### The seed identities as one step: `check_step` without `by` (proof search) "
+            "vs `simplify(lhs - rhs)`", "",
+            "| identity | symelbo | verdict (found by) | " + " | ".join(
+                f"naive K={K} | ratio K={K}" for K in ks) + " |",
+            "|" + "---|" * (3 + 2 * len(ks))]
+    for r in identities:
+        cells = []
+        for K in ks:
+            cells += [naive_cell(r["naive"][K]), ratio(r["naive"][K], r["seconds"])]
+        claim = r["claim"].replace("|", "\\|")
+        out.append(f"| `{claim}` | {fmt(r['seconds'])} | {r['verdict']} "
+                   f"({', '.join(r['found_by'])}) | " + " | ".join(cells) + " |")
     out += ["", "### Start-up: `symelbo check` as a whole process (target: at most 1.5x)", "",
             "| command | wall | ratio to import sympy |", "|---|---|---|"]
     out += [f"| `{r['what']}` | {fmt(r['seconds'])} | {r['ratio']:.2f}x |" for r in cli]
@@ -364,10 +455,11 @@ def main(argv=None) -> int:
     ks = [2] if a.quick else [2, 8, 16]
     sizes = [10, 100] if a.quick else [10, 100, 1000]
     steps = bench_steps(a.repeats, ks)
+    identities = bench_identities(a.repeats, ks)
     cli = bench_cli(max(a.repeats, 5))
     obs = bench_observations(a.repeats)
     lat = bench_latents(a.repeats, sizes)
-    text = report(steps, ks, cli, obs, lat, a.repeats)
+    text = report(steps, identities, ks, cli, obs, lat, a.repeats)
     print(text)
     (REPO / "benchmarks" / "RESULTS.md").write_text(text, encoding="utf-8")
     return 0

@@ -27,7 +27,7 @@ import sympy as sp
 from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, relation_direction
 from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
-                        normal_form)
+                        normal_form, one_rewrite)
 from .notation import KL, Density, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
@@ -229,6 +229,9 @@ def _replay(step: Step, named: frozenset):
     if step.relation == "=":
         if named & INEQUALITY_RULES:
             return None
+        single = one_rewrite(step.lhs, step.rhs, named)
+        if single is not None:
+            return frozenset({single})
         return equal_by(step.lhs, step.rhs, named - {"algebra"})
     return _prove(step, named & CANONICAL_RULES, named & INEQUALITY_RULES, replay=True)
 

@@ -23,7 +23,7 @@ from .deadline import check_deadline
 from .notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
 from .rules import _EXPAND, RULES
 
-__all__ = ["evaluate", "normal_form", "Normalized", "CANONICAL_RULES"]
+__all__ = ["evaluate", "normal_form", "one_rewrite", "Normalized", "CANONICAL_RULES"]
 
 #: Every equality rule: the rules the checker may use when no ``by`` is given.
 CANONICAL_RULES = frozenset(name for name, rule in RULES.items() if not rule.is_inequality)
@@ -198,6 +198,46 @@ def equal_by(lhs: sp.Expr, rhs: sp.Expr, names=CANONICAL_RULES):
     if difference.has(sp.Pow) and _cancels(difference):
         return left.fired | right.fired
     return None
+
+
+def one_rewrite(lhs: sp.Expr, rhs: sp.Expr, names) -> str | None:
+    """The named rule whose one application, at one node of one side, gives the other side.
+
+    Most written steps apply one rule once; finding that application is far
+    cheaper than two normal forms, and is the same law (the rule's own rewrite,
+    side conditions included), so it proves what ``equal_by`` would.
+    """
+    left, right = evaluate(lhs), evaluate(rhs)
+    rewrites = [(name, rw) for name in RULES if name in names for rw in RULES[name].rewrites]
+    for side, other in ((left, right), (right, left)):
+        for sub, replace in _rewritable(side):
+            for name, rewrite in rewrites:
+                new = rewrite(sub)
+                if new is None or new == sub:
+                    continue
+                try:
+                    if replace(new) == other:
+                        return name
+                except (TypeError, ValueError):
+                    continue  # the rewrite does not fit this place (a density slot)
+    return None
+
+
+def _rewritable(expr):
+    """Yield (subterm, replace) for the places normal_form rewrites: not inside the
+    densities an operator binds, nor a variable or parameter slot."""
+    yield expr, lambda new: new
+    if expr.is_Atom or isinstance(expr, (sp.Tuple, Density, KL, Entropy, ELBO)):
+        return
+    first = 1 if isinstance(expr, (Expectation, Marginal, Gradient)) else 0
+    for index in range(first, len(expr.args)):
+        def rebuild(new, index=index):
+            args = list(expr.args)
+            args[index] = new
+            return expr.func(*args)
+
+        for sub, replace in _rewritable(expr.args[index]):
+            yield sub, (lambda new, replace=replace, rebuild=rebuild: rebuild(replace(new)))
 
 
 def _cancels(difference: sp.Expr) -> bool:

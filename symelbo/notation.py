@@ -22,7 +22,8 @@ A density's arguments are kept in written order when built with
 
 from __future__ import annotations
 
-from sympy import Expr, Symbol, Tuple, exp, sympify
+from sympy import Expr, Pow, Symbol, Tuple, exp, sympify
+from sympy.core.assumptions import StdFactKB
 from sympy.core.parameters import global_parameters
 from sympy.printing.pretty.stringpict import prettyForm
 
@@ -75,6 +76,20 @@ class Density(Expr):
             given = _sorted_symbols(given)
         params = _sorted_symbols(params)
         return Expr.__new__(cls, name, Tuple(*params), Tuple(*variables), Tuple(*given))
+
+    def _eval_power(self, exponent):
+        """p**e for a finite real number e, created knowing it is positive and finite.
+
+        SymPy would otherwise find out by searching its fact base whenever
+        someone asks whether 1/p is infinite (log asks, through Mul.is_zero),
+        which costs a millisecond per quotient of densities; SymPy's Symbol
+        sets its facts the same way.
+        """
+        if exponent.is_Number and exponent.is_finite and exponent not in (0, 1):
+            power = Pow(self, exponent, evaluate=False)
+            power._assumptions = StdFactKB({"positive": True, "finite": True, "commutative": True})
+            return power
+        return None
 
     @property
     def name(self) -> str:

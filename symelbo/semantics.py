@@ -51,6 +51,8 @@ class Universe:
     densities: dict            # key -> DensityInfo
     variables: tuple[str, ...]
     parameters: tuple[str, ...]
+    # instances built so far, by seed: every step of a file is tested on the same ones
+    built: dict = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def of(expressions) -> "Universe":
@@ -100,6 +102,9 @@ class Instance:
     families: dict         # parametric density key -> ({assignment: a}, {assignment: {param: b}})
     params: dict           # parameter -> Fraction
     universe: Universe = field(repr=False, default=None)
+    # marginals and normalisers already computed, per kind of evaluator: they are
+    # the same for every expression evaluated on this instance
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     # -- description (for counterexamples) --------------------------------------
     def describe(self, free=None) -> dict:
@@ -171,12 +176,14 @@ _PLAN = (
 def instances(universe: Universe, count: int = 24):
     """Deterministic instances: the plan above, then random ones with mixed sizes and weights."""
     for seed in range(count):
-        rng = random.Random(seed * 7919 + 17)
-        if seed < len(_PLAN):
-            kind, weight, tables, posterior = _PLAN[seed]
-            yield _build(universe, kind, seed, rng, Fraction(weight), tables, posterior)
-        else:
-            yield _build(universe, "random", seed, rng, None, "random", seed % 3 == 0)
+        if seed not in universe.built:
+            rng = random.Random(seed * 7919 + 17)
+            if seed < len(_PLAN):
+                kind, weight, tables, posterior = _PLAN[seed]
+                universe.built[seed] = _build(universe, kind, seed, rng, Fraction(weight), tables, posterior)
+            else:
+                universe.built[seed] = _build(universe, "random", seed, rng, None, "random", seed % 3 == 0)
+        yield universe.built[seed]
 
 
 def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_weight,
@@ -285,7 +292,7 @@ def _set_posterior(instance: Instance, away: bool = False) -> None:
 class _Evaluator:
     def __init__(self, instance: Instance):
         self.inst = instance
-        self.cache: dict = {}
+        self.cache: dict = instance.memo.setdefault(type(self).__name__, {})
 
     # -- arithmetic: mpmath numbers here; exact SymPy numbers in _ExactEvaluator --
     def mpf(self, x: Fraction):
