@@ -31,6 +31,7 @@ CANONICAL_RULES = frozenset(name for name, rule in RULES.items() if not rule.is_
 _MAX_PASSES = 60
 _MAX_DEPTH = 400
 _LATE_RULES = frozenset({"definition_expectation", "differentiation"})
+_NODE_EXPAND = {**_EXPAND, "deep": False}
 
 
 def evaluate(expr: sp.Expr) -> sp.Expr:
@@ -154,8 +155,10 @@ class _Normalizer:
             result = self.node(evaluate(e))
         else:
             rebuilt = self.rebuild(e)
-            expanded = sp.expand(rebuilt, **_EXPAND) if (rebuilt.is_Add or rebuilt.is_Mul
-                                                           or rebuilt.is_Pow) else rebuilt
+            # the arguments are normal (expanded) already: expanding this node alone
+            # reaches the same form without re-walking the whole tree at every node
+            expanded = sp.expand(rebuilt, **_NODE_EXPAND) if (rebuilt.is_Add or rebuilt.is_Mul
+                                                               or rebuilt.is_Pow) else rebuilt
             if expanded != rebuilt:
                 result = self.full(expanded)
             else:

@@ -290,8 +290,11 @@ def _set_posterior(instance: Instance, away: bool = False) -> None:
 # ---------------------------------------------------------------------------
 
 class _Evaluator:
-    def __init__(self, instance: Instance):
+    def __init__(self, instance: Instance, screening: bool = False):
         self.inst = instance
+        # screening: a first look that may only lead to a second one (derivatives at one
+        # precision, unconfirmed), never to a verdict of its own
+        self.screening = screening
         self.cache: dict = instance.memo.setdefault(type(self).__name__, {})
 
     # -- arithmetic: mpmath numbers here; exact SymPy numbers in _ExactEvaluator --
@@ -328,6 +331,8 @@ class _Evaluator:
         digits = mpmath.mp.dps
         with mpmath.workdps(2 * digits):
             rough = mpmath.diff(f, at)
+        if self.screening:
+            return +rough
         with mpmath.workdps(3 * digits):
             fine = mpmath.diff(f, at)
         if abs(rough - fine) > mpmath.mpf(10) ** -digits * max(1, abs(fine)):
@@ -534,12 +539,16 @@ def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
     return None
 
 
-def evaluate_on(expr: sp.Expr, instance: Instance, digits: int = DIGITS):
-    """The value of ``expr`` on ``instance`` (an mpmath number at ``digits`` digits)."""
+def evaluate_on(expr: sp.Expr, instance: Instance, digits: int = DIGITS, screening: bool = False):
+    """The value of ``expr`` on ``instance`` (an mpmath number at ``digits`` digits).
+
+    ``screening``: derivatives are taken once, not confirmed at a second
+    precision; good enough to see that two sides agree, never to refute.
+    """
     env = dict(instance.held)
     with mpmath.workdps(digits):
         params = {k: mpmath.mpf(v.numerator) / v.denominator for k, v in instance.params.items()}
-        value = _Evaluator(instance).value(expr, env, params)
+        value = _Evaluator(instance, screening).value(expr, env, params)
         if isinstance(value, mpmath.mpc):
             raise Undefined("a complex value")
         return value

@@ -6,9 +6,11 @@ tested where marked); false ones must be refuted with a counterexample.
 """
 
 import pytest
+import sympy as sp
 
 from symelbo.checker import CheckOptions, check_derivation
 from symelbo.errors import InputError
+from symelbo.notation import Gradient
 from symelbo.parser import parse_text
 
 CONTEXT = "q(Z) = q(Z)\n\n"
@@ -164,3 +166,25 @@ def test_deep_nesting_and_long_sums_are_read():
 
 def test_byte_order_mark_is_ignored():
     assert len(parse_text("\ufeffp(X) = p(X)\n").chains) == 1
+
+
+@pytest.mark.parametrize("name,broken,lhs,rhs", [
+    # every gradient is 0: the cross-check's first look takes derivatives once (screening)
+    ("gradient_constant", lambda e: sp.S.Zero if isinstance(e, Gradient) else None,
+     "grad_phi[log q_phi(Z)]", "0"),
+    # log(a/b) = log a + log b
+    ("log_quotient", lambda e: (sp.log(e.args[0].as_numer_denom()[0]) + sp.log(e.args[0].as_numer_denom()[1])
+                                if isinstance(e, sp.log) and e.args[0].as_numer_denom()[1] != 1 else None),
+     "log(p(X)/q(X))", "log p(X) + log q(X)"),
+])
+def test_a_proof_by_an_unsound_rule_is_refuted_by_the_cross_check(monkeypatch, name, broken, lhs, rhs):
+    """Every proof is cross-checked on a few instances: a broken rule cannot make a false step proved."""
+    import dataclasses
+
+    from symelbo.checker import check_step
+    from symelbo.parser import parse_step
+    from symelbo.rules import RULES
+    monkeypatch.setitem(RULES, name, dataclasses.replace(RULES[name], rewrites=(broken,)))
+    result = check_step(parse_step(lhs, "=", rhs, by=[name]))
+    assert result.verdict == "refuted", result
+    assert "unsound" in result.message and result.counterexample
