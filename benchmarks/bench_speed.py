@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/bench_speed.py [--repeats R] [--quick]``
 
-Writes a Markdown report to stdout and to ``benchmarks/RESULTS.md``:
+Writes a Markdown report to stdout, to ``benchmarks/RESULTS.md`` and into the
+README (between its ``speed:begin``/``speed:end`` markers):
 
 1. every step of the three built-in derivations checked by
    ``symelbo.checker.check_step`` against the same identity written on an
@@ -472,6 +473,13 @@ def main(argv=None) -> int:
     text = report(steps, identities, ks, cli, obs, lat, a.repeats)
     print(text)
     (REPO / "benchmarks" / "RESULTS.md").write_text(text, encoding="utf-8")
+    readme = REPO / "README.md"
+    begin, end = "<!-- speed:begin (written by benchmarks/bench_speed.py) -->\n", "<!-- speed:end -->"
+    old = readme.read_text(encoding="utf-8")
+    if begin in old and end in old:   # the README's copy of the tables, between its markers
+        head, rest = old.split(begin, 1)
+        tables = text.split("\n", 2)[2]  # without the "## Speed" heading
+        readme.write_text(head + begin + tables + end + rest.split(end, 1)[1], encoding="utf-8")
     return 0
 
 
