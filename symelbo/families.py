@@ -138,6 +138,18 @@ def _is_log1m(part: sp.Expr, x: sp.Symbol) -> bool:
     return isinstance(part, sp.log) and sp.expand(part.args[0] - (1 - x)) == 0
 
 
+def _exp_linear(part: sp.Expr, x: sp.Symbol) -> tuple[sp.Expr, sp.Expr] | None:
+    """(c, d) when ``part`` is exp(c*x + d) with c, d free of x, else None."""
+    if not isinstance(part, sp.exp):
+        return None
+    arg = sp.expand(part.args[0])
+    c = arg.coeff(x, 1)
+    d = sp.expand(arg - c * x)
+    if c == 0 or c.has(x) or d.has(x):
+        return None
+    return c, d
+
+
 def _double_factorial_odd(j: int) -> int:
     out = 1
     for i in range(j - 1, 0, -2):
@@ -283,7 +295,12 @@ def _categorical_logpdf(x, *ps):
 def _normal_expect(part, x, m, s):
     k = _power(part, x)
     if k is None:
-        return None
+        linear = _exp_linear(part, x)
+        if linear is None:
+            return None
+        # the moment generating function: E[exp(c x + d)] = exp(c m + c^2 s^2 / 2 + d)
+        c, d = linear
+        return sp.exp(c * m + c ** 2 * s ** 2 / 2 + d)
     # E[(m + s Z)^k] with E[Z^j] = (j-1)!! for even j, 0 for odd j.
     return sp.Add(*[sp.binomial(k, j) * m ** (k - j) * s ** j * _double_factorial_odd(j)
                     for j in range(0, k + 1, 2)])

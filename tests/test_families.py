@@ -31,7 +31,7 @@ POINTS = {
     "Laplace": [(R("0.3"), R("1.2")), (R(-1), R("0.5"))],
 }
 
-FEATURES = [X, X ** 2, X ** 3, X ** 4, sp.log(X), sp.log(1 - X)]
+FEATURES = [X, X ** 2, X ** 3, X ** 4, sp.log(X), sp.log(1 - X), sp.exp(X), sp.exp(1 - X / 2)]
 
 
 def density(fam, params):
@@ -92,6 +92,8 @@ def test_expectations_match_definition(name, params):
 def test_expectation_table_refuses_what_it_does_not_know():
     a, b = sp.Symbol("a", positive=True), sp.Symbol("b", positive=True)
     assert FAMILIES["Normal"].expect(sp.log(X), X, (a, b)) is None
+    assert FAMILIES["Normal"].expect(sp.exp(X ** 2), X, (a, b)) is None
+    assert FAMILIES["Normal"].expect(sp.exp(X * sp.log(X)), X, (a, b)) is None
     assert FAMILIES["Gamma"].expect(X * sp.log(X), X, (a, b)) is None
     assert FAMILIES["Gamma"].expect(1 / X, X, (a, b)) is None
     assert FAMILIES["Bernoulli"].expect(sp.log(X), X, (a,)) is None

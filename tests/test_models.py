@@ -157,6 +157,20 @@ def test_quadrature_fallback_without_closed_form():
     assert abs(q["log_evidence"] - q["elbo"] - q["kl"]) < mpmath.mpf(10) ** -15
 
 
+def test_poisson_log_link_elbo_is_closed_form_and_matches_quadrature():
+    """E_q[exp(beta)] under a Normal q is its moment generating function at 1."""
+    m = model_from_dict({
+        "latent": {"beta": "Normal(0, 1)"},
+        "observed": {"y": {"dist": "Poisson(exp(beta))", "data": [2, 0, 3, 1, 4]}},
+        "variational": {"beta": "Normal(m, s)"},
+        "values": {"m": 0.5, "s": 0.3}})
+    elbo = m.elbo()
+    assert elbo.has(sp.exp) and not elbo.has(m.symbol("beta"))
+    with mpmath.workdps(30):
+        q = m.quadrature()
+        assert abs(m.value(elbo) - q["elbo"]) < mpmath.mpf(10) ** -12
+
+
 def test_q_outside_prior_support_has_no_elbo():
     m = model_from_dict({
         "latent": {"lam": "Gamma(2, 1)"},
