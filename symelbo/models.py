@@ -185,6 +185,7 @@ def _read_data_file(file: Path, where: Where) -> list:
             raise where.error(f"cannot read {file.name}: {exc}") from None
         if arr.dtype.kind not in "iufb":
             raise where.error(f"{file.name} holds {arr.dtype}, not numbers")
+        _require_one_axis(arr, file.name, where)
         return arr.ravel().tolist()
     values = []
     try:
@@ -215,6 +216,14 @@ def _number_value(v, where: Where, what: str):
     return v
 
 
+def _require_one_axis(arr, what: str, where: Where) -> None:
+    """Data are one value per observation: a 1-d array, a row or a column."""
+    if sum(1 for n in arr.shape if n != 1) > 1:
+        shape = "x".join(str(n) for n in arr.shape)
+        raise where.error(f"{what} has shape {shape}: data must be one value per observation "
+                          "(a 1-d array)")
+
+
 def _as_number_array(raw, where: Where):
     """A 1-d float/int numpy array of the data when ``raw`` is a numpy array, else None."""
     if type(raw).__module__ != "numpy":  # numpy is imported only when an array is given
@@ -224,6 +233,7 @@ def _as_number_array(raw, where: Where):
         return None
     if raw.dtype.kind not in "iuf":
         raise where.error(f"data holds {raw.dtype}, not numbers")
+    _require_one_axis(raw, "the data array", where)
     arr = raw.ravel()
     if arr.dtype.kind == "f":
         arr = arr.astype("float64", copy=False)

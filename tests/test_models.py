@@ -142,6 +142,24 @@ def test_data_files(tmp_path):
         assert m.observed[0].data == [1.5, 2.5]
 
 
+def test_data_with_two_axes_is_refused(tmp_path):
+    np = pytest.importorskip("numpy")
+    np.save(tmp_path / "y.npy", np.ones((3, 2)))
+    np.save(tmp_path / "col.npy", np.array([[1.5], [2.5]]))
+    text = ('[latent]\nmu = "Normal(0, 1)"\n[observed]\n'
+            'x = {{ dist = "Normal(mu, 1)", data_file = "{}" }}\n[variational]\nmu = "Normal(m, s)"\n')
+    (tmp_path / "m.toml").write_text(text.format("y.npy"))
+    with pytest.raises(InputError, match=r"shape 3x2: data must be one value per observation"):
+        load_model(str(tmp_path / "m.toml"))
+    (tmp_path / "m.toml").write_text(text.format("col.npy"))
+    assert load_model(str(tmp_path / "m.toml")).observed[0].data == [1.5, 2.5]
+    doc = {"latent": {"mu": "Normal(0, 1)"},
+           "observed": {"x": {"dist": "Normal(mu, 1)", "data": np.ones((2, 2))}},
+           "variational": {"mu": "Normal(m, s)"}}
+    with pytest.raises(InputError, match="shape 2x2"):
+        model_from_dict(doc)
+
+
 def test_quadrature_fallback_without_closed_form():
     m = model_from_dict({
         "latent": {"t": "Normal(0, 1)"},
