@@ -27,7 +27,7 @@ from typing import TextIO
 import mpmath
 import sympy as sp
 
-from symelbo.models import DIGITS, Model, NoClosedForm, load_model
+from symelbo.models import DIGITS, Model, NoClosedForm, load_model, with_numbers
 
 PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
 
@@ -88,7 +88,7 @@ class ModelReport:
         sub = {}
         for s, v in self.model.statistics.items():
             sub[s] = v if v.is_Integer else sp.Float(v, 15)
-        return expr.xreplace(sub)
+        return with_numbers(expr, sub)
 
     def quantity(self, key: str) -> dict:
         expr = self.exprs[key]

@@ -36,6 +36,7 @@ import mpmath
 import sympy as sp
 
 from symelbo import families as fam
+from symelbo.deadline import BudgetExceeded, time_budget
 from symelbo.errors import InputError
 from symelbo.model_expr import DistCall, Where, factor_names, names, parse_distribution, \
     to_sympy
@@ -45,6 +46,8 @@ DIGITS = 50
 #: Up to this many observations, polynomial statistics of decimal data are exact
 #: sums of the decimals as written; beyond, correctly rounded float sums.
 EXACT_SUM_LIMIT = 20000
+#: Seconds the quadrature fallback may take before the report says it has no value.
+QUADRATURE_BUDGET = 20.0
 
 
 class NoClosedForm(Exception):
@@ -168,6 +171,31 @@ def _toml_error(exc: tomllib.TOMLDecodeError, path: str) -> InputError:
     elif "end of document" in str(exc):
         msg = str(exc).replace("(at end of document)", "").strip()
     return InputError(f"malformed TOML: {msg}", path, line, col)
+
+
+#: loggamma/gamma/factorial of an integer above this stay unevaluated when numbers are put
+#: in: SymPy would compute (n - 1)! exactly, a number with millions of digits (or forever).
+EXACT_GAMMA_LIMIT = 20
+_GAMMAS = (sp.loggamma, sp.gamma, sp.factorial)
+
+
+def with_numbers(expr: sp.Expr, mapping: dict) -> sp.Expr:
+    """``expr.xreplace(mapping)``, with loggamma(n) and its kin of a large integer n held."""
+    held: dict = {}
+
+    def large(node) -> bool:
+        if not isinstance(node, _GAMMAS):
+            return False
+        arg = node.args[0].xreplace(mapping)
+        return bool(arg.is_Integer and arg > EXACT_GAMMA_LIMIT)
+
+    def hold(node):
+        return held.setdefault(node.func(node.args[0].xreplace(mapping), evaluate=False),
+                               sp.Dummy())
+
+    protected = expr.replace(large, hold) if expr.has(*_GAMMAS) else expr
+    out = protected.xreplace(mapping)
+    return out.xreplace({dummy: node for node, dummy in held.items()}) if held else out
 
 
 def _read_data_file(file: Path, where: Where) -> list:
@@ -923,7 +951,7 @@ class Model:
     def _with_data(self, expr: sp.Expr, data_symbols: bool) -> sp.Expr:
         if data_symbols:
             return expr
-        return expr.xreplace(self.statistics)
+        return with_numbers(expr, self.statistics)
 
     def environment(self) -> dict[sp.Symbol, sp.Expr]:
         """Every number known: [values] and the data statistics."""
@@ -954,8 +982,18 @@ class Model:
         """log p(X), ELBO and KL by mpmath quadrature at the values (one continuous latent only).
 
         The fallback when no closed form exists; raises NoClosedForm when the
-        model has more than one latent, a discrete latent, or a symbol without a value.
+        model has more than one latent, a discrete latent, a symbol without a
+        value, or when the integrals take longer than QUADRATURE_BUDGET seconds
+        (``exp(exp(exp(z)))`` overflows every finite precision slowly).
         """
+        try:
+            with time_budget(QUADRATURE_BUDGET):
+                return self._quadrature()
+        except BudgetExceeded:
+            raise NoClosedForm(f"mpmath quadrature did not finish within {QUADRATURE_BUDGET:g} s") \
+                from None
+
+    def _quadrature(self) -> dict:
         if len(self.latents) != 1 or self.has_local_latents():
             raise NoClosedForm("numeric quadrature is only done for a single one-dimensional "
                                "latent")

@@ -189,6 +189,35 @@ def test_poisson_log_link_elbo_is_closed_form_and_matches_quadrature():
         assert abs(m.value(elbo) - q["elbo"]) < mpmath.mpf(10) ** -12
 
 
+def test_huge_counts_keep_loggamma_unevaluated():
+    """loggamma(n) of a huge integer statistic is not expanded into log((n - 1)!)."""
+    m = model_from_dict({
+        "latent": {"lam": "Gamma(2, 1)"},
+        "observed": {"k": {"dist": "Poisson(lam)", "data": [10 ** 18, 3]}},
+        "variational": {"lam": "Gamma(a, b)"},
+        "values": {"a": 2, "b": 1}})
+    evidence = m.log_evidence()
+    assert sp.loggamma(10 ** 18 + 5, evaluate=False) in evidence.atoms(sp.loggamma)
+    assert mpmath.isfinite(m.value(evidence))
+    small = model_from_dict({
+        "latent": {"lam": "Gamma(2, 1)"},
+        "observed": {"k": {"dist": "Poisson(lam)", "data": [1, 3]}},
+        "variational": {"lam": "Gamma(a, b)"}})
+    assert not small.log_evidence().has(sp.loggamma)   # loggamma(6) = log(120) as usual
+
+
+def test_quadrature_that_does_not_finish_has_no_value(monkeypatch):
+    from symelbo import models
+    monkeypatch.setattr(models, "QUADRATURE_BUDGET", 0.5)
+    m = model_from_dict({
+        "latent": {"mu": "Normal(0, 1)"},
+        "observed": {"x": {"dist": "Normal(exp(exp(exp(mu))), 1)", "data": [1.0, 2.0]}},
+        "variational": {"mu": "Normal(m, s)"},
+        "values": {"m": 0.1, "s": 0.5}})
+    with pytest.raises(NoClosedForm, match="did not finish within 0.5 s"):
+        m.quadrature()
+
+
 def test_q_outside_prior_support_has_no_elbo():
     m = model_from_dict({
         "latent": {"lam": "Gamma(2, 1)"},
