@@ -885,7 +885,7 @@ class Model:
         orders = itertools.permutations(glob) if len(glob) <= 4 else [tuple(glob)]
         for order in orders:
             try:
-                result = _eliminate(joint, loc + list(order), supports)
+                result = _eliminate(joint, loc + list(order), supports, frozenset(loc))
                 break
             except NoClosedForm as exc:
                 first_reason = first_reason or exc.reason
@@ -1342,73 +1342,117 @@ def _log_split(expr: sp.Expr) -> sp.Expr:
     return sp.expand(sp.log(sp.factor_terms(expr)))
 
 
-def _eliminate(joint: sp.Expr, order: list, supports: dict) -> Evidence:
-    """Integrate (or sum) each latent out of exp(joint) in the given order."""
+def _eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = frozenset()) -> Evidence:
+    """Integrate (or sum) each latent out of exp(joint) in the given order.
+
+    ``local`` latents (one per observation, first in ``order``) each touch only
+    their own terms: when every term holds at most one of them, each is
+    integrated out of its own terms alone, so the cost is linear in their number.
+    """
     current = joint
     posterior: list[Posterior] = []
     conditions: list = []
     remaining = set(order)
+    groups = _local_groups(joint, [z for z in order if z in local])
+    if groups is not None:
+        rest, own = groups
+        log_ints = []
+        for z in [z for z in order if z in local]:
+            remaining.discard(z)
+            leftover, log_int, found = _integrate_out(own[z], z, supports[z], remaining, conditions)
+            posterior.append(found)
+            # each piece is expanded on its own (expanding their sum would walk all of them
+            # again), and only when a latent still to be integrated out is in it
+            log_ints += [leftover, sp.expand(log_int) if log_int.free_symbols & remaining
+                         else log_int]
+        current = sp.Add(*rest, *log_ints)
+        order = [z for z in order if z not in local]
     for z in order:
         remaining.discard(z)
-        rest, coefs = _features(current, z)
-        for c in coefs.values():
-            if c.free_symbols & {z}:
-                raise NoClosedForm(f"cannot separate {z}")
-        support = supports[z]
-        allowed = {
-            fam.REAL: {z, z ** 2},
-            fam.POSITIVE: {z, sp.log(z)},
-            fam.UNIT: {sp.log(z), sp.log(1 - z)},
-        }.get(support)
-        if allowed is not None:
-            extra = [p for p in coefs if p not in allowed]
-            if extra:
-                raise NoClosedForm(
-                    f"the log joint contains {extra[0]} in {z}: not a "
-                    + {fam.REAL: "Gaussian", fam.POSITIVE: "Gamma",
-                       fam.UNIT: "Beta"}[support] + " kernel, so p(X) has no closed form")
-        if support == fam.REAL:
-            a = coefs.get(z ** 2, sp.Integer(0))
-            b = coefs.get(z, sp.Integer(0))
-            neg_a = sp.factor_terms(-a)
-            _positive_condition(neg_a, f"the precision term of {z}", conditions)
-            den = 4 * neg_a  # kept factored so a latent factor in it cancels term by term
-            log_int = (sp.Add(*[t / den for t in sp.Add.make_args(sp.expand(b ** 2))])
-                       + _log_split(sp.pi / neg_a) / 2)
-            params = (sp.factor_terms(b / (2 * neg_a)), 1 / sp.sqrt(2 * neg_a))
-            posterior.append(Posterior(z, fam.FAMILIES["Normal"], params))
-        elif support == fam.POSITIVE:
-            shape = sp.expand(coefs.get(sp.log(z), 0) + 1)
-            rate = sp.expand(-coefs.get(z, 0))
-            _positive_condition(shape, f"the posterior shape of {z}", conditions)
-            _positive_condition(rate, f"the posterior rate of {z}", conditions)
-            log_int = sp.expand(sp.loggamma(shape) - shape * _log_split(rate))
-            posterior.append(Posterior(z, fam.FAMILIES["Gamma"], (shape, rate)))
-        elif support == fam.UNIT:
-            a = sp.expand(coefs.get(sp.log(z), 0) + 1)
-            b = sp.expand(coefs.get(sp.log(1 - z), 0) + 1)
-            _positive_condition(a, f"the posterior a of {z}", conditions)
-            _positive_condition(b, f"the posterior b of {z}", conditions)
-            log_int = sp.loggamma(a) + sp.loggamma(b) - sp.loggamma(a + b)
-            posterior.append(Posterior(z, fam.FAMILIES["Beta"], (a, b)))
-        elif support in (fam.BINARY, fam.FINITE):
-            f = sp.Add(*[c * p for p, c in coefs.items()])
-            if support == fam.BINARY:
-                values = [0, 1]
-            else:
-                raise NoClosedForm(f"finite latents with more than two values ({z}) are not "
-                                   "summed out")
-            logs = [sp.expand(f.subs(z, k)) for k in values]
-            for v in logs:
-                if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-                    raise NoClosedForm(f"log p is infinite at a value of {z}")
-            if any(v.free_symbols & remaining for v in logs):
-                raise NoClosedForm(f"summing {z} out leaves log(sum exp) of other latents")
-            norm = sp.Add(*[sp.exp(v) for v in logs])
-            log_int = sp.log(norm)
-            posterior.append(Posterior(z, fam.FAMILIES["Bernoulli"], (sp.exp(logs[1]) / norm,),
-                                       tuple(v - log_int for v in logs)))
-        else:
-            raise NoClosedForm(f"{z} has a countably infinite support: no finite sum")
+        rest, log_int, found = _integrate_out(current, z, supports[z], remaining, conditions)
+        posterior.append(found)
         current = sp.expand(rest + log_int)
     return Evidence(current, posterior, conditions)
+
+
+def _local_groups(joint: sp.Expr, local: list):
+    """(terms with no local latent, {z: the terms holding z}), or None when a term holds two."""
+    if not local:
+        return None
+    own: dict = {z: [] for z in local}
+    rest = []
+    wanted = set(local)
+    for term in sp.Add.make_args(joint):
+        hit = term.free_symbols & wanted
+        if not hit:
+            rest.append(term)
+        elif len(hit) == 1:
+            own[hit.pop()].append(term)
+        else:
+            return None
+    return rest, {z: sp.Add(*terms) for z, terms in own.items()}
+
+
+def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set, conditions: list):
+    """(the z-free rest of ``current``, log of the integral of exp(the z-part) over z, z's posterior)."""
+    rest, coefs = _features(current, z)
+    for c in coefs.values():
+        if c.free_symbols & {z}:
+            raise NoClosedForm(f"cannot separate {z}")
+    allowed = {
+        fam.REAL: {z, z ** 2},
+        fam.POSITIVE: {z, sp.log(z)},
+        fam.UNIT: {sp.log(z), sp.log(1 - z)},
+    }.get(support)
+    if allowed is not None:
+        extra = [p for p in coefs if p not in allowed]
+        if extra:
+            raise NoClosedForm(
+                f"the log joint contains {extra[0]} in {z}: not a "
+                + {fam.REAL: "Gaussian", fam.POSITIVE: "Gamma",
+                   fam.UNIT: "Beta"}[support] + " kernel, so p(X) has no closed form")
+    if support == fam.REAL:
+        a = coefs.get(z ** 2, sp.Integer(0))
+        b = coefs.get(z, sp.Integer(0))
+        neg_a = sp.factor_terms(-a)
+        _positive_condition(neg_a, f"the precision term of {z}", conditions)
+        den = 4 * neg_a  # kept factored so a latent factor in it cancels term by term
+        log_int = (sp.Add(*[t / den for t in sp.Add.make_args(sp.expand(b ** 2))])
+                   + _log_split(sp.pi / neg_a) / 2)
+        params = (sp.factor_terms(b / (2 * neg_a)), 1 / sp.sqrt(2 * neg_a))
+        found = Posterior(z, fam.FAMILIES["Normal"], params)
+    elif support == fam.POSITIVE:
+        shape = sp.expand(coefs.get(sp.log(z), 0) + 1)
+        rate = sp.expand(-coefs.get(z, 0))
+        _positive_condition(shape, f"the posterior shape of {z}", conditions)
+        _positive_condition(rate, f"the posterior rate of {z}", conditions)
+        log_int = sp.expand(sp.loggamma(shape) - shape * _log_split(rate))
+        found = Posterior(z, fam.FAMILIES["Gamma"], (shape, rate))
+    elif support == fam.UNIT:
+        a = sp.expand(coefs.get(sp.log(z), 0) + 1)
+        b = sp.expand(coefs.get(sp.log(1 - z), 0) + 1)
+        _positive_condition(a, f"the posterior a of {z}", conditions)
+        _positive_condition(b, f"the posterior b of {z}", conditions)
+        log_int = sp.loggamma(a) + sp.loggamma(b) - sp.loggamma(a + b)
+        found = Posterior(z, fam.FAMILIES["Beta"], (a, b))
+    elif support in (fam.BINARY, fam.FINITE):
+        f = sp.Add(*[c * p for p, c in coefs.items()])
+        if support == fam.BINARY:
+            values = [0, 1]
+        else:
+            raise NoClosedForm(f"finite latents with more than two values ({z}) are not "
+                               "summed out")
+        logs = [sp.expand(f.subs(z, k)) for k in values]
+        for v in logs:
+            if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+                raise NoClosedForm(f"log p is infinite at a value of {z}")
+        if any(v.free_symbols & remaining for v in logs):
+            raise NoClosedForm(f"summing {z} out leaves log(sum exp) of other latents")
+        norm = sp.Add(*[sp.exp(v) for v in logs])
+        log_int = sp.log(norm)
+        found = Posterior(z, fam.FAMILIES["Bernoulli"], (sp.exp(logs[1]) / norm,),
+                          tuple(v - log_int for v in logs))
+    else:
+        raise NoClosedForm(f"{z} has a countably infinite support: no finite sum")
+    return rest, log_int, found
+

@@ -319,3 +319,29 @@ def test_a_large_array_gives_the_statistics_of_its_items(prior, dist, family, dr
     bulk = model_from_dict(doc).elbo()
     doc["observed"]["x"]["data"] = data.tolist()
     assert bulk == model_from_dict(doc).elbo()
+
+
+@pytest.mark.parametrize("latent,dist,family,values", [
+    ({"dist": "Normal(mu, 1)", "per": "x"}, "Normal(z, s)", "Normal(m, v)", {"s": 1, "v": 0.5}),
+    ({"dist": "Bernoulli(w)", "per": "x"}, "Normal(m1 + (m2 - m1)*z, 1)", "Bernoulli(r)",
+     {"w": 0.3, "m1": -2, "m2": 2}),
+])
+def test_local_latents_are_integrated_out_one_group_at_a_time(latent, dist, family, values):
+    """Each per-observation latent, integrated out of its own terms, gives the evidence that
+    integrating it out of the whole log joint gives."""
+    from symelbo.models import _eliminate
+    doc = {"latent": {"z": latent}, "observed": {"x": {"dist": dist, "data": [0.5, -1.25, 2.0]}},
+           "variational": {"z": family}, "values": values}
+    if "mu" in latent["dist"]:
+        doc["latent"] = {"mu": "Normal(0, 2)", "z": latent}
+        doc["variational"]["mu"] = "Normal(a, b)"
+    m = model_from_dict(doc)
+    joint, _ = m._statistics()
+    local = [z for lat in m.latents if lat.per for z in lat.symbols]
+    glob = [lat.symbols[0] for lat in m.latents if lat.per is None]
+    supports = {z: lat.prior.family.support for lat in m.latents for z in lat.symbols}
+    grouped = _eliminate(joint, local + glob, supports, frozenset(local))
+    whole = _eliminate(joint, local + glob, supports)
+    assert sp.simplify(grouped.log_evidence - whole.log_evidence) == 0
+    assert [p.symbol for p in grouped.posterior] == [p.symbol for p in whole.posterior]
+    assert grouped.conditions == whole.conditions
