@@ -257,15 +257,17 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
         used = equal_by(big, small, equalities)
         if used is not None:
             return used
-    # around the one inequality, any equality reasoning is allowed
-    difference = normal_form(big - small, CANONICAL_RULES)
+    # around the one inequality: the named equality rules when replaying a `by`
+    # (anything else and the step is misjustified), every rule when searching
+    around = equalities if replay else CANONICAL_RULES
+    difference = normal_form(big - small, around)
     sign = _sign(difference.expr)
     if sign is not None and (sign > 0 or (sign == 0 and not strict)):
         return difference.fired | {"algebra"}
     if strict:
         return None  # jensen and gibbs give >=, never >
     for name in sorted(inequalities):
-        used = _apply_inequality(RULES[name], big, small)
+        used = _apply_inequality(RULES[name], big, small, around)
         if used is not None:
             return used | {name}
     if "gibbs_inequality" in inequalities:
@@ -286,8 +288,9 @@ def _sign(expr: sp.Expr):
     return None
 
 
-def _apply_inequality(rule, big, small):
-    """Try the rule once at every position of the right polarity; return rules used."""
+def _apply_inequality(rule, big, small, around: frozenset):
+    """Try the rule once at every position of the right polarity, the sides then equal
+    by the rules ``around``; return the rules used."""
     for side, other, grow in ((big, small, False), (small, big, True)):
         for sub, polarity, replace in _positions(evaluate(side)):
             # on the big side, shrink where polarity is +, grow where it is -; the reverse on small
@@ -300,7 +303,7 @@ def _apply_inequality(rule, big, small):
                 continue
             changed = replace(new)
             pair = (changed, other) if not grow else (other, changed)
-            used = equal_by(pair[0], pair[1], CANONICAL_RULES)
+            used = equal_by(pair[0], pair[1], around)
             if used is not None:
                 return used
     return None

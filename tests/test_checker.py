@@ -136,6 +136,11 @@ def test_a_strict_claim_is_refuted_only_by_an_exact_equality():
     ("log p(Z | X) = log p(X, Z) - log p(X)   by log_product", "misjustified"),
     ("log p(X, Z) = log p(X) + log p(Z | X)   by product_rule, log_product", "proved"),
     ("log(E_q[p(X, Z) / q(Z)]) >= E_q[log(p(X, Z) / q(Z))]   by jensen", "proved"),
+    # around the one inequality only the named rules: jensen alone does not reach the ELBO
+    ("log p(X) >= ELBO(q(Z), p(X, Z))   by jensen", "misjustified"),
+    ("log(E_q[p(X, Z) / q(Z)]) >= ELBO(q(Z), p(X, Z))   by jensen", "misjustified"),
+    ("log(E_q[p(X, Z) / q(Z)]) >= ELBO(q(Z), p(X, Z))   by jensen, definition_elbo", "proved"),
+    ("log p(X) >= ELBO(q(Z), p(X, Z))", "proved"),
     ("p(X) * 2 = p(X) + p(X)   by jensen", "misjustified"),
     ("KL(q(Z) || p(Z | X)) = E_q[log(p(Z | X) / q(Z))]   by definition_kl", "refuted"),
 ])
