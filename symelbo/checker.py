@@ -246,10 +246,9 @@ def _prove(step: Step, equalities: frozenset, inequalities: frozenset, replay=Fa
 
 def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: bool):
     if step.relation == "=":
-        used = equal_by(step.lhs, step.rhs, equalities)
-        if used is not None and not replay:
-            used = minimal_rules(step.lhs, step.rhs, used)
-        return used
+        if replay:
+            return equal_by(step.lhs, step.rhs, equalities)
+        return minimal_rules(step.lhs, step.rhs, equalities)
     direction = relation_direction(step.relation)
     big, small = (step.lhs, step.rhs) if direction > 0 else (step.rhs, step.lhs)
     strict = step.relation in ("<", ">")

@@ -85,7 +85,7 @@ def _sum_order(e):
 
 
 class _Normalizer:
-    def __init__(self, names):
+    def __init__(self, names, known: dict | None = None):
         names = frozenset(names)
         # cheap, local laws first; unfolding E into sums and differentiating last,
         # so that found_by names the simplest rules that do the job
@@ -93,8 +93,16 @@ class _Normalizer:
                        key=lambda name: name in _LATE_RULES)
         self.rewrites = [(name, rw) for name in order for rw in RULES[name].rewrites]
         self.fired: set[str] = set()
-        self.cache: dict = {}
+        self.cache: dict = {}      # expression -> its normal form
+        self.used_by: dict = {}    # expression -> the rules that fired normalizing it
+        for e, (result, fired) in (known or {}).items():
+            self.cache[e], self.used_by[e] = result, fired
         self.depth = 0
+
+    def reusable(self, without: str) -> dict:
+        """Normal forms that hold under these rules less ``without``: those reached
+        without it firing (the same rewrites, in the same order, fire without it)."""
+        return {e: (self.cache[e], fired) for e, fired in self.used_by.items() if without not in fired}
 
     def node(self, e):
         """Rewrite at one node (its arguments already normal) until nothing applies."""
@@ -148,43 +156,69 @@ class _Normalizer:
 
     def _full(self, e):
         if e in self.cache:
+            self.fired |= self.used_by[e]
             return self.cache[e]
-        if e.is_Atom or isinstance(e, sp.Tuple):
-            result = e
-        elif isinstance(e, Density):
-            result = self.node(evaluate(e))
-        else:
-            rebuilt = self.rebuild(e)
-            # the arguments are normal (expanded) already: expanding this node alone
-            # reaches the same form without re-walking the whole tree at every node
-            expanded = sp.expand(rebuilt, **_NODE_EXPAND) if (rebuilt.is_Add or rebuilt.is_Mul
-                                                               or rebuilt.is_Pow) else rebuilt
-            if expanded != rebuilt:
-                result = self.full(expanded)
-            else:
-                result = rebuilt if rebuilt.is_Atom else self.node(rebuilt)
-        self.cache[e] = result
+        # the rules fired below e are collected apart, then added to the caller's
+        outer, self.fired = self.fired, set()
+        try:
+            result = self._normalize(e)
+        finally:
+            inner, self.fired = self.fired, outer | self.fired
+        self.cache[e], self.used_by[e] = result, frozenset(inner)
         return result
+
+    def _normalize(self, e):
+        if e.is_Atom or isinstance(e, sp.Tuple):
+            return e
+        if isinstance(e, Density):
+            return self.node(evaluate(e))
+        rebuilt = self.rebuild(e)
+        # the arguments are normal (expanded) already: expanding this node alone
+        # reaches the same form without re-walking the whole tree at every node
+        expanded = sp.expand(rebuilt, **_NODE_EXPAND) if (rebuilt.is_Add or rebuilt.is_Mul
+                                                           or rebuilt.is_Pow) else rebuilt
+        if expanded != rebuilt:
+            return self.full(expanded)
+        return rebuilt if rebuilt.is_Atom else self.node(rebuilt)
+
+    def normal_form(self, expr: sp.Expr) -> Normalized:
+        result = self.full(evaluate(expr))
+        # a last expansion lets terms from different operators cancel
+        return Normalized(sp.expand(result, **_EXPAND), frozenset(self.fired))
 
 
 def normal_form(expr: sp.Expr, names=CANONICAL_RULES) -> Normalized:
     """The normal form of ``expr`` under the named rules (plus algebra), and the rules used."""
-    normalizer = _Normalizer(names)
-    result = normalizer.full(evaluate(expr))
-    # a last expansion lets terms from different operators cancel
-    result = sp.expand(result, **_EXPAND)
-    return Normalized(result, frozenset(normalizer.fired))
+    return _Normalizer(names).normal_form(expr)
 
 
-def minimal_rules(lhs: sp.Expr, rhs: sp.Expr, used: frozenset) -> frozenset:
-    """Drop rules from ``used`` one at a time while ``lhs = rhs`` still follows (greedy)."""
-    current = frozenset(used)
+def minimal_rules(lhs: sp.Expr, rhs: sp.Expr, names=CANONICAL_RULES) -> frozenset | None:
+    """A small set of rules from ``names`` by which ``lhs = rhs`` follows, or None.
+
+    The rules that fire are then dropped one at a time while the step still
+    follows (greedy). A trial without rule R reuses every subterm's normal form
+    that R played no part in, so only the parts R touched are normalized again.
+    """
+    sides = [_Normalizer(names), _Normalizer(names)]
+    try:
+        left, right = (n.normal_form(e) for n, e in zip(sides, (lhs, rhs)))
+    except NormalizationLoop:
+        return None
+    if not _agree(left.expr, right.expr):
+        return None
+    # cancelling a rational difference is slow: trials try it only if the step needed it
+    cancelling = not _agree(left.expr, right.expr, cancel=False)
+    used = current = left.fired | right.fired
     # later rules in the registry go first, so the plainest names are the ones kept
     for name in sorted(used, key=list(RULES).index, reverse=True):
         trial = current - {name}
-        found = equal_by(lhs, rhs, trial)
-        if found is not None:
-            current = trial
+        attempt = [_Normalizer(trial, known=n.reusable(name)) for n in sides]
+        try:
+            left, right = (n.normal_form(e) for n, e in zip(attempt, (lhs, rhs)))
+        except NormalizationLoop:
+            continue
+        if _agree(left.expr, right.expr, cancel=cancelling):
+            current, sides = trial, attempt
     return current
 
 
@@ -194,13 +228,17 @@ def equal_by(lhs: sp.Expr, rhs: sp.Expr, names=CANONICAL_RULES):
         left, right = normal_form(lhs, names), normal_form(rhs, names)
     except NormalizationLoop:
         return None
-    difference = sp.expand(left.expr - right.expr, **_EXPAND)
+    return left.fired | right.fired if _agree(left.expr, right.expr) else None
+
+
+def _agree(left: sp.Expr, right: sp.Expr, cancel: bool = True) -> bool:
+    """True when two normal forms are equal: identical after expansion, or (``cancel``)
+    their rational difference cancels (p(X,Z) / p(X) * p(X) - ...)."""
+    # both forms are expanded: the difference needs expanding at its top only
+    difference = sp.expand(left - right, **_NODE_EXPAND)
     if difference == 0:
-        return left.fired | right.fired
-    # a rational difference may need cancelling (p(X,Z) / p(X) * p(X) - ...)
-    if difference.has(sp.Pow) and _cancels(difference):
-        return left.fired | right.fired
-    return None
+        return True
+    return bool(cancel and difference.has(sp.Pow) and _cancels(difference))
 
 
 def one_rewrite(lhs: sp.Expr, rhs: sp.Expr, names) -> str | None:

@@ -93,3 +93,30 @@ def test_design_vocabulary_is_registered():
         product_rule marginalization multiply_by_one jensen gibbs_inequality
         linearity_gradient gradient_constant algebra""".split()
     assert set(design_names) <= set(RULES)
+
+
+def _greedy_reference(lhs, rhs):
+    """The plain greedy minimisation: every trial normalizes both sides from scratch."""
+    from symelbo.normalize import CANONICAL_RULES, equal_by
+    current = equal_by(lhs, rhs, CANONICAL_RULES)
+    if current is None:
+        return None
+    for name in sorted(current, key=list(RULES).index, reverse=True):
+        if equal_by(lhs, rhs, current - {name}) is not None:
+            current = current - {name}
+    return current
+
+
+@pytest.mark.parametrize("lhs, rhs", [
+    ("log p(X)", "ELBO(q(Z), p(X, Z)) + KL(q(Z) || p(Z | X))"),
+    ("KL(q(Z) || p(Z | X))", "log p(X) - ELBO(q(Z), p(X, Z))"),
+    ("E_q[log(p(X, Z) / q(Z))]", "E_q[log p(X, Z)] - E_q[log q(Z)]"),
+    ("log p(Z | X)", "log p(X, Z) - log p(X)"),
+    ("grad_phi[ELBO(q_phi(Z), p(X, Z))]", "-grad_phi[KL(q_phi(Z) || p(Z | X))]"),
+    ("H[q(Z)]", "-E_q[log q(Z)]"),
+])
+def test_minimal_rules_reusing_normal_forms_matches_plain_greedy(lhs, rhs):
+    from symelbo.normalize import minimal_rules
+    from symelbo.parser import parse_step
+    step = parse_step(lhs, "=", rhs)
+    assert minimal_rules(step.lhs, step.rhs) == _greedy_reference(step.lhs, step.rhs)
