@@ -25,7 +25,7 @@ import mpmath
 import sympy as sp
 
 from .deadline import BudgetExceeded, time_budget
-from .derivation import Chain, Derivation, Step, relation_direction
+from .derivation import Chain, Derivation, Step, is_strict, relation_direction
 from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
                         normal_form, one_rewrite)
 from .notation import KL, Density, Expectation, Gradient, Marginal
@@ -251,7 +251,7 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
         return minimal_rules(step.lhs, step.rhs, equalities)
     direction = relation_direction(step.relation)
     big, small = (step.lhs, step.rhs) if direction > 0 else (step.rhs, step.lhs)
-    strict = step.relation in ("<", ">")
+    strict = is_strict(step.relation)
     if not strict:
         used = equal_by(big, small, equalities)
         if used is not None:
@@ -467,13 +467,13 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int):
     if exact is True:
         return "exactly equal", deep_checks, None
     if exact is None and deep_checks <= 0:
-        return ("close" if relation in ("<", ">") else "equal"), deep_checks, None
+        return ("close" if is_strict(relation) else "equal"), deep_checks, None
     for digits in DEEP_DIGITS:
         left, right = evaluate_on(lhs, instance, digits), evaluate_on(rhs, instance, digits)
         order = _order(left, right, digits)
         if order not in ("equal", "close"):
             return order, deep_checks - 1, (left, right)
-    if exact is False or relation in ("<", ">"):
+    if exact is False or is_strict(relation):
         return "close", deep_checks - 1, None  # different, or maybe, but too near to say how
     return "equal", deep_checks - 1, None
 

@@ -24,6 +24,11 @@ def relation_direction(relation: str) -> int:
     return _DIRECTION[relation]
 
 
+def is_strict(relation: str) -> bool:
+    """True for < and >, which an equality refutes."""
+    return relation in ("<", ">")
+
+
 def compose_relations(relations) -> str:
     """The relation of a chain's claim ``first R last`` from the relations of its steps.
 
@@ -36,7 +41,7 @@ def compose_relations(relations) -> str:
         if d and direction and d != direction:
             raise ValueError("a chain cannot mix <= and >=")
         direction = direction or d
-        strict = strict or rel in ("<", ">")
+        strict = strict or is_strict(rel)
     if direction == 0:
         return "="
     base = ">" if direction > 0 else "<"

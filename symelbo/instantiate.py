@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from .derivation import Derivation, relation_direction
+from .derivation import Derivation, is_strict, relation_direction
 from .errors import InputError
 from .normalize import normal_form
 from .notation import Density, Gradient, Marginal
@@ -222,7 +222,7 @@ def _check(model, relation, left, right) -> tuple[str, str]:
             return "refuted", f"the values differ: {mpmath.nstr(va, 12)} vs {mpmath.nstr(vb, 12)}"
         if direction and gap * direction < -_TOLERANCE:
             return "refuted", f"{mpmath.nstr(va, 12)} {relation} {mpmath.nstr(vb, 12)} is false"
-        if relation in ("<", ">") and abs(gap) <= _TOLERANCE:
+        if is_strict(relation) and abs(gap) <= _TOLERANCE:
             return "refuted", "the two sides are equal at the values"
     return "tested", "holds at the model's [values]"
 
