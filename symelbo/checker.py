@@ -31,14 +31,12 @@ from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, 
 from .notation import KL, Density, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
+from .verdicts import PASSING, VERDICT_ORDER, weakest
 from .semantics import DIGITS, Undefined, Universe, evaluate_on, exactly_equal, instances
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
            "check_derivation", "check_chain", "check_step", "VERDICT_ORDER", "weakest"]
 
-#: Verdicts from weakest to strongest; a chain's verdict is its weakest step's.
-VERDICT_ORDER = ("refuted", "unknown", "misjustified", "tested", "proved")
-PASSING = frozenset({"proved", "tested"})
 INEQUALITY_RULES = frozenset(name for name, rule in RULES.items() if rule.is_inequality)
 
 
@@ -50,11 +48,6 @@ def _ordered(names) -> tuple[str, ...]:
 def _found_by(names) -> tuple[str, ...]:
     """The rules a proof used; a proof that needed none is algebra."""
     return _ordered(names) or ("algebra",)
-
-
-def weakest(verdicts) -> str:
-    """The weakest verdict of a non-empty collection."""
-    return min(verdicts, key=VERDICT_ORDER.index)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .errors import SymelboError, ToolMissingError
 from .notation import ELBO, KL, Density, Entropy, Expectation, Marginal
 from .printing import latex_str
+from .verdicts import VERDICTS, weakest
 
 __all__ = ["render", "render_instantiation", "compile_pdf", "latex_repr", "markdown_repr", "tex_escape",
            "markdown_escape", "TeX", "FORMATS"]
@@ -347,7 +348,7 @@ class DocumentView:
     chains: tuple[ChainView, ...]
     counterexamples: tuple[CounterexampleView, ...]
     rules: tuple[RuleView, ...]
-    verdicts: tuple[str, ...] = field(default=("proved", "tested", "misjustified", "refuted", "unknown"))
+    verdicts: tuple[str, ...] = field(default=VERDICTS)
 
 
 def _walk(expr):
@@ -563,7 +564,7 @@ def document_view(result, name: str | None = None) -> DocumentView:
     return DocumentView(
         title=derivation.title or name or "A derivation", name=name or "",
         headers=headers, verdict=result.verdict,
-        counts=tuple((counts[v], v) for v in ("proved", "tested", "misjustified", "refuted", "unknown")
+        counts=tuple((counts[v], v) for v in VERDICTS
                      if counts[v]),
         setting=_setting(derivation), chains=tuple(chains),
         counterexamples=tuple(counterexamples), rules=rules)
@@ -915,8 +916,6 @@ def _same_closed(a, b) -> bool:
 
 def instantiation_view(inst, budget: float = CLOSED_BUDGET) -> InstantiationView:
     """The view records of an :class:`~symelbo.instantiate.Instantiation`: every formula printed."""
-    from .checker import weakest
-
     chains = []
     for index, chain in enumerate(inst.chains, start=1):
         rows, previous = [], None
@@ -943,7 +942,7 @@ def instantiation_view(inst, budget: float = CLOSED_BUDGET) -> InstantiationView
     return InstantiationView(
         title=inst.title or inst.name, model=inst.model_name, derivation=inst.name,
         verdict=inst.verdict if counts else "",
-        counts=tuple((counts[v], v) for v in ("proved", "tested", "misjustified", "refuted", "unknown")
+        counts=tuple((counts[v], v) for v in VERDICTS
                      if counts[v]),
         chains=tuple(chains))
 

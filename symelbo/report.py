@@ -14,6 +14,7 @@ from collections import Counter
 
 from .checker import CheckResult, StepResult
 from .printing import calc_str
+from .verdicts import VERDICTS
 
 __all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification"]
 
@@ -116,7 +117,7 @@ def text_report(result: CheckResult, name: str | None = None) -> str:
                 if step.counterexample:
                     out.extend((indent + l).rstrip() for l in counterexample_lines(step.counterexample))
     counts = Counter(s.verdict for c in result.chains for s in c.steps)
-    summary = ", ".join(f"{counts[v]} {v}" for v in ("proved", "tested", "misjustified", "refuted", "unknown")
+    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS
                         if counts[v])
     out.append("")
     out.append(f"verdict: {result.verdict} ({summary})")

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import sympy as sp
 
-from .checker import PASSING, CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step
+from .checker import CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step
 from .derivation import RELATIONS, Derivation, Step
 from .errors import InputError
 from .parser import parse_file, parse_text
+from .verdicts import PASSING, VERDICTS
 from .printing import calc_str
 from .report import counterexample_table, justification
 from .rules import RULES
@@ -44,7 +45,6 @@ __all__ = [
     "assert_derivation_verdicts", "counterexample_table",
 ]
 
-VERDICTS = ("proved", "tested", "misjustified", "refuted", "unknown")
 
 
 class DerivationError(AssertionError):
