@@ -229,12 +229,12 @@ _ALONE = textwrap.dedent("""
 """)
 
 
-def test_the_plugin_module_imports_neither_sympy_nor_symelbo():
+def test_the_plugin_module_imports_no_sympy_and_of_symelbo_only_the_verdict_names():
     import symelbo
     folder = os.path.dirname(symelbo.__file__)
     out = subprocess.run([sys.executable, "-c", _ALONE.format(folder=folder)],
                          capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['symelbo.pytest_plugin']"
+    assert out.strip() == "['symelbo.pytest_plugin', 'symelbo.verdicts']"
 
 
 def test_loading_the_plugin_does_not_import_sympy():
