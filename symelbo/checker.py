@@ -161,9 +161,13 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
 
 def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     named = frozenset(step.by)
-    if (step.relation in ("=", "<=", ">=") and not named & INEQUALITY_RULES
-            and evaluate(step.lhs) == evaluate(step.rhs)
-            and not evaluate(step.lhs).has(sp.zoo, sp.nan, sp.oo, -sp.oo)):
+    lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
+    if _undefined(lhs) or _undefined(rhs):
+        # log 0, 0/0, an infinity: no rule may prove anything about it, and no
+        # instance can give it a value to refute
+        return StepResult(step, "unknown",
+                          message="a side is undefined as written (log 0, division by 0 or an infinity)")
+    if (step.relation in ("=", "<=", ">=") and not named & INEQUALITY_RULES and lhs == rhs):
         return StepResult(step, "proved", _found_by(named - INEQUALITY_RULES),
                           message="both sides are the same expression")
     replayed = _replay(step, named) if named else None
@@ -193,6 +197,10 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
         return StepResult(step, "tested",
                           message=f"no proof found; held on {outcome.held} concrete instances")
     return StepResult(step, "unknown", message=f"no proof found; {outcome.describe()}")
+
+
+def _undefined(expr: sp.Expr) -> bool:
+    return expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo)
 
 
 def _confirmed(step, found_by, options, universe, message=""):
@@ -263,7 +271,7 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
         if used is not None:
             return used | {name}
     if "gibbs_inequality" in inequalities:
-        used = _difference_is_kl(big, small)
+        used = _difference_is_kl(big, small, around)
         if used is not None:
             return used | {"gibbs_inequality", "definition_kl"}
     return None
@@ -339,14 +347,20 @@ def _monotone_children(expr):
     return []
 
 
-def _difference_is_kl(big, small):
-    """Rules used when big - small equals KL(a || b) for densities a, b of the step."""
-    difference = normal_form(big - small, CANONICAL_RULES)
+def _difference_is_kl(big, small, around: frozenset):
+    """Rules used when big - small equals KL(a || b) for densities a, b of the step,
+    both normalized by the rules ``around`` and by what it takes to read KL as
+    E_a[log a] - E_a[log b] (Gibbs' inequality as it is usually written)."""
+    names = around | _GIBBS_FORM
+    difference = normal_form(big - small, names)
     for candidate in _kl_candidates([big, small]):
-        kl = normal_form(candidate, CANONICAL_RULES)
+        kl = normal_form(candidate, names)
         if sp.expand(difference.expr - kl.expr) == 0:
             return difference.fired | kl.fired
     return None
+
+
+_GIBBS_FORM = frozenset({"definition_kl", "log_quotient", "linearity_expectation"})
 
 
 def _kl_candidates(exprs):

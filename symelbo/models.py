@@ -264,12 +264,12 @@ def _as_number_array(raw, where: Where):
     _require_one_axis(raw, "the data array", where)
     arr = raw.ravel()
     if arr.dtype.kind == "f":
-        arr = arr.astype("float64", copy=False)
+        arr = arr.astype("float64")   # a copy: the caller may change their array later
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise where.error(f"each data value must be finite, got {arr[bad].item()!r}")
     else:
-        arr = arr.astype("int64", copy=False)
+        arr = arr.astype("int64")
     return arr
 
 
@@ -1235,16 +1235,19 @@ def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
             each = [_float_item(g, x, v) for v in values]
         total = sum(Fraction(f) * c for f, c in zip(each, counts))
         return sp.Rational(Fraction(float(total)))
-    if g == x:
-        vals = arr
-    elif isinstance(g, sp.Pow) and g.base == x and g.exp == 2:
-        vals = arr * arr
-    elif g == sp.log(x):
-        vals = np.log(arr)
-    elif g == sp.log(1 - x):
-        vals = np.log1p(-arr)
-    else:
-        return None
+    with np.errstate(all="ignore"):   # an overflow is reported below, once, as an error
+        if g == x:
+            vals = arr
+        elif isinstance(g, sp.Pow) and g.base == x and g.exp == 2:
+            vals = arr * arr
+        elif g == sp.log(x):
+            vals = np.log(arr)
+        elif g == sp.log(1 - x):
+            vals = np.log1p(-arr)
+        else:
+            return None
+    if not np.isfinite(vals).all():
+        raise OverflowError(f"{g} of a data value overflows a float")
     # the exact sum rounded once: what math.fsum gives, without a Python loop
     return sp.Rational(Fraction(float(_exact_sum(np, vals))))
 
@@ -1272,6 +1275,8 @@ def _exact_sum(np, values) -> Fraction:
     Chunks keep the temporaries small: fresh 8 MB arrays cost more in page
     faults than the arithmetic.
     """
+    if not np.isfinite(values).all():
+        raise ValueError("an exact sum of floats needs finite values")
     highs = np.zeros(_EXPONENT_SLOTS, dtype=np.int64)
     lows = np.zeros(_EXPONENT_SLOTS, dtype=np.int64)
     for start in range(0, len(values), _EXACT_CHUNK):

@@ -215,6 +215,7 @@ class _Builder:
         self.density_vars: dict[str, set] = {}
         self.density_names: set[str] = set()
         self.variable_names: set[str] = set()
+        self.parameter_names: set[str] = set()   # phi of q_phi
         for tree in trees:
             for node in tree.iter_subtrees():
                 if node.data == "density":
@@ -236,6 +237,7 @@ class _Builder:
         self.density_names.add(str(name_token))
         self.density_vars.setdefault(str(name_token), set()).update(names)
         self.variable_names.update(names)
+        self.parameter_names.update(_split_density_name(str(name_token))[1])
 
     # -- chains ------------------------------------------------------------------
     def chain(self, lines) -> Chain:
@@ -418,6 +420,9 @@ class _Builder:
         if kind == "marginal":
             if name in self.density_names:
                 raise self.error(f"sum_{name}: '{name}' is a density, not a variable", token, lineno)
+            if name in self.parameter_names:
+                raise self.error(f"sum_{name}: '{name}' is a parameter (as in q_{name}), not a "
+                                 "variable to sum over", token, lineno)
             return Marginal(variable(name), body)
         if name in self.variable_names:
             raise self.error(f"grad_{name}: '{name}' is a random variable; gradients are taken "

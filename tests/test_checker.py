@@ -141,6 +141,8 @@ def test_a_strict_claim_is_refuted_only_by_an_exact_equality():
     ("log(E_q[p(X, Z) / q(Z)]) >= ELBO(q(Z), p(X, Z))   by jensen", "misjustified"),
     ("log(E_q[p(X, Z) / q(Z)]) >= ELBO(q(Z), p(X, Z))   by jensen, definition_elbo", "proved"),
     ("log p(X) >= ELBO(q(Z), p(X, Z))", "proved"),
+    ("log p(X) >= ELBO(q(Z), p(X, Z))   by gibbs_inequality", "misjustified"),
+    ("E_{q(Z)}[log q(Z)] - E_{q(Z)}[log p(Z | X)] >= 0   by gibbs_inequality", "proved"),
     ("p(X) * 2 = p(X) + p(X)   by jensen", "misjustified"),
     ("KL(q(Z) || p(Z | X)) = E_q[log(p(Z | X) / q(Z))]   by definition_kl", "refuted"),
 ])
@@ -193,3 +195,14 @@ def test_a_proof_by_an_unsound_rule_is_refuted_by_the_cross_check(monkeypatch, n
     result = check_step(parse_step(lhs, "=", rhs, by=[name]))
     assert result.verdict == "refuted", result
     assert "unsound" in result.message and result.counterexample
+
+
+@pytest.mark.parametrize("claim", [
+    "E_{q(Z)}[log(0)] = log(0) + 1   by expectation_constant",
+    "E_{q(Z)}[1/(p(X) - p(X))] = 1/(p(X) - p(X)) - 7   by expectation_constant",
+    "E_{q(Z)}[0/0] = 0/0 + 5",
+    "grad_phi[log(0)] = 0   by gradient_constant",
+])
+def test_a_side_undefined_as_written_is_never_proved(claim):
+    verdict, _ = verdict_of(claim)
+    assert verdict == "unknown"

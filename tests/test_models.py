@@ -345,3 +345,23 @@ def test_local_latents_are_integrated_out_one_group_at_a_time(latent, dist, fami
     assert sp.simplify(grouped.log_evidence - whole.log_evidence) == 0
     assert [p.symbol for p in grouped.posterior] == [p.symbol for p in whole.posterior]
     assert grouped.conditions == whole.conditions
+
+
+def test_bulk_data_that_overflow_a_float_are_an_error_not_a_value():
+    np = pytest.importorskip("numpy")
+    from symelbo.models import EXACT_SUM_LIMIT
+    doc = {"latent": {"mu": "Normal(0, 1)"},
+           "observed": {"x": {"dist": "Normal(mu, 1)", "data": np.full(EXACT_SUM_LIMIT + 1, 1e200)}},
+           "variational": {"mu": "Normal(m, s)"}, "values": {"m": 0.5, "s": 0.5}}
+    with pytest.raises(OverflowError, match="overflows a float"):
+        model_from_dict(doc).elbo()
+
+
+def test_a_model_keeps_its_own_copy_of_array_data():
+    np = pytest.importorskip("numpy")
+    data = np.linspace(1, 2, 30000)
+    m = model_from_dict({"latent": {"lam": "Gamma(2, 1)"},
+                         "observed": {"x": {"dist": "Exponential(lam)", "data": data}},
+                         "variational": {"lam": "Gamma(a, b)"}})
+    data[:] = -5
+    assert {str(k): v for k, v in m.statistics.items()}["sum(x)"] == 45000

@@ -25,6 +25,8 @@ def test_chains_headers_and_lines():
     ("log p(X)\n  = log(sum_Z[p(X, Z)]\n",
      "f.calc:2:22: the expression ends too early; expected one of ')', '+', '-'"),
     ("a\n  <= b\n  >= c\n", "f.calc:3:3: a chain cannot mix <= and >= (its claim would mean nothing)"),
+    ("sum_phi[q_phi(Z)] = 1\n",
+     "f.calc:1:1: sum_phi: 'phi' is a parameter (as in q_phi), not a variable to sum over"),
     ("E_q[log p(X)] = log p(X)\n",
      "f.calc:1:1: E_q: the density 'q' is never applied to variables in this file, so its variables "
      "are unknown; write E_{q(Z)}"),
