@@ -187,12 +187,22 @@ def _with_context(line: str, context: str) -> str:
 
 
 def parse_step(lhs: str, relation: str, rhs: str, by=(), context: str = "") -> Step:
-    """Parse one claim ``lhs relation rhs`` (for assertion helpers)."""
+    """Parse one claim ``lhs relation rhs`` (for assertion helpers).
+
+    Each side must be one expression: a line break, a comment or a ``by`` inside
+    a side would change what the claim says, so they are refused.
+    """
+    for side in (lhs, rhs):
+        if any(mark in side for mark in ("\n", "\r", "#")):
+            raise InputError(f"{side!r}: a side of a claim is one expression on one line, "
+                             "without comments", "<claim>")
     line = f"{lhs} {relation} {rhs}"
     if by:
         line += " by " + ", ".join(by)
-    derivation = parse_text(_with_context(line, context), "<claim>")
-    return derivation.chains[-1].steps[0]
+    step = parse_text(_with_context(line, context), "<claim>").chains[-1].steps[0]
+    if step.by != tuple(by):
+        raise InputError(f"{rhs!r} names rules; pass them as by=[...]", "<claim>")
+    return step
 
 
 # ---------------------------------------------------------------------------

@@ -193,6 +193,8 @@ def _check_one(lhs, relation, rhs, by, context, budget) -> StepResult:
         except InputError as error:
             raise _in_claim(error, offset, claim) from None
         step = derivation.chains[-1].steps[0]
+        if step.by != names:
+            raise ValueError(f"rhs {rhs_text!r} names rules; pass them as by=...")
         extra = _expressions(derivation)
     universe = Universe.of([step.lhs, step.rhs] + extra)
     return check_step(step, _options(budget), universe)
@@ -211,6 +213,9 @@ def _rule_names(by) -> tuple[str, ...]:
 
 def _side_text(side, role: str) -> str:
     if isinstance(side, str):
+        # a line break, a comment or a `by` inside a side would change the claim
+        if any(mark in side for mark in ("\n", "\r", "#")):
+            raise ValueError(f"{role} {side!r} must be one expression on one line, without comments")
         return side
     if isinstance(side, sp.Basic):
         return calc_str(side)

@@ -204,3 +204,17 @@ def test_counterexample_table_lines_up_columns():
         "  rhs = 2.0",
         "  but the step claims lhs >= rhs",
     ]
+
+
+@pytest.mark.parametrize("lhs, rhs", [
+    ("p(X)\n= q(X)", "q(X)"),
+    ("p(X) # a comment", "q(X)"),
+    ("p(X)", "p(X) by jensen"),
+])
+def test_a_side_that_would_change_the_claim_is_refused(lhs, rhs):
+    from symelbo.errors import InputError
+    from symelbo.parser import parse_step
+    with pytest.raises(ValueError):
+        assert_step(lhs, "=", rhs)
+    with pytest.raises(InputError):
+        parse_step(lhs, "=", rhs)
