@@ -162,11 +162,13 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
 def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     named = frozenset(step.by)
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
-    if _undefined(lhs) or _undefined(rhs):
+    # as written too: SymPy turns exp(log(-1)) into -1 on evaluation
+    if any(_undefined(side) for side in (step.lhs, step.rhs, lhs, rhs)):
         # log 0, 0/0, an infinity: no rule may prove anything about it, and no
         # instance can give it a value to refute
         return StepResult(step, "unknown",
-                          message="a side is undefined as written (log 0, division by 0 or an infinity)")
+                          message="a side is undefined as written (log of a number <= 0, division "
+                                  "by 0, an infinity or an imaginary number)")
     if (step.relation in ("=", "<=", ">=") and not named & INEQUALITY_RULES and lhs == rhs):
         return StepResult(step, "proved", _found_by(named - INEQUALITY_RULES),
                           message="both sides are the same expression")
@@ -200,7 +202,14 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
 
 
 def _undefined(expr: sp.Expr) -> bool:
-    return expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo)
+    """True when ``expr`` has no real value as written: an infinity, 0/0, an imaginary
+    number (log(-1), (-1)^(1/2)), or the log of what is known to be negative or zero."""
+    if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I):
+        return True
+    if any(known_positive(-node.args[0]) or node.args[0].is_zero for node in expr.atoms(sp.log)):
+        return True
+    return any(known_positive(-node.base) and node.exp.is_integer is not True
+               for node in expr.atoms(sp.Pow))
 
 
 def _confirmed(step, found_by, options, universe, message=""):
@@ -430,7 +439,7 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
                            f"{largest.bit_length() - 1} variables is too large to tabulate")
         return outcome
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
-    deep_checks = DEEP_CHECKS if not (lhs.has(Gradient) or rhs.has(Gradient)) else 0
+    deep_checks = DEEP_CHECKS
     for instance in instances(universe, count):
         try:
             # cross-checking a proof, a first look need not confirm its derivatives:
@@ -442,11 +451,15 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
                                      or _verdict_on_instance(order, step.relation) == "fails"):
                 # equal to 35 digits, or a refutation to confirm: look again at 250 digits,
                 # and exactly where the instance allows it
+                first_look = left - right
                 left, right = evaluate_on(lhs, instance, HIGH_DIGITS), evaluate_on(rhs, instance, HIGH_DIGITS)
                 order = _order(left, right, HIGH_DIGITS)
                 if order == "equal":
                     order, deep_checks, seen = _settle_equal(lhs, rhs, instance, step.relation, deep_checks)
                     left, right = seen or (left, right)
+                elif (_verdict_on_instance(order, step.relation) == "fails"
+                      and not _steady(first_look, left - right)):
+                    order, left, right = _confirm_failure(lhs, rhs, instance, order, left, right)
         except (Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
             outcome.undefined += 1
             continue
@@ -475,7 +488,9 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int):
         return "exactly equal", deep_checks, None
     if exact is None and deep_checks <= 0:
         return ("close" if is_strict(relation) else "equal"), deep_checks, None
-    for digits in DEEP_DIGITS:
+    # a numerical derivative at 4000 digits is taken at 8000 and 12000: gradients stop at 1000
+    gradient = lhs.has(Gradient) or rhs.has(Gradient)
+    for digits in DEEP_DIGITS[:1] if gradient else DEEP_DIGITS:
         left, right = evaluate_on(lhs, instance, digits), evaluate_on(rhs, instance, digits)
         order = _order(left, right, digits)
         if order not in ("equal", "close"):
@@ -483,6 +498,26 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int):
     if exact is False or is_strict(relation):
         return "close", deep_checks - 1, None  # different, or maybe, but too near to say how
     return "equal", deep_checks - 1, None
+
+
+def _steady(coarse, fine) -> bool:
+    """True when a difference seen at two precisions is the same one: rounding noise
+    (amplified by a large factor) shrinks as the precision grows, a real gap does not."""
+    return abs(coarse - fine) <= abs(fine) / 1000
+
+
+def _confirm_failure(lhs, rhs, instance, order: str, left, right):
+    """A failure whose size changed between 50 and 250 digits stands only if it is real:
+    not an exact equality, and steady from 250 to 1000 digits. Returns the order and
+    the values to show."""
+    if exactly_equal(lhs, rhs, instance) is True:
+        return "exactly equal", left, right
+    finer_left, finer_right = (evaluate_on(lhs, instance, DEEP_DIGITS[0]),
+                               evaluate_on(rhs, instance, DEEP_DIGITS[0]))
+    if (_order(finer_left, finer_right, DEEP_DIGITS[0]) != order
+            or not _steady(left - right, finer_left - finer_right)):
+        return "close", left, right
+    return order, left, right
 
 
 def _order(left, right, digits: int) -> str:

@@ -226,10 +226,13 @@ class _Builder:
         self.density_names: set[str] = set()
         self.variable_names: set[str] = set()
         self.parameter_names: set[str] = set()   # phi of q_phi
+        self.summed_names: set[str] = set()      # Z of sum_Z[...]
         for tree in trees:
             for node in tree.iter_subtrees():
                 if node.data == "density":
                     self._collect_density(node)
+                elif node.data in ("operator", "operator_braced"):
+                    self._collect_sum(node)
 
     # -- errors ----------------------------------------------------------------
     def error(self, message, node, lineno) -> InputError:
@@ -248,6 +251,15 @@ class _Builder:
         self.density_vars.setdefault(str(name_token), set()).update(names)
         self.variable_names.update(names)
         self.parameter_names.update(_split_density_name(str(name_token))[1])
+
+    def _collect_sum(self, node: Tree):
+        head = str(node.children[0])
+        if node.data == "operator" and head.startswith("sum_"):
+            self.summed_names.add(head[len("sum_"):])
+        elif node.data == "operator_braced" and head == "sum_":
+            sub = node.children[1]
+            if isinstance(sub, Tree) and sub.data == "subscript_name":
+                self.summed_names.add(str(sub.children[0]))
 
     # -- chains ------------------------------------------------------------------
     def chain(self, lines) -> Chain:
@@ -434,7 +446,7 @@ class _Builder:
                 raise self.error(f"sum_{name}: '{name}' is a parameter (as in q_{name}), not a "
                                  "variable to sum over", token, lineno)
             return Marginal(variable(name), body)
-        if name in self.variable_names:
+        if name in self.variable_names or name in self.summed_names:
             raise self.error(f"grad_{name}: '{name}' is a random variable; gradients are taken "
                              "with respect to parameters such as phi in q_phi", token, lineno)
         return Gradient(parameter(name), body)

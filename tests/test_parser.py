@@ -27,6 +27,9 @@ def test_chains_headers_and_lines():
     ("a\n  <= b\n  >= c\n", "f.calc:3:3: a chain cannot mix <= and >= (its claim would mean nothing)"),
     ("sum_phi[q_phi(Z)] = 1\n",
      "f.calc:1:1: sum_phi: 'phi' is a parameter (as in q_phi), not a variable to sum over"),
+    ("sum_Z[grad_Z[Z]] = 0\n",
+     "f.calc:1:7: grad_Z: 'Z' is a random variable; gradients are taken with respect to parameters "
+     "such as phi in q_phi"),
     ("E_q[log p(X)] = log p(X)\n",
      "f.calc:1:1: E_q: the density 'q' is never applied to variables in this file, so its variables "
      "are unknown; write E_{q(Z)}"),
