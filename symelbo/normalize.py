@@ -57,6 +57,13 @@ class Normalized:
     fired: frozenset
 
 
+def _zero_body(e):
+    """Op[0] -> 0 for a linear operator (an expectation, a sum or a gradient of nothing)."""
+    if isinstance(e, (Expectation, Marginal, Gradient)) and e.body == 0:
+        return sp.S.Zero
+    return None
+
+
 def _scalars_out(e):
     """Op[c * f] -> c * Op[f] for a number c, with f's leading term positive (Op linear).
 
@@ -115,7 +122,9 @@ class _Normalizer:
                     e = self.full(new)
                     break
             else:
-                new = self.exchange_sums(e) or _sum_order(e) or _scalars_out(e)
+                new = _zero_body(e)   # 0 itself: not to be read as "nothing applies"
+                if new is None:
+                    new = self.exchange_sums(e) or _sum_order(e) or _scalars_out(e)
                 if new is None or new == e:
                     return e
                 e = self.full(new)

@@ -150,11 +150,14 @@ def _log_quotient(e):
     if not isinstance(e, sp.log):
         return None
     factors = sp.Mul.make_args(e.args[0])
+    # a number's denominator counts too: p(X)/2 is p(X) * (1/2)
+    fraction = [f for f in factors if f.is_Rational and f.q != 1]
     den = [f for f in factors if f.is_Pow and f.exp.is_negative]
-    if not den or not all(known_positive(f) for f in factors):
+    if not (den or fraction) or not all(known_positive(f) for f in factors):
         return None
-    num = [f for f in factors if f not in den]
-    return sp.log(sp.Mul(*num)) - sp.log(sp.Mul(*[1 / f for f in den]))
+    num = [f for f in factors if f not in den and f not in fraction] + [sp.Integer(f.p) for f in fraction]
+    return (sp.log(sp.Mul(*num))
+            - sp.log(sp.Mul(*[1 / f for f in den], *[sp.Integer(f.q) for f in fraction])))
 
 
 def _log_product(e):
