@@ -114,3 +114,14 @@ def test_plot(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(InputError, match="not a variational parameter"):
         run_plot(str(EXAMPLES / "normal_mean.toml"), "mu0", str(out))
+
+
+def test_a_quadrature_without_enough_digits_does_not_refute(tmp_path):
+    """Counts of 1e21 put log p(X) near 1e21: the 30-digit quadrature is then inconclusive."""
+    from symelbo.model_report import ModelReport
+    from symelbo.models import model_from_dict
+    m = model_from_dict({"latent": {"lam": "Gamma(2, 1)"},
+                         "observed": {"k": {"dist": "Poisson(lam)", "data": [10 ** 21, 2]}},
+                         "variational": {"lam": "Gamma(a, b)"}, "values": {"a": 2, "b": 1}})
+    routes = next(c for c in ModelReport(m).checks() if c["name"] == "two KL routes agree")
+    assert routes["verdict"] == "proved" and "inconclusive" in routes["message"]
