@@ -206,10 +206,20 @@ def _undefined(expr: sp.Expr) -> bool:
     number (log(-1), (-1)^(1/2)), or the log of what is known to be negative or zero."""
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I):
         return True
-    if any(known_positive(-node.args[0]) or node.args[0].is_zero for node in expr.atoms(sp.log)):
+    if any(_not_positive(node.args[0]) for node in expr.atoms(sp.log)):
         return True
-    return any(known_positive(-node.base) and node.exp.is_integer is not True
+    return any(node.exp.is_integer is not True and _not_positive(node.base) and node.base != 0
                for node in expr.atoms(sp.Pow))
+
+
+def _not_positive(expr: sp.Expr) -> bool:
+    """True when ``expr`` is known to be <= 0: zero, or a negative number times
+    something positive by construction (built without new SymPy objects: this runs
+    on every step)."""
+    if expr.is_Number:
+        return bool(expr <= 0)
+    coefficient, rest = expr.as_coeff_Mul()
+    return bool(coefficient < 0) and known_positive(rest)
 
 
 def _confirmed(step, found_by, options, universe, message=""):
