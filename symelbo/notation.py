@@ -77,6 +77,14 @@ class Density(Expr):
         params = _sorted_symbols(params)
         return Expr.__new__(cls, name, Tuple(*params), Tuple(*variables), Tuple(*given))
 
+    def __getnewargs__(self):
+        """Pickling and copying rebuild through ``__new__``: hand it its own argument order."""
+        return (self.args[0], self.variables, self.given, self.params)
+
+    def __reduce_ex__(self, protocol):
+        # written order kept: evaluate=False, as the object already is what it is
+        return (_rebuild_density, self.__getnewargs__())
+
     def _eval_power(self, exponent):
         """p**e for a finite real number e, created knowing it is positive and finite.
 
@@ -205,6 +213,11 @@ def known_positive(expr: Expr) -> bool:
     if isinstance(expr, (Expectation, Marginal)):
         return known_positive(expr.body)
     return False
+
+
+def _rebuild_density(name, variables, given, params) -> "Density":
+    """A density exactly as it was (pickle, copy)."""
+    return Density(name, variables, given, params, evaluate=False)
 
 
 class Expectation(Expr):

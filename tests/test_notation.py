@@ -56,3 +56,16 @@ def test_free_symbols_respect_binders():
     assert Marginal(Z, joint).free_symbols == {X}
     phi = parameter("phi")
     assert phi in Expectation(density("q", "Z", params=["phi"]), sp.log(joint)).free_symbols
+
+
+def test_densities_survive_pickle_and_deepcopy():
+    import copy
+    import pickle
+
+    from symelbo.normalize import evaluate
+    from symelbo.parser import parse_expression
+    e = evaluate(parse_expression("log p(Z | X) + q_phi(Z) + KL(q(Z) || p(Z | X)) + p(Z, X)"))
+    assert pickle.loads(pickle.dumps(e)) == e
+    assert copy.deepcopy(e) == e
+    written = parse_expression("p(Z, X)")          # written order kept, as parsed
+    assert pickle.loads(pickle.dumps(written)).variables == written.variables
