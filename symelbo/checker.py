@@ -31,8 +31,8 @@ from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, 
 from .notation import KL, Density, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
-from .verdicts import PASSING, VERDICT_ORDER, weakest
 from .semantics import DIGITS, Undefined, Universe, evaluate_on, exactly_equal, instances
+from .verdicts import PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
            "check_derivation", "check_chain", "check_step", "VERDICT_ORDER", "weakest"]
@@ -455,7 +455,8 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
             # cross-checking a proof, a first look need not confirm its derivatives:
             # only a failure counts, and a failure is looked at again below
             screening = not thorough
-            left, right = evaluate_on(lhs, instance, screening=screening), evaluate_on(rhs, instance, screening=screening)
+            left = evaluate_on(lhs, instance, screening=screening)
+            right = evaluate_on(rhs, instance, screening=screening)
             order = _order(left, right, DIGITS)
             if order != "close" and ((order == "equal" and thorough)
                                      or _verdict_on_instance(order, step.relation) == "fails"):

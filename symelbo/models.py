@@ -1358,11 +1358,12 @@ def _eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = f
     posterior: list[Posterior] = []
     conditions: list = []
     remaining = set(order)
-    groups = _local_groups(joint, [z for z in order if z in local])
+    local_order = [z for z in order if z in local]
+    groups = _local_groups(joint, local_order)
     if groups is not None:
         rest, own = groups
         log_ints = []
-        for z in [z for z in order if z in local]:
+        for z in local_order:
             remaining.discard(z)
             leftover, log_int, found = _integrate_out(own[z], z, supports[z], remaining, conditions)
             posterior.append(found)

@@ -91,14 +91,17 @@ def _sum_order(e):
     return None
 
 
+def _rewrites(names) -> list:
+    """(rule name, node rewrite) for the named rules: cheap, local laws first; unfolding
+    E into sums and differentiating last, so that found_by names the simplest rules."""
+    names = frozenset(names)
+    order = sorted((name for name in RULES if name in names), key=lambda name: name in _LATE_RULES)
+    return [(name, rw) for name in order for rw in RULES[name].rewrites]
+
+
 class _Normalizer:
     def __init__(self, names, known: dict | None = None):
-        names = frozenset(names)
-        # cheap, local laws first; unfolding E into sums and differentiating last,
-        # so that found_by names the simplest rules that do the job
-        order = sorted((name for name in RULES if name in names),
-                       key=lambda name: name in _LATE_RULES)
-        self.rewrites = [(name, rw) for name in order for rw in RULES[name].rewrites]
+        self.rewrites = _rewrites(names)
         self.fired: set[str] = set()
         self.cache: dict = {}      # expression -> its normal form
         self.used_by: dict = {}    # expression -> the rules that fired normalizing it
@@ -258,7 +261,7 @@ def one_rewrite(lhs: sp.Expr, rhs: sp.Expr, names) -> str | None:
     side conditions included), so it proves what ``equal_by`` would.
     """
     left, right = evaluate(lhs), evaluate(rhs)
-    rewrites = [(name, rw) for name in RULES if name in names for rw in RULES[name].rewrites]
+    rewrites = _rewrites(names)
     for side, other in ((left, right), (right, left)):
         for sub, replace in _rewritable(side):
             for name, rewrite in rewrites:
