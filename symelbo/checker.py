@@ -204,12 +204,22 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
 def _undefined(expr: sp.Expr) -> bool:
     """True when ``expr`` has no real value as written: an infinity, 0/0, an imaginary
     number (log(-1), (-1)^(1/2)), or the log of what is known to be negative or zero."""
-    if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I):
-        return True
-    if any(_not_positive(node.args[0]) for node in expr.atoms(sp.log)):
-        return True
-    return any(node.exp.is_integer is not True and _not_positive(node.base) and node.base != 0
-               for node in expr.atoms(sp.Pow))
+    # one walk over the tree: this runs on both sides, as written and evaluated, of every step
+    stack = [expr]
+    while stack:  # a stack, not recursion: a sum of a thousand terms nests deeply
+        node = stack.pop()
+        stack.extend(node.args)
+        if node in _NO_VALUE:
+            return True
+        if isinstance(node, sp.log) and _not_positive(node.args[0]):
+            return True
+        if (node.is_Pow and node.exp.is_integer is not True and _not_positive(node.base)
+                and node.base != 0):
+            return True
+    return False
+
+
+_NO_VALUE = frozenset({sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I})
 
 
 def _not_positive(expr: sp.Expr) -> bool:
@@ -251,7 +261,7 @@ def _replay(step: Step, named: frozenset):
             return None
         single = one_rewrite(step.lhs, step.rhs, named)
         if single is not None:
-            return frozenset({single})
+            return single
         return equal_by(step.lhs, step.rhs, named - {"algebra"})
     return _prove(step, named & CANONICAL_RULES, named & INEQUALITY_RULES, replay=True)
 

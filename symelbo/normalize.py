@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.core.cache import cacheit
 
 from .deadline import check_deadline
 from .notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
@@ -34,15 +35,22 @@ _LATE_RULES = frozenset({"definition_expectation", "differentiation"})
 _NODE_EXPAND = {**_EXPAND, "deep": False}
 
 
+@cacheit  # each stage of a check evaluates the step's sides; clear_cache() empties this
 def evaluate(expr: sp.Expr) -> sp.Expr:
     """Rebuild ``expr`` with SymPy's evaluation on: parsed forms keep what was written."""
+    return _evaluate(expr)
+
+
+def _evaluate(expr: sp.Expr) -> sp.Expr:
+    # uncached below the top: a cache frame at every level would halve the depth
+    # of nesting that fits in Python's stack
     if expr.is_Atom:
         return expr
     if isinstance(expr, Density):
         return Density(expr.args[0], expr.variables, expr.given, expr.params)
     if isinstance(expr, sp.Tuple):
         return expr
-    return expr.func(*[evaluate(a) for a in expr.args])
+    return expr.func(*[_evaluate(a) for a in expr.args])
 
 
 class NormalizationLoop(Exception):
@@ -253,27 +261,71 @@ def _agree(left: sp.Expr, right: sp.Expr, cancel: bool = True) -> bool:
     return bool(cancel and difference.has(sp.Pow) and _cancels(difference))
 
 
-def one_rewrite(lhs: sp.Expr, rhs: sp.Expr, names) -> str | None:
-    """The named rule whose one application, at one node of one side, gives the other side.
+def one_rewrite(lhs: sp.Expr, rhs: sp.Expr, names) -> frozenset | None:
+    """The named rules of which one application gives the step, or None.
 
-    Most written steps apply one rule once; finding that application is far
-    cheaper than two normal forms, and is the same law (the rule's own rewrite,
-    side conditions included), so it proves what ``equal_by`` would.
+    Most written steps apply one rule once: at one node of one side, giving the
+    other side; or at one node of each side, the two results meeting once
+    numbers are taken out of linear operators (``-E[a - b]`` and ``E[b - a]``,
+    the algebra of normal forms). Finding that is far cheaper than two normal
+    forms, and is the same law (the rule's own rewrite, side conditions
+    included), so it proves what ``equal_by`` would.
     """
     left, right = evaluate(lhs), evaluate(rhs)
-    rewrites = _rewrites(names)
-    for side, other in ((left, right), (right, left)):
-        for sub, replace in _rewritable(side):
-            for name, rewrite in rewrites:
-                new = rewrite(sub)
-                if new is None or new == sub:
-                    continue
-                try:
-                    if replace(new) == other:
-                        return name
-                except (TypeError, ValueError):
-                    continue  # the rewrite does not fit this place (a density slot)
+    # the laws as stated too: ELBO(q, p) -> E_q[log(p/q)] is one step as written
+    rewrites = _rewrites(names) + [(name, rw) for name, rule in RULES.items() if name in names
+                                   for rw in rule.stated]
+    candidates = ([], [])   # per side: (rule, the side after its one application)
+    for found, (side, other) in zip(candidates, ((left, right), (right, left))):
+        for name, new_side in _single_rewrites(side, rewrites):
+            if new_side == other:
+                return frozenset({name})
+            found.append((name, new_side))
+    if not (candidates[0] or candidates[1]):
+        return None
+    memo: dict = {}
+    tidy = (_tidy(right, memo), _tidy(left, memo))   # each side's other, tidied
+    reached: list[dict] = [{}, {}]
+    for index, found in enumerate(candidates):
+        for name, new_side in found:
+            tidied = _tidy(new_side, memo)
+            if tidied == tidy[index]:
+                return frozenset({name})
+            reached[index].setdefault(tidied, name)
+    for tidied, name in reached[0].items():
+        if tidied in reached[1]:
+            return frozenset({name, reached[1][tidied]})
     return None
+
+
+def _single_rewrites(side, rewrites):
+    """Yield (rule, the side after that rule's one application at one place)."""
+    for sub, replace in _rewritable(side):
+        for name, rewrite in rewrites:
+            new = rewrite(sub)
+            if new is None or new == sub:
+                continue
+            try:
+                yield name, replace(new)
+            except (TypeError, ValueError):
+                continue  # the rewrite does not fit this place (a density slot)
+
+
+def _tidy(expr, memo: dict):
+    """``expr`` with numbers taken out of every linear operator, as normal forms do
+    (``_scalars_out``): where single rewrites of two sides meet."""
+    if expr.is_Atom or isinstance(expr, (sp.Tuple, Density, KL, Entropy, ELBO)):
+        return expr
+    known = memo.get(expr)
+    if known is not None:
+        return known
+    first = 1 if isinstance(expr, (Expectation, Marginal, Gradient)) else 0
+    args = expr.args[:first] + tuple(_tidy(a, memo) for a in expr.args[first:])
+    result = expr if args == expr.args else expr.func(*args)
+    if first:
+        result = _scalars_out(result) or result
+    memo[expr] = result
+    return result
 
 
 def _rewritable(expr):

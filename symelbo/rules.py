@@ -44,6 +44,9 @@ class Rule:
     rewrites: tuple[Rewrite, ...] = ()
     weaken: Optional[Rewrite] = None      # inequality rules: big -> small at a node
     strengthen: Optional[Rewrite] = None  # inequality rules: small -> big at a node
+    #: the law in the very form ``law`` states it, where ``rewrites`` reach a split form
+    #: that normalizes better: a step that applies the law as stated is one rewrite
+    stated: tuple[Rewrite, ...] = ()
 
     @property
     def is_inequality(self) -> bool:
@@ -78,6 +81,20 @@ def _kl_unfold(e):
     return None
 
 
+def _kl_stated(e):
+    """KL(a || b) -> E_a[log(a/b)], the definition as written."""
+    if isinstance(e, KL):
+        return Expectation(e.first, sp.log(e.first / e.second))
+    return None
+
+
+def _kl_stated_negated(e):
+    """KL(a || b) -> -E_a[log(b/a)], the definition's other written form."""
+    if isinstance(e, KL):
+        return -Expectation(e.first, sp.log(e.second / e.first))
+    return None
+
+
 def _entropy_unfold(e):
     """H[a] -> -E_a[log a]."""
     if isinstance(e, Entropy):
@@ -89,6 +106,13 @@ def _elbo_unfold(e):
     """ELBO(q, p) -> E_q[log p - log q]."""
     if isinstance(e, ELBO):
         return Expectation(e.variational, sp.log(e.joint) - sp.log(e.variational))
+    return None
+
+
+def _elbo_stated(e):
+    """ELBO(q, p) -> E_q[log(p/q)], the definition as written."""
+    if isinstance(e, ELBO):
+        return Expectation(e.variational, sp.log(e.joint / e.variational))
     return None
 
 
@@ -329,15 +353,16 @@ _EXPAND = dict(deep=True, mul=True, multinomial=True, power_exp=False, power_bas
                log=False, basic=False)
 
 
-def _rule(name, relation, law, conditions, *rewrites, weaken=None, strengthen=None):
-    return Rule(name, relation, law, conditions, tuple(rewrites), weaken, strengthen)
+def _rule(name, relation, law, conditions, *rewrites, weaken=None, strengthen=None, stated=()):
+    return Rule(name, relation, law, conditions, tuple(rewrites), weaken, strengthen, tuple(stated))
 
 
 _ALL = (
     _rule("definition_kl", "=",
           r"\operatorname{KL}(q \,\|\, p) = \mathbb{E}_{q}\left[\log \frac{q}{p}\right] "
           r"= -\mathbb{E}_{q}\left[\log \frac{p}{q}\right]",
-          "q and p are densities over the same variables", _kl_unfold, _own_density_log),
+          "q and p are densities over the same variables", _kl_unfold, _own_density_log,
+          stated=(_kl_stated, _kl_stated_negated)),
     _rule("definition_expectation", "=",
           r"\mathbb{E}_{q(Z)}\left[f\right] = \sum_{Z} q(Z)\, f",
           "the sum runs over the variables of q", _expectation_to_sum),
@@ -346,7 +371,8 @@ _ALL = (
           "q is a density", _entropy_unfold, _own_density_log),
     _rule("definition_elbo", "=",
           r"\mathcal{L}(q) = \mathbb{E}_{q(Z)}\left[\log \frac{p(X, Z)}{q(Z)}\right]",
-          "p(X, Z) is a joint density over the variables of q", _elbo_unfold, _own_density_log),
+          "p(X, Z) is a joint density over the variables of q", _elbo_unfold, _own_density_log,
+          stated=(_elbo_stated,)),
     _rule("log_quotient", "=", r"\log \frac{a}{b} = \log a - \log b",
           "a > 0 and b > 0", _log_quotient),
     _rule("log_product", "=", r"\log(a b) = \log a + \log b",

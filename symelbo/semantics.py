@@ -299,7 +299,12 @@ class _Evaluator:
 
     # -- arithmetic: mpmath numbers here; exact SymPy numbers in _ExactEvaluator --
     def mpf(self, x: Fraction):
-        return mpmath.mpf(x.numerator) / x.denominator
+        # the same table cells and weights are read again and again: convert each once
+        key = ("mpf", x, mpmath.mp.dps)
+        value = self.cache.get(key)
+        if value is None:
+            value = self.cache[key] = mpmath.mpf(x.numerator) / x.denominator
+        return value
 
     def zero(self):
         return mpmath.mpf(0)
@@ -358,11 +363,17 @@ class _Evaluator:
 
     def density(self, d: Density, env: dict, params: dict):
         """p(A | B) at the points in env: a ratio of marginals of p's joint table."""
-        info = self.inst.universe.densities[d.key]
-        numer = self.marginal(d.key, info, {v.name for v in d.variables + d.given}, env, params)
-        if not d.given:
+        plan = self.cache.get(("plan", d))
+        if plan is None:  # what to marginalize, worked out once per density
+            plan = self.cache[("plan", d)] = (
+                d.key, self.inst.universe.densities[d.key],
+                frozenset(v.name for v in d.variables + d.given),
+                frozenset(v.name for v in d.given) if d.given else None)
+        key, info, numer_keep, denom_keep = plan
+        numer = self.marginal(key, info, numer_keep, env, params)
+        if denom_keep is None:
             return numer
-        return numer / self.marginal(d.key, info, {v.name for v in d.given}, env, params)
+        return numer / self.marginal(key, info, denom_keep, env, params)
 
     def marginal(self, key, info, keep: set, env: dict, params: dict):
         free = [v for v in info.variables if v not in keep]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from symelbo.normalize import equal_by
+from symelbo.normalize import equal_by, one_rewrite
 from symelbo.parser import parse_text
 from symelbo.rules import RULES
 
@@ -120,3 +120,47 @@ def test_minimal_rules_reusing_normal_forms_matches_plain_greedy(lhs, rhs):
     from symelbo.parser import parse_step
     step = parse_step(lhs, "=", rhs)
     assert minimal_rules(step.lhs, step.rhs) == _greedy_reference(step.lhs, step.rhs)
+
+
+STATED = [
+    ("definition_elbo", "E_q[log(p(X, Z) / q(Z))] + log p(X)", "ELBO(q(Z), p(X, Z)) + log p(X)"),
+    ("definition_kl", "KL(q(Z) || p(Z | X))", "E_q[log(q(Z) / p(Z | X))]"),
+    ("definition_kl", "-E_q[log(p(Z | X) / q(Z))]", "KL(q(Z) || p(Z | X))"),
+]
+
+
+@pytest.mark.parametrize("name, before, after", STATED)
+def test_a_definition_applied_as_stated_is_one_rewrite(name, before, after):
+    """The law in the form its statement gives is found as a single application, either way
+    round, and agrees with the normal forms; no other rule's single rewrite gives it."""
+    lhs, rhs = parse_pair(before, after)
+    assert one_rewrite(lhs, rhs, {name}) == {name}
+    assert one_rewrite(rhs, lhs, {name}) == {name}
+    assert equal_by(lhs, rhs, {name}) is not None
+    others = frozenset(RULES) - {name} - {n for n, r in RULES.items() if r.is_inequality}
+    assert one_rewrite(lhs, rhs, others) is None
+
+
+@pytest.mark.parametrize("name, before, after", PRODUCES)
+def test_one_rewrite_never_claims_more_than_the_normal_forms(name, before, after):
+    lhs, rhs = parse_pair(before, after)
+    found = one_rewrite(lhs, rhs, {name})
+    if found is not None:
+        assert equal_by(lhs, rhs, found) is not None
+
+
+@pytest.mark.parametrize("before, after, names, found", [
+    # one application on each side, meeting once the sign is out of E
+    ("-E_q[log(p(X, Z) / q(Z))]", "E_q[log(q(Z) / p(X, Z))]", {"log_quotient"}, {"log_quotient"}),
+    # one application, then the number taken out of E
+    ("E_q[log q(Z) - log p(X, Z)]", "E_q[log q(Z)] - E_q[log p(X, Z)]",
+     {"linearity_expectation"}, {"linearity_expectation"}),
+    # false: the signs do not meet
+    ("E_q[log(p(X, Z) / q(Z))]", "E_q[log(q(Z) / p(X, Z))]", {"log_quotient"}, None),
+    # two applications on one side are not one
+    ("log(p(X) / q(Z)) + log(p(X, Z) / q(Z))", "log p(X) - 2 * log q(Z) + log p(X, Z)",
+     {"log_quotient"}, None),
+])
+def test_one_rewrite_on_each_side(before, after, names, found):
+    lhs, rhs = parse_pair(before, after)
+    assert one_rewrite(lhs, rhs, names) == (None if found is None else frozenset(found))
