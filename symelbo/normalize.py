@@ -86,7 +86,9 @@ def _scalars_out(e):
     factor = content * sign
     if factor == 1:
         return None
-    body = sp.expand(sign * primitive, **_EXPAND)
+    # negated term by term: the body is expanded already, and a full expand (logs
+    # included) of it would cost more than the rest of this rewrite
+    body = primitive if sign == 1 else sp.Add(*[-term for term in sp.Add.make_args(primitive)])
     return factor * e.func(e.args[0], body)
 
 

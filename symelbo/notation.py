@@ -77,6 +77,13 @@ class Density(Expr):
         params = _sorted_symbols(params)
         return Expr.__new__(cls, name, Tuple(*params), Tuple(*variables), Tuple(*given))
 
+    @property
+    def func(self):
+        """What rebuilds a density from its ``args``: SymPy's traversals (xreplace, subs,
+        replace) call ``expr.func(*expr.args)``, and the stored order (name, params,
+        variables, given) is not the constructor's."""
+        return _density_from_args
+
     def __getnewargs__(self):
         """Pickling and copying rebuild through ``__new__``: hand it its own argument order."""
         return (self.args[0], self.variables, self.given, self.params)
@@ -213,6 +220,11 @@ def known_positive(expr: Expr) -> bool:
     if isinstance(expr, (Expectation, Marginal)):
         return known_positive(expr.body)
     return False
+
+
+def _density_from_args(name, params, variables, given, **kwargs) -> "Density":
+    """A density from its stored arguments, in their order (``Density.func``)."""
+    return Density(name, variables, given, params, **kwargs)
 
 
 def _rebuild_density(name, variables, given, params) -> "Density":

@@ -391,9 +391,15 @@ class _Evaluator:
         return total
 
     def assignments(self, variables):
-        names = [v.name for v in variables]
-        for cell in product(*(range(len(self.inst.support[n])) for n in names)):
-            yield dict(zip(names, cell)), self.mpf(_cell_weight(names, cell, self.inst.weight))
+        """(point, weight) over the grid of ``variables``: listed once per instance."""
+        names = tuple(v.name for v in variables)
+        key = ("grid", names, mpmath.mp.dps)
+        grid = self.cache.get(key)
+        if grid is None:
+            grid = self.cache[key] = [
+                (dict(zip(names, cell)), self.mpf(_cell_weight(names, cell, self.inst.weight)))
+                for cell in product(*(range(len(self.inst.support[n])) for n in names))]
+        return grid
 
     def over(self, dens: Density, env, params, integrand):
         total = self.zero()

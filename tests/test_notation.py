@@ -69,3 +69,17 @@ def test_densities_survive_pickle_and_deepcopy():
     assert copy.deepcopy(e) == e
     written = parse_expression("p(Z, X)")          # written order kept, as parsed
     assert pickle.loads(pickle.dumps(written)).variables == written.variables
+
+
+def test_sympy_traversals_rebuild_densities_from_their_args():
+    """xreplace, subs and replace rebuild a node as ``node.func(*node.args)``."""
+    Z, W, X, phi = variable("Z"), variable("W"), variable("X"), parameter("phi")
+    q = Density("q", [Z], [X], [phi])
+    assert q.func(*q.args) == q
+    renamed = Density("q", [W], [X], [phi])
+    assert q.xreplace({Z: W}) == renamed
+    assert sp.log(q).xreplace({Z: W}) == sp.log(renamed)
+    assert Expectation(q, sp.log(q)).replace(lambda n: n == Z, lambda n: W) == \
+        Expectation(renamed, sp.log(renamed))
+    written = Density("p", [Z, X], evaluate=False)
+    assert written.func(*written.args, evaluate=False).variables == (Z, X)
