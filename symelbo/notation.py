@@ -22,7 +22,7 @@ A density's arguments are kept in written order when built with
 
 from __future__ import annotations
 
-from sympy import Expr, Pow, Symbol, Tuple, exp, sympify
+from sympy import Expr, Pow, Symbol, Tuple, exp, preorder_traversal, sympify
 from sympy.core.assumptions import StdFactKB
 from sympy.core.parameters import global_parameters
 from sympy.printing.pretty.stringpict import prettyForm
@@ -138,11 +138,17 @@ class Density(Expr):
         return Density(self.args[0], variables, given, self.params)
 
     def _eval_subs(self, old, new):
-        if isinstance(old, Symbol) and isinstance(new, Symbol):
+        if isinstance(old, Symbol) and old in self.free_symbols:
+            if not isinstance(new, Symbol):
+                # q_phi(Z) at phi = 1, or p at Z = 2, is no density this notation can write
+                raise TypeError(f"{self}: {old} can be replaced by another symbol, not by {new}")
             swap = lambda s: new if s == old else s
             return Density(self.args[0], [swap(v) for v in self.variables],
                            [swap(g) for g in self.given], [swap(p) for p in self.params])
         return None
+
+    def _eval_derivative(self, s):
+        return Gradient(s, self) if s in self.params else None
 
     # -- printing -----------------------------------------------------------
     def _head_str(self, printer) -> str:
@@ -232,6 +238,17 @@ def _rebuild_density(name, variables, given, params) -> "Density":
     return Density(name, variables, given, params, evaluate=False)
 
 
+def _gradient_by(node: Expr, s: Symbol):
+    """d/ds of a notation node: ``grad_s[node]`` when s is a parameter of a density in
+    it (so ``sympy.diff`` speaks the notation's gradient), else None (left unevaluated:
+    a random variable takes finitely many values, nothing to differentiate)."""
+    densities = [n for n in preorder_traversal(node) if isinstance(n, Density)]
+    if any(s in d.params for d in densities) and not any(
+            s in d.variables or s in d.given for d in densities):
+        return Gradient(s, node)
+    return None
+
+
 class Expectation(Expr):
     """``E_{a}[f] = sum over the arguments of a of a * f`` (the given variables of a stay fixed)."""
 
@@ -256,6 +273,9 @@ class Expectation(Expr):
     @property
     def free_symbols(self):
         return (self.body.free_symbols - set(self.bound)) | set(self.density.given) | set(self.density.params)
+
+    def _eval_derivative(self, s):
+        return _gradient_by(self, s)
 
     def _eval_is_extended_real(self):
         return self.body.is_extended_real
@@ -299,6 +319,9 @@ class _DensityPair(Expr):
     @property
     def free_symbols(self):
         return (self.first.free_symbols | self.second.free_symbols) - set(self.first.variables)
+
+    def _eval_derivative(self, s):
+        return _gradient_by(self, s)
 
 
 class KL(_DensityPair):
@@ -346,6 +369,9 @@ class Entropy(Expr):
     @property
     def free_symbols(self):
         return self.density.free_symbols - set(self.density.variables)
+
+    def _eval_derivative(self, s):
+        return _gradient_by(self, s)
 
     def _sympystr(self, printer) -> str:
         return f"H[{printer._print(self.density)}]"
@@ -408,6 +434,9 @@ class _SymbolOperator(Expr):
 
     def _eval_is_extended_real(self):
         return self.body.is_extended_real
+
+    def _eval_derivative(self, s):
+        return _gradient_by(self, s)
 
     def _sympystr(self, printer) -> str:
         return f"{self._text_head}_{printer._print(self.args[0])}[{printer._print(self.body)}]"

@@ -83,3 +83,23 @@ def test_sympy_traversals_rebuild_densities_from_their_args():
         Expectation(renamed, sp.log(renamed))
     written = Density("p", [Z, X], evaluate=False)
     assert written.func(*written.args, evaluate=False).variables == (Z, X)
+
+
+def test_sympy_diff_speaks_the_gradient_notation():
+    """d/dphi of a density family is grad_phi of it; SymPy's chain rule does the rest."""
+    Z, X, phi = variable("Z"), variable("X"), parameter("phi")
+    q, p = Density("q", [Z], params=[phi]), Density("p", [Z, X])
+    assert sp.diff(sp.log(q), phi) == Gradient(phi, q) / q
+    assert sp.diff(KL(q, p.with_variables([Z], [X])), phi) == Gradient(phi, KL(q, p.with_variables([Z], [X])))
+    assert sp.diff(Expectation(q, sp.log(p)), phi) == Gradient(phi, Expectation(q, sp.log(p)))
+    assert sp.diff(sp.log(p), phi) == 0
+    # a random variable takes finitely many values: nothing to differentiate by
+    assert isinstance(sp.diff(q, Z), sp.Derivative)
+
+
+def test_substituting_a_number_for_a_density_argument_is_refused_clearly():
+    Z, phi = variable("Z"), parameter("phi")
+    q = Density("q", [Z], params=[phi])
+    with pytest.raises(TypeError, match="phi can be replaced by another symbol, not by 1"):
+        sp.log(q).subs(phi, 1)
+    assert sp.log(q).subs(phi, parameter("psi")) == sp.log(Density("q", [Z], params=[parameter("psi")]))
