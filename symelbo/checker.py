@@ -31,7 +31,7 @@ from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, 
 from .notation import KL, Density, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
-from .semantics import DIGITS, Undefined, Universe, evaluate_on, exactly_equal, instances
+from .semantics import DIGITS, NotComputable, Undefined, Universe, evaluate_on, exactly_equal, instances
 from .verdicts import PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
@@ -189,12 +189,16 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
         if proof is not None:
             return StepResult(step, "misjustified", _found_by(proof),
                               message=f"{why}; it follows by {', '.join(_found_by(proof))}")
-        if outcome.held:
+        if outcome.held and not (outcome.no_value or outcome.inconclusive):  # as for tested
             return StepResult(step, "misjustified", (),
                               message=f"{why}; the step held on {outcome.held} concrete instances")
         return StepResult(step, "unknown", message=f"{why}; {outcome.describe()}")
     if proof is not None:
         return StepResult(step, "proved", _found_by(proof))
+    if outcome.no_value:
+        return StepResult(step, "unknown",
+                          message=f"no proof found; {outcome.describe()}: the claim can hold at "
+                                  "most where both sides are defined")
     if outcome.held and not outcome.inconclusive:
         return StepResult(step, "tested",
                           message=f"no proof found; held on {outcome.held} concrete instances")
@@ -418,7 +422,9 @@ def _kl_candidates(exprs):
 @dataclass
 class _Outcome:
     held: int = 0
-    undefined: int = 0
+    undefined: int = 0          # not computable here (an inaccurate derivative...)
+    no_value: int = 0           # a side has no real value here (log of a number <= 0...)
+    no_value_reason: str = ""
     inconclusive: int = 0
     refuted: bool = False
     counterexample: dict | None = None
@@ -428,8 +434,10 @@ class _Outcome:
         if self.skipped:
             return self.skipped
         parts = [f"held on {self.held} concrete instances"]
+        if self.no_value:
+            parts.append(f"a side has no real value on {self.no_value} ({self.no_value_reason})")
         if self.undefined:
-            parts.append(f"undefined on {self.undefined}")
+            parts.append(f"not computable on {self.undefined}")
         if self.inconclusive:
             parts.append(f"too close to call on {self.inconclusive}")
         return ", ".join(parts)
@@ -468,10 +476,10 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
             left = evaluate_on(lhs, instance, screening=screening)
             right = evaluate_on(rhs, instance, screening=screening)
             order = _order(left, right, DIGITS)
-            if order != "close" and ((order == "equal" and thorough)
-                                     or _verdict_on_instance(order, step.relation) == "fails"):
-                # equal to 35 digits, or a refutation to confirm: look again at 250 digits,
-                # and exactly where the instance allows it
+            if (order == "close" or (order == "equal" and thorough)
+                    or _verdict_on_instance(order, step.relation) == "fails"):
+                # too close to call at 50 digits, equal to 35, or a refutation to confirm:
+                # look again at 250 digits, and exactly where the instance allows it
                 first_look = left - right
                 left, right = evaluate_on(lhs, instance, HIGH_DIGITS), evaluate_on(rhs, instance, HIGH_DIGITS)
                 order = _order(left, right, HIGH_DIGITS)
@@ -481,7 +489,15 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
                 elif (_verdict_on_instance(order, step.relation) == "fails"
                       and not _steady(first_look, left - right)):
                     order, left, right = _confirm_failure(lhs, rhs, instance, order, left, right)
-        except (Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
+        except NotComputable:
+            outcome.undefined += 1
+            continue
+        except (Undefined, ZeroDivisionError) as why:
+            # no real value here: the claim cannot hold in general, whatever the other instances say
+            outcome.no_value += 1
+            outcome.no_value_reason = outcome.no_value_reason or (str(why) or "division by zero")
+            continue
+        except (ValueError, OverflowError, TypeError):
             outcome.undefined += 1
             continue
         status = _verdict_on_instance(order, step.relation)

@@ -37,6 +37,11 @@ class Undefined(ArithmeticError):
     """The expression has no real value on this instance (log of a non-positive number...)."""
 
 
+class NotComputable(Undefined):
+    """The value exists, but this evaluator cannot get it reliably (an inaccurate
+    numerical derivative, an exact form it has no rule for)."""
+
+
 @dataclass(frozen=True)
 class DensityInfo:
     name: str
@@ -341,7 +346,7 @@ class _Evaluator:
         with mpmath.workdps(3 * digits):
             fine = mpmath.diff(f, at)
         if abs(rough - fine) > mpmath.mpf(10) ** -digits * max(1, abs(fine)):
-            raise Undefined("the numerical derivative is not accurate here")
+            raise NotComputable("the numerical derivative is not accurate here")
         return +fine
 
     def joint(self, key: str, cell: tuple, params: dict):
@@ -422,7 +427,7 @@ class _Evaluator:
                 return params[e.name]
             if e.name in env:
                 return self.mpf(self.inst.support[e.name][env[e.name]])
-            raise Undefined(f"no value for {e.name}")
+            raise NotComputable(f"no value for {e.name}")
         v = lambda x, env=env: self.value(x, env, params)
         if e.is_Add:
             return self.fsum(v(a) for a in e.args)
@@ -475,7 +480,7 @@ class _Evaluator:
             name = e.parameter.name
             at = params[name]
             return self.derivative(lambda t: self.value(e.body, env, {**params, name: t}), at)
-        raise Undefined(f"cannot evaluate {type(e).__name__}")
+        raise NotComputable(f"cannot evaluate {type(e).__name__}")
 
     def _plogratio(self, weight_density, num, den, env, params):
         w = self.density(weight_density, env, params)
@@ -513,16 +518,16 @@ class _ExactEvaluator(_Evaluator):
 
     def log(self, x):
         if x.is_positive is not True:
-            raise Undefined("log of a number not known to be positive")
+            raise NotComputable("log of a number not known to be positive")
         return sp.log(x)
 
     def joint(self, key, cell, params):
         if key not in self.inst.tables:
-            raise Undefined("a parametric family has no exact value")
+            raise NotComputable("a parametric family has no exact value")
         return super().joint(key, cell, params)
 
     def derivative(self, f, at):
-        raise Undefined("no exact derivative")
+        raise NotComputable("no exact derivative")
 
 
 _FACTOR_LIMIT = 10 ** 40
