@@ -156,7 +156,9 @@ def _format_family(a, b) -> str:
 #: "spread": every table from 1e-8 to 1e8, with the data held at its rarest point;
 #: "one peaked": the last density (q, by convention) far from the others;
 #: "peaked" tables spread values over sixteen orders of magnitude (a large KL, a
-#: tiny density), and a "tiny" reference measure makes densities huge.
+#: tiny density), and a "tiny" reference measure makes densities huge;
+#: "extreme" tables span sixty orders of magnitude, and a vast or minute
+#: reference measure (10^30, 10^-30) moves entropies and log densities by about 69.
 _PLAN = (
     ("uniform", 1, "uniform", False),
     ("posterior", 1, "random", True),
@@ -175,6 +177,13 @@ _PLAN = (
     ("narrow, one density peaked", Fraction(1, 4), "one peaked", False),
     ("narrow, q away from the posterior", Fraction(1, 4), "random", "away"),
     ("wide, one density peaked", 4, "one peaked", False),
+    # last, so that plainer instances show a counterexample when they have one:
+    # bounds with a constant in them (KL <= 5, log p(X) >= -20, H <= 10) fail only
+    # this far out
+    ("extreme tables, q away from the posterior", 1, "extreme", "away"),
+    ("extreme tables, rare data", 1, "extreme", "rare"),
+    ("vast reference measure", 10 ** 30, "random", False),
+    ("minute reference measure", Fraction(1, 10 ** 30), "random", False),
 )
 
 
@@ -214,7 +223,7 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
         cells = list(product(*(range(len(support[v])) for v in info.variables)))
         cell_weight = {c: _cell_weight(info.variables, c, weight) for c in cells}
         peaked = style == "peaked" or (style == "one peaked" and key == last_key)
-        spread = 8 if peaked else 2
+        spread = 30 if style == "extreme" else 8 if peaked else 2
         if info.params:
             a = {c: (Fraction(0) if uniform else Fraction(rng.randint(-4 * spread, 4 * spread), 4))
                  for c in cells}
@@ -228,8 +237,8 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
                 exponents = [round(-8 + 16 * i / max(1, len(cells) - 1)) for i in range(len(cells))]
                 rng.shuffle(exponents)
                 raw = {c: Fraction(10) ** e for c, e in zip(cells, exponents)}
-            elif peaked:
-                raw = {c: Fraction(10) ** rng.randint(-8, 8) for c in cells}
+            elif peaked or style == "extreme":
+                raw = {c: Fraction(10) ** rng.randint(-spread, spread) for c in cells}
             else:
                 raw = {c: Fraction(rng.randint(1, 9)) for c in cells}
             total = sum(raw[c] * cell_weight[c] for c in cells)
