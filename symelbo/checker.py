@@ -297,14 +297,14 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
     sign = _sign(difference.expr)
     if sign is not None and (sign > 0 or (sign == 0 and not strict)):
         return difference.fired | {"algebra"}
-    if strict:
-        return None  # jensen and gibbs give >=, never >
-    for name in sorted(inequalities):
-        used = _apply_inequality(RULES[name], big, small, around)
-        if used is not None:
-            return used | {name}
+    if not strict:  # jensen and gibbs give >=, never >
+        for name in sorted(inequalities):
+            used = _apply_inequality(RULES[name], big, small, around)
+            if used is not None:
+                return used | {name}
     if "gibbs_inequality" in inequalities:
-        used = _difference_is_kl(big, small, around)
+        # strict too, when what is left beside the divergences is positive
+        used = _difference_as_divergences(big, small, around, strict)
         if used is not None:
             return used | {"gibbs_inequality", "definition_kl"}
     return None
@@ -380,17 +380,56 @@ def _monotone_children(expr):
     return []
 
 
-def _difference_is_kl(big, small, around: frozenset):
-    """Rules used when big - small equals KL(a || b) for densities a, b of the step,
-    both normalized by the rules ``around`` and by what it takes to read KL as
-    E_a[log a] - E_a[log b] (Gibbs' inequality as it is usually written)."""
+def _difference_as_divergences(big, small, around: frozenset, strict: bool):
+    """Rules used when big - small = c1 KL1 + ... + ck KLk + r (k <= MAX_DIVERGENCES) with
+    each c positive, each KL between densities of the step, and r >= 0 structurally
+    (r > 0 for a strict claim); else None.
+
+    Gibbs' inequality makes every KL >= 0, so the sum is >= r. All are normalized
+    by the rules ``around`` and by what it takes to read KL as E_a[log a] - E_a[log b]
+    (Gibbs' inequality as it is usually written). Each c is read off one term of a
+    KL's normal form; the decomposition is then an identity, checked by expansion.
+    """
     names = around | _GIBBS_FORM
     difference = normal_form(big - small, names)
+    forms = []
     for candidate in _kl_candidates([big, small]):
-        kl = normal_form(candidate, names)
-        if sp.expand(difference.expr - kl.expr) == 0:
-            return difference.fired | kl.fired
-    return None
+        form = normal_form(candidate, names)
+        forms.append((sp.Add.make_args(form.expr), form.fired))
+
+    def search(rest, depth):
+        sign = _sign(rest)
+        if depth and sign is not None and (sign > 0 or (sign == 0 and not strict)):
+            return frozenset()
+        if depth == MAX_DIVERGENCES:
+            return None
+        for terms, fired in forms:
+            for factor in _multiples(rest, terms):
+                used = search(sp.expand(rest - factor * sp.Add(*terms)), depth + 1)
+                if used is not None:
+                    return used | fired
+        return None
+
+    found = search(difference.expr, 0)
+    return None if found is None else found | difference.fired
+
+
+#: How many divergences a difference may be read as the sum of.
+MAX_DIVERGENCES = 2
+
+
+def _multiples(expr, terms):
+    """The positive factors c for which c * (sum of terms) takes a term of ``expr``
+    away: one per term of the sum, read as the coefficient of that term in expr."""
+    seen = set()
+    for term in terms:
+        number, base = term.as_coeff_Mul()
+        if not base.has(Expectation, Marginal):
+            continue  # pivot on the divergence's own expectations, not on log p(X)
+        factor = sp.expand(expr.coeff(base) / number)
+        if factor != 0 and factor not in seen and (_sign(factor) or 0) > 0:
+            seen.add(factor)
+            yield factor
 
 
 _GIBBS_FORM = frozenset({"definition_kl", "log_quotient", "linearity_expectation"})

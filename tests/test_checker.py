@@ -46,6 +46,14 @@ PROVED = [
     "10^45 * sum_Z[grad_phi[q_phi(Z)]] = 0",
     "grad_phi[E_{q_phi(Z)}[exp(10^3)]] >= 0",
     "exp(sum_Z[q(Z)]) = exp(1)",
+    # Gibbs with positive multiples, two divergences, and a positive rest (strict too)
+    "log p(X) + 1 > ELBO(q(Z), p(X, Z))",
+    "ELBO(q(Z), p(X, Z)) < log p(X) + 1",
+    "KL(q(Z) || p(Z | X)) + 10^(-100) > 0",
+    "KL(q(Z) || p(Z | X)) >= -10^(-60)",
+    "p(X) * log p(X) >= p(X) * ELBO(q(Z), p(X, Z))",
+    "log p(X) >= 2*ELBO(q(Z), p(X, Z)) - log p(X)",
+    "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) >= 0",
 ]
 
 TESTED_OR_PROVED = [
@@ -58,6 +66,9 @@ TESTED_OR_PROVED = [
 
 REFUTED = [
     "KL(q(Z) || p(Z | X)) > 0",
+    "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) > 0",
+    "log p(X) - 1 >= ELBO(q(Z), p(X, Z))",
+    "2*ELBO(q(Z), p(X, Z)) >= log p(X) + ELBO(q(Z), p(X, Z))",
     "KL(q(Z) || p(Z | X)) = KL(p(Z | X) || q(Z))",
     "KL(q(Z) || p(Z | X)) = E_q[log(p(Z | X) / q(Z))]",
     "KL(q(Z) || p(Z | X)) <= 1",
