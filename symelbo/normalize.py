@@ -92,6 +92,24 @@ def _scalars_out(e):
     return factor * e.func(e.args[0], body)
 
 
+#: Inside a log, numbers up to this size are split into primes (factoring them is instant).
+_FACTOR_LIMIT = 10 ** 12
+
+
+def _log_of_number(e):
+    """log(n/d) -> the sum of k log p over the prime powers p^k of n and d: arithmetic,
+    so that log 6 and log 2 + log 3 reach one form."""
+    if not isinstance(e, sp.log):
+        return None
+    x = e.args[0]
+    if not (x.is_Rational and x.is_positive) or max(x.p, x.q) > _FACTOR_LIMIT:
+        return None
+    powers = {**sp.factorint(x.p), **{p: -k for p, k in sp.factorint(x.q).items()}}
+    if list(powers.values()) in ([], [1]):
+        return None  # log 1 is 0 already, and a prime stays as it is
+    return sp.Add(*[k * sp.log(p) for p, k in sorted(powers.items())])
+
+
 def _sum_order(e):
     """sum_V[sum_W[f]] -> sum_W[sum_V[f]] when W sorts before V (Fubini for finite sums)."""
     if isinstance(e, Marginal) and isinstance(e.body, Marginal):
@@ -137,7 +155,8 @@ class _Normalizer:
             else:
                 new = _zero_body(e)   # 0 itself: not to be read as "nothing applies"
                 if new is None:
-                    new = self.exchange_sums(e) or _sum_order(e) or _scalars_out(e)
+                    new = (self.exchange_sums(e) or _sum_order(e) or _scalars_out(e)
+                           or _log_of_number(e))
                 if new is None or new == e:
                     return e
                 e = self.full(new)

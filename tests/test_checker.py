@@ -54,6 +54,9 @@ PROVED = [
     "p(X) * log p(X) >= p(X) * ELBO(q(Z), p(X, Z))",
     "log p(X) >= 2*ELBO(q(Z), p(X, Z)) - log p(X)",
     "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) >= 0",
+    # numbers inside logs are split into primes
+    "log(2) + log(3) = log(6)",
+    "log(12/5) = 2*log(2) + log(3) - log(5)",
 ]
 
 TESTED_OR_PROVED = [
@@ -67,6 +70,7 @@ TESTED_OR_PROVED = [
 REFUTED = [
     "KL(q(Z) || p(Z | X)) > 0",
     "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) > 0",
+    "log(6) = log(2) + log(4)",
     "log p(X) - 1 >= ELBO(q(Z), p(X, Z))",
     "2*ELBO(q(Z), p(X, Z)) >= log p(X) + ELBO(q(Z), p(X, Z))",
     "KL(q(Z) || p(Z | X)) = KL(p(Z | X) || q(Z))",
