@@ -110,6 +110,17 @@ def _log_of_number(e):
     return sp.Add(*[k * sp.log(p) for p, k in sorted(powers.items())])
 
 
+def _substitute_free(expr, old: sp.Symbol, new: sp.Symbol):
+    """``expr`` with the free occurrences of the variable ``old`` renamed ``new``."""
+    if old not in expr.free_symbols:  # a sum, an expectation or a KL that binds old ends here
+        return expr
+    if expr == old:
+        return new
+    if isinstance(expr, Density):
+        return expr.xreplace({old: new})
+    return expr.func(*[_substitute_free(a, old, new) for a in expr.args])
+
+
 def _sum_order(e):
     """sum_V[sum_W[f]] -> sum_W[sum_V[f]] when W sorts before V (Fubini for finite sums)."""
     if isinstance(e, Marginal) and isinstance(e.body, Marginal):
@@ -171,10 +182,14 @@ class _Normalizer:
         if not (isinstance(e, Marginal) and isinstance(e.body, Marginal)):
             return None
         outer, inner = e.variable, e.body.variable
-        swapped_inner = self.full(Marginal(outer, e.body.body))
-        if isinstance(swapped_inner, Marginal) and swapped_inner.variable == outer:
+        # the outer variable under a name of its own: the body may bind a variable of
+        # the same name (an inner E over W inside a sum over W), and the sum that
+        # survives when nothing simplified must not be mistaken for that one
+        fresh = sp.Symbol(outer.name + "'", **outer.assumptions0)  # no .calc name has a '
+        swapped_inner = self.full(Marginal(fresh, _substitute_free(e.body.body, outer, fresh)))
+        if isinstance(swapped_inner, Marginal) and swapped_inner.variable == fresh:
             return None
-        return Marginal(inner, swapped_inner)
+        return Marginal(inner, swapped_inner.xreplace({fresh: outer}))
 
     def rebuild(self, e):
         """Normalize the arguments of ``e``; densities that an operator binds stay as written."""

@@ -127,6 +127,15 @@ REFUTED = [
 ]
 
 
+def test_the_tower_property_with_a_bound_variable_of_the_same_name():
+    """The inner E over W sits inside the outer E's sum over W: Fubini must not
+    confuse the two sums."""
+    text = ("q(Z, W) = q(Z, W)\n\n"
+            "E_{q(Z)}[E_{q(W | Z)}[log p(X, W, Z)]] = E_q[log p(X, W, Z)]\n")
+    result = check_derivation(parse_text(text))
+    assert result.chains[-1].steps[0].verdict == "proved"
+
+
 def verdict_of(claim: str) -> tuple[str, dict | None]:
     result = check_derivation(parse_text(CONTEXT + claim + "\n"), CheckOptions(budget=10))
     step = result.chains[-1].steps[0]
