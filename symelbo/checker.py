@@ -286,6 +286,21 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
     direction = relation_direction(step.relation)
     big, small = (step.lhs, step.rhs) if direction > 0 else (step.rhs, step.lhs)
     strict = is_strict(step.relation)
+    used = _search_inequality(big, small, strict, equalities, inequalities, replay)
+    if used is None:
+        big, small = evaluate(big), evaluate(small)
+        if known_positive(big) and known_positive(small):
+            # log is increasing: a >= b iff log a >= log b for positive a and b
+            # (p(X) >= exp(ELBO) is the bound itself)
+            logged = _search_inequality(sp.log(big), sp.log(small), strict, equalities,
+                                        inequalities, replay)
+            used = None if logged is None else logged | {"algebra"}
+    return used
+
+
+def _search_inequality(big, small, strict: bool, equalities: frozenset,
+                       inequalities: frozenset, replay: bool):
+    """Rules proving big >= small (big > small when ``strict``), or None."""
     if not strict:
         used = equal_by(big, small, equalities)
         if used is not None:

@@ -217,6 +217,8 @@ def known_positive(expr: Expr) -> bool:
         return True
     if expr.is_Number:
         return bool(expr.is_positive)
+    if expr.is_NumberSymbol:  # e, pi, ...: SymPy knows their sign outright
+        return bool(expr.is_positive)
     if isinstance(expr, exp):
         return bool(expr.args[0].is_extended_real)
     if expr.is_Mul or expr.is_Add:

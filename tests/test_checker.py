@@ -54,6 +54,10 @@ PROVED = [
     "p(X) * log p(X) >= p(X) * ELBO(q(Z), p(X, Z))",
     "log p(X) >= 2*ELBO(q(Z), p(X, Z)) - log p(X)",
     "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) >= 0",
+    # the log of positive sides: p(X) >= exp(ELBO) is the bound itself
+    "p(X) >= exp(ELBO(q(Z), p(X, Z)))",
+    "exp(-ELBO(q(Z), p(X, Z))) >= 1/p(X)",
+    "exp(log p(X) + 1) > exp(ELBO(q(Z), p(X, Z)))",
     # numbers inside logs are split into primes
     "log(2) + log(3) = log(6)",
     "log(12/5) = 2*log(2) + log(3) - log(5)",
@@ -71,6 +75,8 @@ REFUTED = [
     "KL(q(Z) || p(Z | X)) > 0",
     "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) > 0",
     "log(6) = log(2) + log(4)",
+    "exp(ELBO(q(Z), p(X, Z))) > p(X)",
+    "p(X)^2 <= exp(2*ELBO(q(Z), p(X, Z)))",
     "log p(X) - 1 >= ELBO(q(Z), p(X, Z))",
     "2*ELBO(q(Z), p(X, Z)) >= log p(X) + ELBO(q(Z), p(X, Z))",
     "KL(q(Z) || p(Z | X)) = KL(p(Z | X) || q(Z))",
