@@ -31,7 +31,7 @@ from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, 
 from .notation import KL, Density, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
-from .semantics import DIGITS, NotComputable, Undefined, Universe, evaluate_on, exactly_equal, instances
+from .semantics import DEFAULT_INSTANCES, DIGITS, NotComputable, Undefined, Universe, evaluate_on, exactly_equal, instances
 from .verdicts import PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
@@ -55,7 +55,7 @@ class CheckOptions:
     """How hard to look: seconds per step, and how many instances to test."""
 
     budget: float = 5.0
-    instances: int = 24
+    instances: int = DEFAULT_INSTANCES   # the planned ones, then seven random ones
     sanity_instances: int = 3
 
 
@@ -147,7 +147,11 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
         universe = Universe.of([step.lhs, step.rhs])
     try:
         with time_budget(options.budget):
-            return _check(step, options, universe)
+            result = _check(step, options, universe)
+            if result.verdict in _ASSERTS_TRUTH and (_may_lack_value(step.lhs)
+                                                    or _may_lack_value(step.rhs)):
+                return _defined_everywhere(result, universe, options) or result
+            return result
     except BudgetExceeded:
         return StepResult(step, "unknown",
                           message=f"no proof or counterexample within the budget of {options.budget:g} s")
@@ -177,6 +181,10 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
         return _confirmed(step, tuple(step.by), options, universe,
                           message=_replay_message(replayed))
     proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
+    if proof is None:
+        refutation = _refute_by_constant_gap(step, lhs, rhs, universe, options)
+        if refutation is not None:
+            return refutation
     outcome = _test(step, universe, options.instances if proof is None else options.sanity_instances,
                     thorough=proof is None)
     if outcome.refuted:
@@ -203,6 +211,80 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
         return StepResult(step, "tested",
                           message=f"no proof found; held on {outcome.held} concrete instances")
     return StepResult(step, "unknown", message=f"no proof found; {outcome.describe()}")
+
+
+def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: CheckOptions):
+    """A refutation when algebra alone makes lhs - rhs a number that contradicts the
+    relation (log p(X) = log p(X) + 10^-5000): false wherever both sides have a value,
+    however far below the precision of the instances the gap lies. Else None."""
+    try:
+        gap = normal_form(lhs - rhs, frozenset()).expr
+    except NormalizationLoop:
+        return None
+    if not gap.is_Rational or _verdict_on_instance(_order_of(gap), step.relation) != "fails":
+        return None
+    with mpmath.workdps(60):   # not str(gap): its digits may be thousands long
+        size = mpmath.nstr(mpmath.mpf(gap.p) / gap.q, 12)
+    for instance in instances(universe, options.instances):
+        try:
+            left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
+        except (Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
+            continue  # no value here: look for an instance where both sides have one
+        counterexample = _counterexample(instance, left, right, step)
+        counterexample["difference"] = size   # exact: the sides differ by the gap everywhere
+        return StepResult(step, "refuted", (), counterexample,
+                          f"false wherever both sides have a value: by algebra, lhs - rhs = {size}")
+    return None
+
+
+def _order_of(gap: sp.Rational) -> str:
+    return "exactly equal" if gap == 0 else ("greater" if gap > 0 else "less")
+
+
+#: Verdicts that say the step is true.
+_ASSERTS_TRUTH = ("proved", "tested", "misjustified")
+
+
+def _may_lack_value(expr: sp.Expr) -> bool:
+    """True when ``expr`` as written has a place that may have no real value: a
+    division by, a log of, or a fractional power of what is not positive by
+    structure (X - 1, p(X) - q(X)). SymPy's evaluation may have cancelled it away
+    ((X - 1)/(X - 1) is 1), so this looks at the written form."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Density):
+            continue
+        stack.extend(node.args)
+        if isinstance(node, sp.log) and not known_positive(node.args[0]):
+            return True
+        if (node.is_Pow and not known_positive(node.base)
+                and not (node.exp.is_integer and node.exp.is_nonnegative)):
+            return True
+    return False
+
+
+def _defined_everywhere(result: StepResult, universe: Universe, options: CheckOptions):
+    """``unknown`` in place of ``result`` when a written side has no real value on some
+    instance (0/0 at X = 1, log 0 where p = q): the step holds at most where it is
+    defined. None when both sides have a value on every instance."""
+    step, missing, why = result.step, 0, ""
+    for instance in instances(universe, options.instances):
+        try:
+            for side in (step.lhs, step.rhs):
+                evaluate_on(side, instance, screening=True)
+        except NotComputable:
+            continue
+        except (Undefined, ZeroDivisionError) as error:
+            missing += 1
+            why = why or str(error) or "division by zero"
+        except (ValueError, OverflowError, TypeError):
+            continue
+    if not missing:
+        return None
+    return StepResult(step, "unknown", message=(
+        f"a side as written has no real value on {missing} of {options.instances} instances "
+        f"({why}); it would be {result.verdict} where both sides are defined"))
 
 
 def _undefined(expr: sp.Expr) -> bool:
@@ -643,12 +725,17 @@ def _verdict_on_instance(order: str, relation: str) -> str:
 def _counterexample(instance, left, right, step) -> dict:
     free = {s.name for s in step.lhs.free_symbols | step.rhs.free_symbols}
     out = instance.describe(free)
-    # enough digits to tell the sides apart, up to 48; past that the difference says it
-    digits = 12
-    while mpmath.nstr(left, digits) == mpmath.nstr(right, digits) and digits < 48:
-        digits *= 2
-    out["lhs"] = mpmath.nstr(left, digits)
-    out["rhs"] = mpmath.nstr(right, digits)
-    out["difference"] = mpmath.nstr(left - right, 12)
+    difference = left - right   # at the precision the sides were found apart
+    # shown rounded to 60 digits: printing a value held at thousands of digits would
+    # convert integers longer than Python allows
+    with mpmath.workdps(60):
+        left, right, difference = +left, +right, +difference
+        # enough digits to tell the sides apart, up to 48; past that the difference says it
+        digits = 12
+        while mpmath.nstr(left, digits) == mpmath.nstr(right, digits) and digits < 48:
+            digits *= 2
+        out["lhs"] = mpmath.nstr(left, digits)
+        out["rhs"] = mpmath.nstr(right, digits)
+        out["difference"] = mpmath.nstr(difference, 12)
     out["relation"] = step.relation
     return out

@@ -22,7 +22,7 @@ A density's arguments are kept in written order when built with
 
 from __future__ import annotations
 
-from sympy import Expr, Pow, Symbol, Tuple, exp, preorder_traversal, sympify
+from sympy import Basic, Expr, Pow, Symbol, Tuple, exp, preorder_traversal, sympify
 from sympy.core.assumptions import StdFactKB
 from sympy.core.parameters import global_parameters
 from sympy.printing.pretty.stringpict import prettyForm
@@ -68,9 +68,16 @@ class Density(Expr):
 
     def __new__(cls, name, variables, given=(), params=(), **kwargs):
         evaluate = _should_evaluate(kwargs)
-        name = name if isinstance(name, Symbol) else Symbol(str(name))
+        if not isinstance(name, (Symbol, str)):
+            raise TypeError(f"a density's name is a symbol, not {name!r}")
+        name = name if isinstance(name, Symbol) else Symbol(name)
         variables = tuple(variables)
         given = tuple(given)
+        for role, symbols in (("variable", variables), ("given variable", given), ("parameter", params)):
+            for symbol in symbols:
+                if not isinstance(symbol, Symbol):
+                    # p at X = 2 is no density this notation can write
+                    raise TypeError(f"a density's {role} is a symbol, not {symbol!r}")
         if evaluate:
             variables = _sorted_symbols(variables)
             given = _sorted_symbols(given)
@@ -195,6 +202,18 @@ def _pretty_args(dens: Density, printer) -> str:
     return text
 
 
+def _binder_subs(node: Expr, bound, old, new):
+    """``subs`` on an operator binding ``bound``: bound occurrences are not ``old``
+    (sum_Z[f].subs(Z, W) is itself), and ``new`` may not bring in a name the operator
+    binds (E_{p(Z)}[p(Z, X)].subs(X, Z) would capture it). None: substitute as usual."""
+    if old in bound:
+        return node
+    if isinstance(new, Basic) and old in node.free_symbols and new.free_symbols & set(bound):
+        raise TypeError(f"{node}: replacing {old} by {new} would capture {new} "
+                        "in the variable this operator binds")
+    return None
+
+
 def _require_density(obj, role: str) -> Density:
     if not isinstance(obj, Density):
         raise TypeError(f"{role} must be a Density, got {obj!r}")
@@ -279,6 +298,9 @@ class Expectation(Expr):
     def _eval_derivative(self, s):
         return _gradient_by(self, s)
 
+    def _eval_subs(self, old, new):
+        return _binder_subs(self, self.density.variables, old, new)
+
     def _eval_is_extended_real(self):
         return self.body.is_extended_real
 
@@ -324,6 +346,9 @@ class _DensityPair(Expr):
 
     def _eval_derivative(self, s):
         return _gradient_by(self, s)
+
+    def _eval_subs(self, old, new):
+        return _binder_subs(self, self.first.variables, old, new)
 
 
 class KL(_DensityPair):
@@ -374,6 +399,9 @@ class Entropy(Expr):
 
     def _eval_derivative(self, s):
         return _gradient_by(self, s)
+
+    def _eval_subs(self, old, new):
+        return _binder_subs(self, self.density.variables, old, new)
 
     def _sympystr(self, printer) -> str:
         return f"H[{printer._print(self.density)}]"
@@ -461,6 +489,9 @@ class Marginal(_SymbolOperator):
     @property
     def bound(self) -> tuple:
         return (self.variable,)
+
+    def _eval_subs(self, old, new):
+        return _binder_subs(self, (self.variable,), old, new)
 
     @property
     def free_symbols(self):

@@ -187,7 +187,14 @@ _PLAN = (
 )
 
 
-def instances(universe: Universe, count: int = 24):
+#: Random instances after the plan: random supports (negative values, three points)
+#: and weights come only from these.
+RANDOM_INSTANCES = 7
+#: The plan, then the random ones.
+DEFAULT_INSTANCES = len(_PLAN) + RANDOM_INSTANCES
+
+
+def instances(universe: Universe, count: int = DEFAULT_INSTANCES):
     """Deterministic instances: the plan above, then random ones with mixed sizes and weights."""
     for seed in range(count):
         if seed not in universe.built:

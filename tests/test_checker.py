@@ -75,6 +75,14 @@ REFUTED = [
     "KL(q(Z) || p(Z | X)) > 0",
     "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) > 0",
     "log(6) = log(2) + log(4)",
+    # a constant gap far below any precision: algebra alone refutes it
+    "log p(X) = log p(X) + 10^(-5000)",
+    "KL(q(Z) || p(Z)) + 10^(-5000) <= KL(q(Z) || p(Z))",
+    "grad_phi[q_phi(Z)] = grad_phi[q_phi(Z)] + 10^(-1000)",
+    "log p(X) < log p(X)",
+    # values of variables: random supports hold negative and larger values
+    "X*KL(q(Z) || p(Z | X)) >= 0",
+    "exp(Z) <= exp(2)",
     "exp(ELBO(q(Z), p(X, Z))) > p(X)",
     "p(X)^2 <= exp(2*ELBO(q(Z), p(X, Z)))",
     "log p(X) - 1 >= ELBO(q(Z), p(X, Z))",
@@ -176,6 +184,24 @@ def test_a_claim_without_a_value_on_some_instances_is_not_tested(claim):
     step = result.chains[-1].steps[0]
     assert step.verdict == "unknown"
     assert "no real value on" in step.message and "held on" in step.message
+
+
+@pytest.mark.parametrize("claim, verdict", [
+    ("(X - 1)/(X - 1) = 1", "unknown"),               # SymPy cancels it; 0/0 at X = 1
+    ("0*log(X - 1) = 0", "unknown"),
+    ("(p(X) - q(X))/(p(X) - q(X)) = 1", "unknown"),   # 0/0 where p = q
+    ("(X^2 + 1)/(X^2 + 1) = 1", "proved"),             # looked at, defined everywhere
+    ("p(X)/p(X) = 1", "proved"),
+])
+def test_a_proof_needs_both_written_sides_defined(claim, verdict):
+    # X a variable of p: held at each point of its support, 1 included
+    result = check_derivation(parse_text(CONTEXT + "p(X, Z) = p(X, Z)\n\n" + claim + "\n"))
+    assert result.chains[-1].steps[0].verdict == verdict
+
+
+def test_a_constant_gap_is_shown_exactly():
+    verdict, cx = verdict_of("log p(X) = log p(X) + 10^(-5000)")
+    assert verdict == "refuted" and cx["difference"] == "-1.0e-5000"
 
 
 def test_a_strict_claim_is_refuted_only_by_an_exact_equality():

@@ -103,3 +103,24 @@ def test_substituting_a_number_for_a_density_argument_is_refused_clearly():
     with pytest.raises(TypeError, match="phi can be replaced by another symbol, not by 1"):
         sp.log(q).subs(phi, 1)
     assert sp.log(q).subs(phi, parameter("psi")) == sp.log(Density("q", [Z], params=[parameter("psi")]))
+
+
+def test_subs_respects_what_an_operator_binds():
+    Z, X, W = variable("Z"), variable("X"), variable("W")
+    joint, prior = Density("p", [Z, X]), Density("p", [Z])
+    e = Expectation(prior, sp.log(joint))
+    assert e.subs(Z, W) == e                               # Z is bound: not free to replace
+    assert e.subs(X, W) == Expectation(prior, sp.log(Density("p", [Z, W])))
+    with pytest.raises(TypeError, match="would capture Z"):
+        e.subs(X, Z)
+    with pytest.raises(TypeError, match="would capture Z"):
+        Marginal(Z, joint).subs(X, Z)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Density("p", [variable("X")]).xreplace({variable("X"): 2}), "variable is a symbol, not 2"),
+    (lambda: Density("p", [variable("X")]).subs(sp.Symbol("p"), 2), "name is a symbol, not 2"),
+])
+def test_a_density_is_built_from_symbols_only(build, message):
+    with pytest.raises(TypeError, match=message):
+        build()
