@@ -394,6 +394,10 @@ def _search_inequality(big, small, strict: bool, equalities: frozenset,
     sign = _sign(difference.expr)
     if sign is not None and (sign > 0 or (sign == 0 and not strict)):
         return difference.fired | {"algebra"}
+    if not strict and _nonnegative(evaluate(big - small)):   # a square as written
+        return frozenset({"algebra"})
+    if not strict and _nonnegative(difference.expr):
+        return difference.fired | {"algebra"}
     if not strict:  # jensen and gibbs give >=, never >
         for name in sorted(inequalities):
             used = _apply_inequality(RULES[name], big, small, around)
@@ -416,6 +420,20 @@ def _sign(expr: sp.Expr):
     if known_positive(expr):
         return 1
     return None
+
+
+def _nonnegative(expr: sp.Expr) -> bool:
+    """True when ``expr`` >= 0 by structure: even powers of real terms, and sums,
+    products, expectations and sums over variables of such terms and positive ones."""
+    if known_positive(expr) or (expr.is_Number and expr.is_nonnegative):
+        return True
+    if expr.is_Pow:
+        return bool(expr.exp.is_even and expr.base.is_extended_real)
+    if expr.is_Add or expr.is_Mul:
+        return all(_nonnegative(a) for a in expr.args)
+    if isinstance(expr, (Expectation, Marginal)):
+        return _nonnegative(expr.body)
+    return isinstance(expr, sp.Abs)
 
 
 def _apply_inequality(rule, big, small, around: frozenset):

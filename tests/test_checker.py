@@ -58,6 +58,10 @@ PROVED = [
     "p(X) >= exp(ELBO(q(Z), p(X, Z)))",
     "exp(-ELBO(q(Z), p(X, Z))) >= 1/p(X)",
     "exp(log p(X) + 1) > exp(ELBO(q(Z), p(X, Z)))",
+    # squares of real terms, and their sums and means, are not negative
+    "E_{q_phi(Z)}[grad_phi[log q_phi(Z)]^2] >= 0",
+    "(log p(X) - 1)^2 + p(X) >= 0",
+    "E_q[(log q(Z) - log p(X, Z))^2] >= 0",
     # numbers inside logs are split into primes
     "log(2) + log(3) = log(6)",
     "log(12/5) = 2*log(2) + log(3) - log(5)",
@@ -75,6 +79,8 @@ REFUTED = [
     "KL(q(Z) || p(Z | X)) > 0",
     "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) > 0",
     "log(6) = log(2) + log(4)",
+    "-(log p(X))^2 >= 0",
+    "(log p(X))^3 >= 0",
     # a constant gap far below any precision: algebra alone refutes it
     "log p(X) = log p(X) + 10^(-5000)",
     "KL(q(Z) || p(Z)) + 10^(-5000) <= KL(q(Z) || p(Z))",
