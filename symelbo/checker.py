@@ -148,9 +148,10 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
     try:
         with time_budget(options.budget):
             result = _check(step, options, universe)
-            if result.verdict in _ASSERTS_TRUTH and (_may_lack_value(step.lhs)
-                                                    or _may_lack_value(step.rhs)):
-                return _defined_everywhere(result, universe, options) or result
+            if result.verdict in _ASSERTS_TRUTH:
+                reason = _may_lack_value(step.lhs) or _may_lack_value(step.rhs)
+                if reason:
+                    return _valueless(result, reason, universe, options)
             return result
     except BudgetExceeded:
         return StepResult(step, "unknown",
@@ -225,11 +226,14 @@ def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: C
         return None
     with mpmath.workdps(60):   # not str(gap): its digits may be thousands long
         size = mpmath.nstr(mpmath.mpf(gap.p) / gap.q, 12)
+    risky = bool(_may_lack_value(step.lhs) or _may_lack_value(step.rhs))
     for instance in instances(universe, options.instances):
         try:
             left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
         except (Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
             continue  # no value here: look for an instance where both sides have one
+        if risky and _written_problem(step, instance):
+            continue  # nor as written
         counterexample = _counterexample(instance, left, right, step)
         counterexample["difference"] = size   # exact: the sides differ by the gap everywhere
         return StepResult(step, "refuted", (), counterexample,
@@ -245,46 +249,70 @@ def _order_of(gap: sp.Rational) -> str:
 _ASSERTS_TRUTH = ("proved", "tested", "misjustified")
 
 
-def _may_lack_value(expr: sp.Expr) -> bool:
-    """True when ``expr`` as written has a place that may have no real value: a
-    division by, a log of, or a fractional power of what is not positive by
-    structure (X - 1, p(X) - q(X)). SymPy's evaluation may have cancelled it away
-    ((X - 1)/(X - 1) is 1), so this looks at the written form."""
+def _may_lack_value(expr: sp.Expr) -> str:
+    """Where ``expr`` as written may have no real value, in words ("" if nowhere):
+    a division by, a log of, or a fractional power of what is not positive by
+    structure (X - 1, p(X) - q(X), X). SymPy's evaluation may have cancelled it
+    away ((X - 1)/(X - 1) is 1), so this looks at the written form; instances
+    cannot settle it, as they give a variable a few values only."""
     stack = [expr]
     while stack:
         node = stack.pop()
         if isinstance(node, Density):
             continue
         stack.extend(node.args)
-        if isinstance(node, sp.log) and not known_positive(node.args[0]):
-            return True
-        if (node.is_Pow and not known_positive(node.base)
-                and not (node.exp.is_integer and node.exp.is_nonnegative)):
-            return True
+        if isinstance(node, sp.log) and not _positive(node.args[0]):
+            return f"the log of {calc_str(node.args[0])}, which may be <= 0"
+        if node.is_Pow and not _positive(node.base):
+            base, exponent = node.base, node.exp
+            if exponent.is_positive and (exponent.is_integer or _nonnegative(base)):
+                continue  # X^2, and the square root of a square
+            if exponent.is_nonpositive:
+                return f"a division by {calc_str(base)}, which may be 0"
+            return f"the power {calc_str(exponent)} of {calc_str(base)}, which may be negative"
+    return ""
+
+
+def _positive(expr: sp.Expr) -> bool:
+    """True when ``expr`` > 0 by structure: positive by construction, or a sum of
+    terms >= 0 with one of them > 0 (X^2 + 1), or a product of such."""
+    if known_positive(expr):
+        return True
+    if expr.is_Add:
+        return all(_nonnegative(t) for t in expr.args) and any(_positive(t) for t in expr.args)
+    if expr.is_Mul:
+        return all(_positive(f) for f in expr.args)
     return False
 
 
-def _defined_everywhere(result: StepResult, universe: Universe, options: CheckOptions):
-    """``unknown`` in place of ``result`` when a written side has no real value on some
-    instance (0/0 at X = 1, log 0 where p = q): the step holds at most where it is
-    defined. None when both sides have a value on every instance."""
+def _valueless(result: StepResult, reason: str, universe: Universe, options: CheckOptions):
+    """``unknown`` in place of a verdict that says the step is true, when a written
+    side may have no real value (``reason``): it holds at most where it is defined.
+    The message counts the instances where a side has no value."""
     step, missing, why = result.step, 0, ""
     for instance in instances(universe, options.instances):
-        try:
-            for side in (step.lhs, step.rhs):
-                evaluate_on(side, instance, screening=True)
-        except NotComputable:
-            continue
-        except (Undefined, ZeroDivisionError) as error:
+        problem = _written_problem(step, instance)
+        if problem:
             missing += 1
-            why = why or str(error) or "division by zero"
-        except (ValueError, OverflowError, TypeError):
-            continue
-    if not missing:
-        return None
+            why = why or problem
+    seen = f"; no real value on {missing} of {options.instances} instances ({why})" if missing else ""
     return StepResult(step, "unknown", message=(
-        f"a side as written has no real value on {missing} of {options.instances} instances "
-        f"({why}); it would be {result.verdict} where both sides are defined"))
+        f"a side as written holds {reason}{seen}: the step can hold at most where both sides "
+        f"are defined (it would be {result.verdict} there)"))
+
+
+def _written_problem(step: Step, instance) -> str:
+    """Why a written side has no real value on ``instance`` ("" when both have one)."""
+    try:
+        for side in (step.lhs, step.rhs):
+            evaluate_on(side, instance, screening=True)
+    except NotComputable:
+        return ""
+    except (Undefined, ZeroDivisionError) as error:
+        return str(error) or "division by zero"
+    except (ValueError, OverflowError, TypeError):
+        return ""
+    return ""
 
 
 def _undefined(expr: sp.Expr) -> bool:
@@ -328,7 +356,7 @@ def _confirmed(step, found_by, options, universe, message=""):
 
 
 def _replay_message(used: frozenset) -> str:
-    return "" if used else "holds by algebra alone"
+    return "" if used - {"algebra"} else "holds by algebra alone"
 
 
 def _why_not(step: Step, named: frozenset) -> str:
@@ -621,6 +649,7 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
                            f"{largest.bit_length() - 1} variables is too large to tabulate")
         return outcome
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
+    risky = bool(_may_lack_value(step.lhs) or _may_lack_value(step.rhs))
     deep_checks = DEEP_CHECKS
     for instance in instances(universe, count):
         try:
@@ -655,6 +684,12 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
             outcome.undefined += 1
             continue
         status = _verdict_on_instance(order, step.relation)
+        if status == "fails" and risky and _written_problem(step, instance):
+            # SymPy's evaluation gave a value (exp(log(X)) is X) that the step as
+            # written does not have here: no counterexample
+            outcome.no_value += 1
+            outcome.no_value_reason = outcome.no_value_reason or _written_problem(step, instance)
+            continue
         if status == "holds":
             outcome.held += 1
         elif status == "close":

@@ -71,8 +71,7 @@ class Density(Expr):
         if not isinstance(name, (Symbol, str)):
             raise TypeError(f"a density's name is a symbol, not {name!r}")
         name = name if isinstance(name, Symbol) else Symbol(name)
-        variables = tuple(variables)
-        given = tuple(given)
+        variables, given, params = tuple(variables), tuple(given), tuple(params)
         for role, symbols in (("variable", variables), ("given variable", given), ("parameter", params)):
             for symbol in symbols:
                 if not isinstance(symbol, Symbol):
@@ -208,9 +207,13 @@ def _binder_subs(node: Expr, bound, old, new):
     binds (E_{p(Z)}[p(Z, X)].subs(X, Z) would capture it). None: substitute as usual."""
     if old in bound:
         return node
-    if isinstance(new, Basic) and old in node.free_symbols and new.free_symbols & set(bound):
-        raise TypeError(f"{node}: replacing {old} by {new} would capture {new} "
-                        "in the variable this operator binds")
+    touched = (old.free_symbols if isinstance(old, Basic) else set()) | (
+        new.free_symbols if isinstance(new, Basic) else set())
+    if touched & set(bound) and node.has(old):
+        # p(X, Z) under sum_Z is not the p(X, Z) outside it, and a Z brought in is caught
+        raise TypeError(f"{node}: replacing {old} by {new} involves "
+                        f"{', '.join(sorted(s.name for s in touched & set(bound)))}, "
+                        "which this operator binds")
     return None
 
 

@@ -194,6 +194,12 @@ def test_a_claim_without_a_value_on_some_instances_is_not_tested(claim):
 
 @pytest.mark.parametrize("claim, verdict", [
     ("(X - 1)/(X - 1) = 1", "unknown"),               # SymPy cancels it; 0/0 at X = 1
+    ("X/X * p(X) = p(X)", "unknown"),                   # 0/0 at X = 0, which no instance holds
+    ("E_{q(Z)}[Z/Z] = 1", "unknown"),
+    ("(X - 1)^0 * p(X) = p(X)", "unknown"),            # 0^0
+    ("exp(log(X)) >= 0", "unknown"),                    # SymPy makes it X; never refuted by X < 0
+    ("exp(log(-X^2 - 1)) = -X^2", "unknown"),           # no value anywhere, no gap to refute by
+    ("(a^2)^(1/2) = a", "refuted"),                     # defined everywhere, false for a < 0
     ("0*log(X - 1) = 0", "unknown"),
     ("(p(X) - q(X))/(p(X) - q(X)) = 1", "unknown"),   # 0/0 where p = q
     ("(X^2 + 1)/(X^2 + 1) = 1", "proved"),             # looked at, defined everywhere
@@ -203,6 +209,12 @@ def test_a_proof_needs_both_written_sides_defined(claim, verdict):
     # X a variable of p: held at each point of its support, 1 included
     result = check_derivation(parse_text(CONTEXT + "p(X, Z) = p(X, Z)\n\n" + claim + "\n"))
     assert result.chains[-1].steps[0].verdict == verdict
+
+
+def test_a_rule_named_but_not_needed_is_reported():
+    result = check_derivation(parse_text(CONTEXT + "X^2 >= 0 by jensen\n"))
+    step = result.chains[-1].steps[0]
+    assert step.verdict == "proved" and step.message == "holds by algebra alone"
 
 
 def test_a_constant_gap_is_shown_exactly():

@@ -111,9 +111,9 @@ def test_subs_respects_what_an_operator_binds():
     e = Expectation(prior, sp.log(joint))
     assert e.subs(Z, W) == e                               # Z is bound: not free to replace
     assert e.subs(X, W) == Expectation(prior, sp.log(Density("p", [Z, W])))
-    with pytest.raises(TypeError, match="would capture Z"):
+    with pytest.raises(TypeError, match="involves Z, which this operator binds"):
         e.subs(X, Z)
-    with pytest.raises(TypeError, match="would capture Z"):
+    with pytest.raises(TypeError, match="involves Z, which this operator binds"):
         Marginal(Z, joint).subs(X, Z)
 
 
@@ -124,3 +124,17 @@ def test_subs_respects_what_an_operator_binds():
 def test_a_density_is_built_from_symbols_only(build, message):
     with pytest.raises(TypeError, match=message):
         build()
+
+
+def test_subs_of_a_subexpression_under_a_binder_is_refused():
+    Z, X = variable("Z"), variable("X")
+    q, p_x, p_z = Density("q", [Z]), Density("p", [X]), Density("p", [Z])
+    with pytest.raises(TypeError, match="which this operator binds"):
+        Expectation(q, sp.log(p_x)).subs(p_x, p_z)          # Z would be captured
+    with pytest.raises(TypeError, match="which this operator binds"):
+        Marginal(Z, Density("p", [X, Z])).subs(Density("p", [X, Z]), p_z)   # a bound Z
+
+
+def test_parameters_given_as_an_iterator_are_kept():
+    Z, phi = variable("Z"), parameter("phi")
+    assert Density("q", [Z], params=iter([phi])).params == (phi,)
