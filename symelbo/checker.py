@@ -410,6 +410,27 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
 
 def _search_inequality(big, small, strict: bool, equalities: frozenset,
                        inequalities: frozenset, replay: bool):
+    """Rules proving big >= small (big > small when ``strict``), or None; a search
+    (no ``by``) reports a small set, as for equalities: each equality rule it used
+    is dropped in turn while the proof still stands."""
+    used = _inequality_proof(big, small, strict, equalities, inequalities, replay)
+    if used is None or replay:
+        return used
+    for name in sorted(used & CANONICAL_RULES, key=list(RULES).index, reverse=True):
+        if name not in used:
+            continue
+        try:
+            trial = _inequality_proof(big, small, strict, (used & CANONICAL_RULES) - {name},
+                                      inequalities, replay=True)
+        except NormalizationLoop:
+            continue
+        if trial is not None:
+            used = trial
+    return used
+
+
+def _inequality_proof(big, small, strict: bool, equalities: frozenset,
+                      inequalities: frozenset, replay: bool):
     """Rules proving big >= small (big > small when ``strict``), or None."""
     if not strict:
         used = equal_by(big, small, equalities)

@@ -211,6 +211,17 @@ def test_a_proof_needs_both_written_sides_defined(claim, verdict):
     assert result.chains[-1].steps[0].verdict == verdict
 
 
+def test_an_inequality_found_by_search_names_only_what_it_needed():
+    result = check_derivation(parse_text(CONTEXT + "log p(X) + 1 > ELBO(q(Z), p(X, Z))\n"))
+    step = result.chains[-1].steps[0]
+    assert step.verdict == "proved" and "gibbs_inequality" in step.found_by
+    assert "definition_expectation" not in step.found_by
+    # and the rules it names replay it
+    replay = check_derivation(parse_text(
+        CONTEXT + "log p(X) + 1 > ELBO(q(Z), p(X, Z)) by " + ", ".join(step.found_by) + "\n"))
+    assert replay.chains[-1].steps[0].verdict == "proved"
+
+
 def test_a_rule_named_but_not_needed_is_reported():
     result = check_derivation(parse_text(CONTEXT + "X^2 >= 0 by jensen\n"))
     step = result.chains[-1].steps[0]
