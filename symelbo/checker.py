@@ -181,7 +181,10 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     if replayed is not None:
         return _confirmed(step, tuple(step.by), options, universe,
                           message=_replay_message(replayed))
-    proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
+    # one rule applied once names the step best (p(X | Z) p(Z) = p(X, Z) is product_rule)
+    proof = one_rewrite(step.lhs, step.rhs, CANONICAL_RULES) if step.relation == "=" else None
+    if proof is None:
+        proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
     if proof is None:
         refutation = _refute_by_constant_gap(step, lhs, rhs, universe, options)
         if refutation is not None:
