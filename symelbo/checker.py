@@ -28,7 +28,7 @@ from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, is_strict, relation_direction
 from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
                         normal_form, one_rewrite)
-from .notation import KL, Density, Expectation, Gradient, Marginal
+from .notation import KL, NOTATION_CLASSES, Density, Expectation, Gradient, Marginal
 from .printing import calc_str
 from .rules import RULES, known_positive
 from .semantics import DEFAULT_INSTANCES, DIGITS, NotComputable, Undefined, Universe, evaluate_on, exactly_equal, instances
@@ -464,13 +464,72 @@ def _inequality_proof(big, small, strict: bool, equalities: frozenset,
 
 
 def _sign(expr: sp.Expr):
-    """+1, 0 or -1 when the sign of ``expr`` is known structurally, else None."""
+    """+1, 0 or -1 when the sign of ``expr`` is known structurally, or of a constant
+    by interval arithmetic; else None."""
     if expr.is_Number:
         if expr is sp.nan or expr.is_finite is not True:
             return None
         return 1 if expr.is_positive else (0 if expr.is_zero else -1)
     if known_positive(expr):
         return 1
+    if not expr.free_symbols and not expr.has(*NOTATION_CLASSES):
+        return _constant_sign(expr)
+    return None
+
+
+#: Precisions (digits) at which a constant's interval is computed until it is clear of 0.
+INTERVAL_DIGITS = (30, 120, 500)
+
+
+def _constant_sign(expr: sp.Expr):
+    """+1 or -1 when the real constant ``expr`` (log 6 - log 5) is told from 0 by
+    interval arithmetic, else None. mpmath's iv context rounds every operation
+    outwards, so an interval clear of 0 is a proof of the sign."""
+    saved = mpmath.iv.dps
+    try:
+        for digits in INTERVAL_DIGITS:
+            mpmath.iv.dps = digits
+            value = _interval(expr)
+            if value is None:
+                return None
+            if value.a > 0:
+                return 1
+            if value.b < 0:
+                return -1
+        return None
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        return None   # a log of what may be <= 0, a division by what may be 0
+    finally:
+        mpmath.iv.dps = saved
+
+
+def _interval(e):
+    """An mpmath interval holding the constant ``e``, or None for what it cannot bound."""
+    iv = mpmath.iv
+    if e.is_Rational:
+        return iv.mpf(int(e.p)) / int(e.q)
+    if e is sp.E:
+        return iv.e
+    if e is sp.pi:
+        return iv.pi
+    parts = [_interval(a) for a in e.args]
+    if any(p is None for p in parts) or not parts:
+        return None
+    if e.is_Add:
+        return sum(parts[1:], parts[0])
+    if e.is_Mul:
+        out = parts[0]
+        for p in parts[1:]:
+            out = out * p
+        return out
+    if e.is_Pow:
+        if e.exp.is_Integer:
+            return parts[0] ** int(e.exp)
+        return iv.exp(parts[1] * iv.log(parts[0])) if parts[0].a > 0 else None
+    if isinstance(e, sp.log):
+        return iv.log(parts[0]) if parts[0].a > 0 else None
+    if isinstance(e, sp.exp):
+        return iv.exp(parts[0])
     return None
 
 

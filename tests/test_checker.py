@@ -62,6 +62,11 @@ PROVED = [
     "E_{q_phi(Z)}[grad_phi[log q_phi(Z)]^2] >= 0",
     "(log p(X) - 1)^2 + p(X) >= 0",
     "E_q[(log q(Z) - log p(X, Z))^2] >= 0",
+    # the sign of a constant, by interval arithmetic
+    "log(6) > log(5)",
+    "exp(1) > 2",
+    "log(exp(100) + 1) > 100",
+    "2^(1/2) > 7/5",
     # numbers inside logs are split into primes
     "log(2) + log(3) = log(6)",
     "log(12/5) = 2*log(2) + log(3) - log(5)",
@@ -80,6 +85,8 @@ REFUTED = [
     "KL(q(Z) || p(Z | X)) + KL(p(Z | X) || q(Z)) > 0",
     "log(6) = log(2) + log(4)",
     "-(log p(X))^2 >= 0",
+    "exp(1) < 2",
+    "log(5) > log(6)",
     "(log p(X))^3 >= 0",
     # a constant gap far below any precision: algebra alone refutes it
     "log p(X) = log p(X) + 10^(-5000)",
