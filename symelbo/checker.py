@@ -149,9 +149,9 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
         with time_budget(options.budget):
             result = _check(step, options, universe)
             if result.verdict in _ASSERTS_TRUTH:
-                reason = _may_lack_value(step.lhs) or _may_lack_value(step.rhs)
-                if reason:
-                    return _valueless(result, reason, universe, options)
+                risk = _step_risk(step)
+                if risk:
+                    return _valueless(result, risk, universe, options)
             return result
     except BudgetExceeded:
         return StepResult(step, "unknown",
@@ -229,13 +229,13 @@ def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: C
         return None
     with mpmath.workdps(60):   # not str(gap): its digits may be thousands long
         size = mpmath.nstr(mpmath.mpf(gap.p) / gap.q, 12)
-    risky = bool(_may_lack_value(step.lhs) or _may_lack_value(step.rhs))
+    risk = _step_risk(step)
     for instance in instances(universe, options.instances):
         try:
             left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
         except (Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
             continue  # no value here: look for an instance where both sides have one
-        if risky and _written_problem(step, instance):
+        if risk and _written_problem(step, instance, risk):
             continue  # nor as written
         counterexample = _counterexample(instance, left, right, step)
         counterexample["difference"] = size   # exact: the sides differ by the gap everywhere
@@ -252,28 +252,49 @@ def _order_of(gap: sp.Rational) -> str:
 _ASSERTS_TRUTH = ("proved", "tested", "misjustified")
 
 
-def _may_lack_value(expr: sp.Expr) -> str:
-    """Where ``expr`` as written may have no real value, in words ("" if nowhere):
+@dataclass(frozen=True)
+class _Risk:
+    """A place where a written side may have no real value, and whether an instance
+    can show it (a derivative at a kink evaluates numerically all the same)."""
+
+    reason: str
+    checkable: bool = True
+
+
+def _step_risk(step: Step):
+    return _may_lack_value(step.lhs) or _may_lack_value(step.rhs)
+
+
+def _may_lack_value(expr: sp.Expr):
+    """Where ``expr`` as written may have no real value (a ``_Risk``), or None:
     a division by, a log of, or a fractional power of what is not positive by
-    structure (X - 1, p(X) - q(X), X). SymPy's evaluation may have cancelled it
-    away ((X - 1)/(X - 1) is 1), so this looks at the written form; instances
-    cannot settle it, as they give a variable a few values only."""
-    stack = [expr]
+    structure (X - 1, p(X) - q(X), X), or a gradient through a root of what may be
+    0. SymPy's evaluation may have cancelled it away ((X - 1)/(X - 1) is 1), so
+    this looks at the written form; instances cannot settle it, as they give a
+    variable a few values only."""
+    stack = [(expr, False)]
     while stack:
-        node = stack.pop()
+        node, differentiated = stack.pop()
         if isinstance(node, Density):
             continue
-        stack.extend(node.args)
+        inner = differentiated or isinstance(node, Gradient)
+        stack.extend((a, inner) for a in node.args)
         if isinstance(node, sp.log) and not _positive(node.args[0]):
-            return f"the log of {calc_str(node.args[0])}, which may be <= 0"
+            return _Risk(f"the log of {calc_str(node.args[0])}, which may be <= 0")
         if node.is_Pow and not _positive(node.base):
             base, exponent = node.base, node.exp
-            if exponent.is_positive and (exponent.is_integer or _nonnegative(base)):
-                continue  # X^2, and the square root of a square
+            if exponent.is_positive and exponent.is_integer:
+                continue  # X^2
+            if exponent.is_positive and _nonnegative(base):
+                if not differentiated:
+                    continue  # the square root of a square
+                return _Risk(f"a gradient through the power {calc_str(exponent)} of "
+                             f"{calc_str(base)}, which has no derivative where that is 0",
+                             checkable=False)
             if exponent.is_nonpositive:
-                return f"a division by {calc_str(base)}, which may be 0"
-            return f"the power {calc_str(exponent)} of {calc_str(base)}, which may be negative"
-    return ""
+                return _Risk(f"a division by {calc_str(base)}, which may be 0")
+            return _Risk(f"the power {calc_str(exponent)} of {calc_str(base)}, which may be negative")
+    return None
 
 
 def _positive(expr: sp.Expr) -> bool:
@@ -285,30 +306,42 @@ def _positive(expr: sp.Expr) -> bool:
         return all(_nonnegative(t) for t in expr.args) and any(_positive(t) for t in expr.args)
     if expr.is_Mul:
         return all(_positive(f) for f in expr.args)
+    if expr.is_Pow:
+        return _positive(expr.base) and bool(expr.exp.is_extended_real)
     return False
 
 
-def _valueless(result: StepResult, reason: str, universe: Universe, options: CheckOptions):
+def _valueless(result: StepResult, risk: _Risk, universe: Universe, options: CheckOptions):
     """``unknown`` in place of a verdict that says the step is true, when a written
-    side may have no real value (``reason``): it holds at most where it is defined.
-    The message counts the instances where a side has no value."""
+    side may have no real value: it holds at most where it is defined. The message
+    counts the instances where a side has no value."""
     step, missing, why = result.step, 0, ""
-    for instance in instances(universe, options.instances):
-        problem = _written_problem(step, instance)
-        if problem:
-            missing += 1
-            why = why or problem
+    if risk.checkable:
+        for instance in instances(universe, options.instances):
+            problem = _written_problem(step, instance, risk)
+            if problem:
+                missing += 1
+                why = why or problem
     seen = f"; no real value on {missing} of {options.instances} instances ({why})" if missing else ""
     return StepResult(step, "unknown", message=(
-        f"a side as written holds {reason}{seen}: the step can hold at most where both sides "
-        f"are defined (it would be {result.verdict} there)"))
+        f"a side as written holds {risk.reason}{seen}: the step can hold at most where both "
+        f"sides are defined (it would be {result.verdict} there)"))
 
 
-def _written_problem(step: Step, instance) -> str:
-    """Why a written side has no real value on ``instance`` ("" when both have one)."""
+def _written_problem(step: Step, instance, risk: _Risk) -> str:
+    """Why a written side may have no real value on ``instance`` ("" when both have one).
+
+    A value that moves between 50 and 250 digits is rounding noise standing in for
+    none (the log of a difference that is exactly 0); a kink under a gradient is
+    beyond what an instance shows."""
+    if not risk.checkable:
+        return risk.reason
     try:
         for side in (step.lhs, step.rhs):
-            evaluate_on(side, instance, screening=True)
+            rough = evaluate_on(side, instance, screening=True)
+            fine = evaluate_on(side, instance, HIGH_DIGITS, screening=True)
+            if abs(rough - fine) > mpmath.mpf(10) ** -30 * max(1, abs(fine)):
+                return "a value that is rounding noise (the log of 0 computed as a log of a leftover)"
     except NotComputable:
         return ""
     except (Undefined, ZeroDivisionError) as error:
@@ -732,7 +765,7 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
                            f"{largest.bit_length() - 1} variables is too large to tabulate")
         return outcome
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
-    risky = bool(_may_lack_value(step.lhs) or _may_lack_value(step.rhs))
+    risk = _step_risk(step)
     deep_checks = DEEP_CHECKS
     for instance in instances(universe, count):
         try:
@@ -767,11 +800,12 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
             outcome.undefined += 1
             continue
         status = _verdict_on_instance(order, step.relation)
-        if status == "fails" and risky and _written_problem(step, instance):
+        problem = _written_problem(step, instance, risk) if status == "fails" and risk else ""
+        if problem:
             # SymPy's evaluation gave a value (exp(log(X)) is X) that the step as
             # written does not have here: no counterexample
             outcome.no_value += 1
-            outcome.no_value_reason = outcome.no_value_reason or _written_problem(step, instance)
+            outcome.no_value_reason = outcome.no_value_reason or problem
             continue
         if status == "holds":
             outcome.held += 1

@@ -304,7 +304,9 @@ def _differentiate(e):
                         for i, f in enumerate(factors)])
     if body.is_Pow:
         base, exp = body.as_base_exp()
-        if is_constant_in(exp, [phi]):
+        if is_constant_in(exp, [phi]) and (exp.is_integer or known_positive(base)):
+            # a fractional power of what may be 0 (the square root of phi^2) has no
+            # derivative there
             return exp * base ** (exp - 1) * d(base)
         if known_positive(base):
             return body * d(exp * sp.log(base))
