@@ -28,9 +28,10 @@ from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, is_strict, relation_direction
 from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
                         normal_form, one_rewrite)
-from .notation import KL, NOTATION_CLASSES, Density, Expectation, Gradient, Marginal
+from .notation import (KL, NOTATION_CLASSES, Density, Expectation, Gradient, Marginal,
+                       known_nonnegative, known_positive)
 from .printing import calc_str
-from .rules import RULES, known_positive
+from .rules import RULES
 from .semantics import DEFAULT_INSTANCES, DIGITS, NotComputable, Undefined, Universe, evaluate_on, exactly_equal, instances
 from .verdicts import PASSING, VERDICT_ORDER, weakest
 
@@ -279,13 +280,13 @@ def _may_lack_value(expr: sp.Expr):
             continue
         inner = differentiated or isinstance(node, Gradient)
         stack.extend((a, inner) for a in node.args)
-        if isinstance(node, sp.log) and not _positive(node.args[0]):
+        if isinstance(node, sp.log) and not known_positive(node.args[0]):
             return _Risk(f"the log of {calc_str(node.args[0])}, which may be <= 0")
-        if node.is_Pow and not _positive(node.base):
+        if node.is_Pow and not known_positive(node.base):
             base, exponent = node.base, node.exp
             if exponent.is_positive and exponent.is_integer:
                 continue  # X^2
-            if exponent.is_positive and _nonnegative(base):
+            if exponent.is_positive and known_nonnegative(base):
                 if not differentiated:
                     continue  # the square root of a square
                 return _Risk(f"a gradient through the power {calc_str(exponent)} of "
@@ -295,20 +296,6 @@ def _may_lack_value(expr: sp.Expr):
                 return _Risk(f"a division by {calc_str(base)}, which may be 0")
             return _Risk(f"the power {calc_str(exponent)} of {calc_str(base)}, which may be negative")
     return None
-
-
-def _positive(expr: sp.Expr) -> bool:
-    """True when ``expr`` > 0 by structure: positive by construction, or a sum of
-    terms >= 0 with one of them > 0 (X^2 + 1), or a product of such."""
-    if known_positive(expr):
-        return True
-    if expr.is_Add:
-        return all(_nonnegative(t) for t in expr.args) and any(_positive(t) for t in expr.args)
-    if expr.is_Mul:
-        return all(_positive(f) for f in expr.args)
-    if expr.is_Pow:
-        return _positive(expr.base) and bool(expr.exp.is_extended_real)
-    return False
 
 
 def _valueless(result: StepResult, risk: _Risk, universe: Universe, options: CheckOptions):
@@ -479,9 +466,9 @@ def _inequality_proof(big, small, strict: bool, equalities: frozenset,
     sign = _sign(difference.expr)
     if sign is not None and (sign > 0 or (sign == 0 and not strict)):
         return difference.fired | {"algebra"}
-    if not strict and _nonnegative(evaluate(big - small)):   # a square as written
+    if not strict and known_nonnegative(evaluate(big - small)):   # a square as written
         return frozenset({"algebra"})
-    if not strict and _nonnegative(difference.expr):
+    if not strict and known_nonnegative(difference.expr):
         return difference.fired | {"algebra"}
     if not strict:  # jensen and gibbs give >=, never >
         for name in sorted(inequalities):
@@ -564,20 +551,6 @@ def _interval(e):
     if isinstance(e, sp.exp):
         return iv.exp(parts[0])
     return None
-
-
-def _nonnegative(expr: sp.Expr) -> bool:
-    """True when ``expr`` >= 0 by structure: even powers of real terms, and sums,
-    products, expectations and sums over variables of such terms and positive ones."""
-    if known_positive(expr) or (expr.is_Number and expr.is_nonnegative):
-        return True
-    if expr.is_Pow:
-        return bool(expr.exp.is_even and expr.base.is_extended_real)
-    if expr.is_Add or expr.is_Mul:
-        return all(_nonnegative(a) for a in expr.args)
-    if isinstance(expr, (Expectation, Marginal)):
-        return _nonnegative(expr.body)
-    return isinstance(expr, sp.Abs)
 
 
 def _apply_inequality(rule, big, small, around: frozenset):

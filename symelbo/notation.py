@@ -22,7 +22,7 @@ A density's arguments are kept in written order when built with
 
 from __future__ import annotations
 
-from sympy import Basic, Expr, Pow, Symbol, Tuple, exp, preorder_traversal, sympify
+from sympy import Abs, Basic, Expr, Pow, Symbol, Tuple, exp, preorder_traversal, sympify
 from sympy.core.assumptions import StdFactKB
 from sympy.core.parameters import global_parameters
 from sympy.printing.pretty.stringpict import prettyForm
@@ -243,13 +243,30 @@ def known_positive(expr: Expr) -> bool:
         return bool(expr.is_positive)
     if isinstance(expr, exp):
         return bool(expr.args[0].is_extended_real)
-    if expr.is_Mul or expr.is_Add:
+    if expr.is_Mul:
         return all(known_positive(a) for a in expr.args)
+    if expr.is_Add:  # terms >= 0, one of them > 0 (phi^2 + 1)
+        return (all(known_nonnegative(a) for a in expr.args)
+                and any(known_positive(a) for a in expr.args))
     if expr.is_Pow:
         return known_positive(expr.base) and bool(expr.exp.is_extended_real)
     if isinstance(expr, (Expectation, Marginal)):
         return known_positive(expr.body)
     return False
+
+
+def known_nonnegative(expr: Expr) -> bool:
+    """True when ``expr`` >= 0 by construction: what is positive, even powers of real
+    terms, and sums, products, expectations and sums over variables of such."""
+    if known_positive(expr) or (expr.is_Number and expr.is_nonnegative):
+        return True
+    if expr.is_Pow:
+        return bool(expr.exp.is_even and expr.base.is_extended_real)
+    if expr.is_Add or expr.is_Mul:
+        return all(known_nonnegative(a) for a in expr.args)
+    if isinstance(expr, (Expectation, Marginal)):
+        return known_nonnegative(expr.body)
+    return isinstance(expr, Abs)
 
 
 def _density_from_args(name, params, variables, given, **kwargs) -> "Density":

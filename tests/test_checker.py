@@ -62,6 +62,8 @@ PROVED = [
     "E_{q_phi(Z)}[grad_phi[log q_phi(Z)]^2] >= 0",
     "(log p(X) - 1)^2 + p(X) >= 0",
     "E_q[(log q(Z) - log p(X, Z))^2] >= 0",
+    # a fractional power of what is positive by structure (phi^2 + 1) differentiates
+    "grad_phi[(phi^2 + 1)^(1/2)] = phi/(phi^2 + 1)^(1/2)",
     # the sign of a constant, by interval arithmetic
     "log(6) > log(5)",
     "exp(1) > 2",

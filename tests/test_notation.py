@@ -138,3 +138,13 @@ def test_subs_of_a_subexpression_under_a_binder_is_refused():
 def test_parameters_given_as_an_iterator_are_kept():
     Z, phi = variable("Z"), parameter("phi")
     assert Density("q", [Z], params=iter([phi])).params == (phi,)
+
+
+def test_structural_signs():
+    from symelbo.notation import known_nonnegative, known_positive
+    phi, X = parameter("phi"), variable("X")
+    p = Density("p", [X])
+    assert known_positive(phi**2 + 1) and known_positive(p + phi**4)
+    assert not known_positive(phi**2) and known_nonnegative(phi**2)
+    assert not known_nonnegative(phi**3) and not known_nonnegative(phi**2 - 1)
+    assert known_nonnegative(Expectation(p, sp.log(p)**2))
