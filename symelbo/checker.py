@@ -148,11 +148,10 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
         universe = Universe.of([step.lhs, step.rhs])
     try:
         with time_budget(options.budget):
-            result = _check(step, options, universe)
-            if result.verdict in _ASSERTS_TRUTH:
-                risk = _step_risk(step)
-                if risk:
-                    return _valueless(result, risk, universe, options)
+            risk = _step_risk(step)   # once per step: every stage below consults it
+            result = _check(step, options, universe, risk)
+            if risk and result.verdict in _ASSERTS_TRUTH:
+                return _valueless(result, risk, universe, options)
             return result
     except BudgetExceeded:
         return StepResult(step, "unknown",
@@ -165,7 +164,7 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
 # the decision
 # ---------------------------------------------------------------------------
 
-def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
+def _check(step: Step, options: CheckOptions, universe: Universe, risk) -> StepResult:
     named = frozenset(step.by)
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
     # as written too: SymPy turns exp(log(-1)) into -1 on evaluation
@@ -180,18 +179,18 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
                           message="both sides are the same expression")
     replayed = _replay(step, named) if named else None
     if replayed is not None:
-        return _confirmed(step, tuple(step.by), options, universe,
+        return _confirmed(step, tuple(step.by), options, universe, risk,
                           message=_replay_message(replayed))
     # one rule applied once names the step best (p(X | Z) p(Z) = p(X, Z) is product_rule)
     proof = one_rewrite(step.lhs, step.rhs, CANONICAL_RULES) if step.relation == "=" else None
     if proof is None:
         proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
     if proof is None:
-        refutation = _refute_by_constant_gap(step, lhs, rhs, universe, options)
+        refutation = _refute_by_constant_gap(step, lhs, rhs, universe, options, risk)
         if refutation is not None:
             return refutation
     outcome = _test(step, universe, options.instances if proof is None else options.sanity_instances,
-                    thorough=proof is None)
+                    risk, thorough=proof is None)
     if outcome.refuted:
         message = "false on a concrete instance"
         if proof is not None:  # a rule claimed a proof that the semantics contradicts
@@ -218,7 +217,8 @@ def _check(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
     return StepResult(step, "unknown", message=f"no proof found; {outcome.describe()}")
 
 
-def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: CheckOptions):
+def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: CheckOptions,
+                            risk):
     """A refutation when algebra alone makes lhs - rhs a number that contradicts the
     relation (log p(X) = log p(X) + 10^-5000): false wherever both sides have a value,
     however far below the precision of the instances the gap lies. Else None."""
@@ -230,7 +230,6 @@ def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: C
         return None
     with mpmath.workdps(60):   # not str(gap): its digits may be thousands long
         size = mpmath.nstr(mpmath.mpf(gap.p) / gap.q, 12)
-    risk = _step_risk(step)
     for instance in instances(universe, options.instances):
         try:
             left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
@@ -369,9 +368,9 @@ def _not_positive(expr: sp.Expr) -> bool:
     return bool(coefficient < 0) and known_positive(rest)
 
 
-def _confirmed(step, found_by, options, universe, message=""):
+def _confirmed(step, found_by, options, universe, risk, message=""):
     """A proof is cross-checked on a few instances: a contradiction means an unsound rule."""
-    outcome = _test(step, universe, options.sanity_instances, thorough=False)
+    outcome = _test(step, universe, options.sanity_instances, risk, thorough=False)
     if outcome.refuted:
         return StepResult(step, "refuted", (), outcome.counterexample,
                           f"false on a concrete instance; the rules {', '.join(found_by)} are unsound here")
@@ -728,9 +727,10 @@ DEEP_CHECKS = 2
 MAX_TABLE_CELLS = 4096
 
 
-def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> _Outcome:
+def _test(step: Step, universe: Universe, count: int, risk, thorough: bool = True) -> _Outcome:
     """Evaluate the step on instances; ``thorough`` settles near-equal sides (not needed
-    to cross-check a proof, where only a refutation matters)."""
+    to cross-check a proof, where only a refutation matters); ``risk`` (the step's
+    ``_step_risk``) says whether a failure needs its written sides looked at."""
     outcome = _Outcome()
     largest = max((2 ** len(info.variables) for info in universe.densities.values()), default=1)
     if largest > MAX_TABLE_CELLS:
@@ -738,7 +738,6 @@ def _test(step: Step, universe: Universe, count: int, thorough: bool = True) -> 
                            f"{largest.bit_length() - 1} variables is too large to tabulate")
         return outcome
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
-    risk = _step_risk(step)
     deep_checks = DEEP_CHECKS
     for instance in instances(universe, count):
         try:
