@@ -110,17 +110,6 @@ def _log_of_number(e):
     return sp.Add(*[k * sp.log(p) for p, k in sorted(powers.items())])
 
 
-def _substitute_free(expr, old: sp.Symbol, new: sp.Symbol):
-    """``expr`` with the free occurrences of the variable ``old`` renamed ``new``."""
-    if old not in expr.free_symbols:  # a sum, an expectation or a KL that binds old ends here
-        return expr
-    if expr == old:
-        return new
-    if isinstance(expr, Density):
-        return expr.xreplace({old: new})
-    return expr.func(*[_substitute_free(a, old, new) for a in expr.args])
-
-
 def _sum_order(e):
     """sum_V[sum_W[f]] -> sum_W[sum_V[f]] when W sorts before V (Fubini for finite sums)."""
     if isinstance(e, Marginal) and isinstance(e.body, Marginal):
@@ -186,7 +175,7 @@ class _Normalizer:
         # the same name (an inner E over W inside a sum over W), and the sum that
         # survives when nothing simplified must not be mistaken for that one
         fresh = sp.Symbol(outer.name + "'", **outer.assumptions0)  # no .calc name has a '
-        swapped_inner = self.full(Marginal(fresh, _substitute_free(e.body.body, outer, fresh)))
+        swapped_inner = self.full(Marginal(fresh, e.body.body.subs(outer, fresh)))  # free ones only
         if isinstance(swapped_inner, Marginal) and swapped_inner.variable == fresh:
             return None
         return Marginal(inner, swapped_inner.xreplace({fresh: outer}))
