@@ -1246,10 +1246,12 @@ def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
             vals = np.log1p(-arr)
         else:
             return None
-    if not np.isfinite(vals).all():
-        raise OverflowError(f"{g} of a data value overflows a float")
     # the exact sum rounded once: what math.fsum gives, without a Python loop
-    return sp.Rational(Fraction(float(_exact_sum(np, vals))))
+    try:
+        total = _exact_sum(np, vals)
+    except ValueError:   # it checks the values are finite: one pass over them, not two
+        raise OverflowError(f"{g} of a data value overflows a float") from None
+    return sp.Rational(Fraction(float(total)))
 
 
 def _value_counts(np, arr) -> list[tuple[int, int]]:
