@@ -186,6 +186,12 @@ def _with_context(line: str, context: str) -> str:
     return (context.strip() + "\n\n" if context.strip() else "") + line
 
 
+def breaks_claim(side: str) -> bool:
+    """True when a claim's side holds a line break or a comment: spliced into a claim's
+    line, it would change what the claim says."""
+    return any(mark in side for mark in ("\n", "\r", "#"))
+
+
 def parse_step(lhs: str, relation: str, rhs: str, by=(), context: str = "") -> Step:
     """Parse one claim ``lhs relation rhs`` (for assertion helpers).
 
@@ -193,7 +199,7 @@ def parse_step(lhs: str, relation: str, rhs: str, by=(), context: str = "") -> S
     a side would change what the claim says, so they are refused.
     """
     for side in (lhs, rhs):
-        if any(mark in side for mark in ("\n", "\r", "#")):
+        if breaks_claim(side):
             raise InputError(f"{side!r}: a side of a claim is one expression on one line, "
                              "without comments", "<claim>")
     line = f"{lhs} {relation} {rhs}"

@@ -33,7 +33,7 @@ import sympy as sp
 from .checker import CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step
 from .derivation import RELATIONS, Derivation, Step
 from .errors import InputError
-from .parser import parse_file, parse_text
+from .parser import breaks_claim, parse_file, parse_text
 from .verdicts import PASSING, VERDICTS
 from .printing import calc_str
 from .report import counterexample_table, justification
@@ -214,7 +214,7 @@ def _rule_names(by) -> tuple[str, ...]:
 def _side_text(side, role: str) -> str:
     if isinstance(side, str):
         # a line break, a comment or a `by` inside a side would change the claim
-        if any(mark in side for mark in ("\n", "\r", "#")):
+        if breaks_claim(side):
             raise ValueError(f"{role} {side!r} must be one expression on one line, without comments")
         return side
     if isinstance(side, sp.Basic):
