@@ -88,6 +88,12 @@ NAIVE_STEPS = textwrap.dedent('''
     normed = list(free[:-1]) + [1 - sum(free[:-1])]   # q_K = 1 - sum of the others
     px = sum(P)
 
+    def softmax():
+        """The family q_phi as a softmax over K states, and the parameter phi_1."""
+        phi = sp.symbols(f"phi1:{K + 1}", real=True)
+        Z = sum(sp.exp(f) for f in phi)
+        return [sp.exp(f) / Z for f in phi], phi[0]
+
     def E(q, f):
         return sum(qk * f(k) for k, qk in enumerate(q))
 
@@ -132,10 +138,7 @@ NAIVE_STEPS = textwrap.dedent('''
                 lambda: (E(q, lambda k: sp.log(P[k] / q[k])), ELBO(q)),
             ]
         if name == "gradient":
-            phi = sp.symbols(f"phi1:{K + 1}", real=True)
-            Z = sum(sp.exp(f) for f in phi)
-            qs = [sp.exp(f) / Z for f in phi]          # the softmax family q_phi
-            d = phi[0]
+            qs, d = softmax()
             return [
                 lambda: (sp.diff(ELBO(qs), d), sp.diff(sp.log(px) - KL(qs), d)),
                 lambda: (sp.diff(sp.log(px) - KL(qs), d), sp.diff(sp.log(px), d) - sp.diff(KL(qs), d)),
@@ -148,10 +151,8 @@ NAIVE_STEPS = textwrap.dedent('''
         n = normed
         if name == "kl-shuffle":
             return [lambda: (sp.log(px), ELBO(n) + KL(n))]
-        phi = sp.symbols(f"phi1:{K + 1}", real=True)
-        Z = sum(sp.exp(f) for f in phi)
-        qs = [sp.exp(f) / Z for f in phi]
-        return [lambda: (sp.diff(ELBO(qs), phi[0]), -sp.diff(KL(qs), phi[0]))]
+        qs, d = softmax()
+        return [lambda: (sp.diff(ELBO(qs), d), -sp.diff(KL(qs), d))]
 
     claims = identity if sys.argv[5] == "identity" else steps
 
