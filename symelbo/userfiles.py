@@ -1,0 +1,103 @@
+"""Reading a user's file: a regular file only, never more than a cap, never blocking.
+
+Every file named on the command line or by a model (``.calc``, ``.toml``, a
+data file) is read through :func:`read_user_bytes`, so that a device
+(``/dev/zero``), a FIFO, a socket or a directory is refused with one line
+before anything is read, and no input can make the program read past its cap.
+
+    >>> read_user_bytes("/dev/zero")          # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    InputError: /dev/zero: not a regular file (a character device); give a file
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .errors import InputError
+
+__all__ = ["MAX_SOURCE_BYTES", "MAX_DATA_BYTES", "read_user_bytes", "read_user_text",
+           "excerpt"]
+
+#: A derivation or model file larger than this is refused (50 MB).
+MAX_SOURCE_BYTES = 50 * 1024 * 1024
+#: The default cap of a data file (``--max-data-mb`` changes it); 200 MB.
+MAX_DATA_BYTES = 200 * 1024 * 1024
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_user_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
+                    what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them, or InputError.
+
+    The file is opened with ``O_NONBLOCK`` (a FIFO planted between the check
+    and the open cannot block) and checked with ``fstat`` on the open
+    descriptor, so what is checked is what is read.
+    """
+    name = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        descriptor = os.open(name, flags)
+    except OSError as error:
+        raise InputError(f"cannot read the {what} ({error.strerror or error})", name) from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"not a regular file ({_kind(info.st_mode)}); give a {what}", name)
+        if info.st_size > limit:
+            raise InputError(f"the {what} is {info.st_size:,} bytes, over the limit of "
+                             f"{limit:,} bytes", name)
+        chunks, total = [], 0
+        while True:  # read to the cap + 1, in case the file grows while it is read
+            chunk = os.read(descriptor, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise InputError(f"the {what} grew past the limit of {limit:,} bytes "
+                                 "while it was read", name)
+        return b"".join(chunks)
+    except OSError as error:
+        raise InputError(f"cannot read the {what} ({error.strerror or error})", name) from None
+    finally:
+        os.close(descriptor)
+
+
+def read_user_text(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
+                   what: str = "file") -> str:
+    """The UTF-8 text of a regular file (a leading byte-order mark dropped), or InputError.
+
+    A byte that is not UTF-8 is reported at its line and column.
+    """
+    data = read_user_bytes(path, limit, what)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise InputError(f"the {what} is not UTF-8 text (byte 0x{data[error.start]:02x})",
+                         os.fspath(path), line, column) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def excerpt(text: str, width: int = 40) -> str:
+    """``text`` cut to ``width`` characters (with an ellipsis), control characters escaped.
+
+    For echoing a piece of user input inside a one-line message.
+    """
+    cut = text if len(text) <= width else text[: width - 1] + "\u2026"
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut)
