@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError, SymelboError
 
-__all__ = ["main"]
+__all__ = ["main", "emit", "Terminated", "MAX_MESSAGE_CHARS"]
 
 FORMATS = ("text", "latex", "markdown", "json")
 _RECURSION_LIMIT = 8000
@@ -80,23 +82,84 @@ def main(argv=None) -> int:
     # printing and checking walk expressions recursively; files may nest deeply
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
     try:
-        return _COMMANDS[args.command](args)
+        with _termination_raises():
+            return _COMMANDS[args.command](args)
     except RecursionError:
-        print(f"symelbo: {getattr(args, 'file', '<input>')}: the input is nested too deeply to process",
-              file=sys.stderr)
+        _say(f"{getattr(args, 'file', '<input>')}: the input is nested too deeply to process")
         return 2
     except SymelboError as error:  # bad input, or a missing tool such as pdflatex
-        print(f"symelbo: {error}", file=sys.stderr)
+        _say(str(error))
         return 2
     except KeyboardInterrupt:
-        print("symelbo: interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
+    except Terminated as stop:
+        _say(f"terminated by {stop.name}")
+        return 128 + stop.signum
     except Exception as error:  # an internal fault: one line, never a traceback for users
         if os.environ.get("SYMELBO_DEBUG"):
             raise
-        print(f"symelbo: internal error ({type(error).__name__}: {error}); "
-              "set SYMELBO_DEBUG=1 to see where", file=sys.stderr)
+        _say(f"internal error ({type(error).__name__}: {error}); set SYMELBO_DEBUG=1 to see where")
         return 3
+
+
+#: The longest error line printed, in characters: a message echoing a huge
+#: token or data line is cut, so that one bad input cannot flood a terminal or a log.
+MAX_MESSAGE_CHARS = 300
+
+
+def _say(message: str) -> None:
+    """Print ``symelbo: message`` to standard error as one safe line.
+
+    The message may quote user input: control characters (an escape
+    sequence, a carriage return, a bidi override) are shown escaped, never
+    sent to the terminal, and the line is cut to :data:`MAX_MESSAGE_CHARS`.
+    """
+    from .report import terminal_line
+    try:
+        sys.stderr.write(f"symelbo: {terminal_line(message, MAX_MESSAGE_CHARS)}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # standard error closed or full: nowhere left to report
+        pass
+
+
+class Terminated(BaseException):
+    """A termination signal (SIGTERM, SIGHUP) arrived.
+
+    Raised in the main thread like KeyboardInterrupt for SIGINT, and like it
+    not an ``Exception``, so that every ``with`` and ``finally`` on the way
+    out runs: pdflatex's process group is killed and its temporary folder
+    removed.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+_TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                             if hasattr(signal, name))
+
+
+@contextmanager
+def _termination_raises():
+    """Within the block, a termination signal raises :class:`Terminated`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        for number in _TERMINATION_SIGNALS:  # a second signal must not interrupt the clean-up
+            signal.signal(number, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {number: signal.signal(number, handler) for number in _TERMINATION_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +178,7 @@ def _list(args) -> int:
     width = max(len(n) for n in RULES)
     for name, rule in RULES.items():
         lines.append(f"  {name:<{width}}  {rule.relation:>2}  {rule.conditions}")
-    _emit("\n".join(lines) + "\n", None)
+    emit("\n".join(lines) + "\n", None)
     return 0
 
 
@@ -161,7 +224,7 @@ def _model(args) -> int:
     buffer = io.StringIO()
     with _model_arithmetic(args.file):
         status = run_model(args.file, args.json, buffer)
-    _emit(buffer.getvalue(), args.output)
+    emit(buffer.getvalue(), args.output)
     return status
 
 
@@ -199,26 +262,61 @@ def _show(result, args, name: str) -> int:
         compile_pdf(render(result, "latex", name=name, fragment=False), args.output)
     elif fmt == "json":
         from .report import json_report
-        _emit(json_report(result), args.output)
+        emit(json_report(result), args.output)
     elif fmt == "text":
         from .report import text_report
-        _emit(text_report(result, name), args.output)
+        emit(text_report(result, name), args.output)
     else:
         from .render import render
-        _emit(render(result, fmt, name=name, fragment=args.fragment), args.output)
+        emit(render(result, fmt, name=name, fragment=args.fragment), args.output)
     return 0 if result.passed else 1
 
 
-def _emit(text: str, output: str | None) -> None:
+def emit(text: str, output: str | None) -> None:
+    """Write ``text`` to the file ``output`` (UTF-8), or to standard output when it is None.
+
+    Any failure to write (a full disk or ``/dev/full``, a closed pipe as in
+    ``symelbo derive jensen | head -1``, a folder or an unwritable place
+    given to ``-o``) is an :class:`~symelbo.errors.InputError` naming the
+    file: exit 2 with one line. Control characters are escaped
+    (:func:`~symelbo.report.terminal_text`), so a title or a model name cannot
+    drive the terminal that shows the output.
+    """
+    from .report import terminal_text
+    # every format may quote the user's text; no format needs a control character
+    text = terminal_text(text)
     if output:
         try:
             with open(output, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(text)
         except OSError as error:
             raise InputError(f"cannot write the output ({error.strerror or error})", output) from None
-    else:
+        return
+    try:
         sys.stdout.write(text)
         sys.stdout.flush()
+    except OSError as error:
+        _abandon_stdout()
+        raise InputError(f"cannot write the output ({error.strerror or error})",
+                         "<standard output>") from None
+
+
+def _abandon_stdout() -> None:
+    """Point standard output at the null device after a failed write.
+
+    Otherwise the interpreter flushes what is left in the buffer at exit,
+    fails again and prints a second, unreadable message.
+    """
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture): nothing to flush
+        pass
+
+
+#: The old name of :func:`emit`, kept for the modules that still import it.
+_emit = emit
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections import Counter
@@ -697,7 +698,44 @@ def _first_error(log: str) -> str:
     return "pdflatex stopped without a TeX error message"
 
 
-def _compile(tex: str, timeout: float = 120.0) -> tuple[bytes, str]:
+#: pdflatex's options: never a shell command (``\\write18``), never a question on
+#: the terminal, stop at the first error.
+PDFLATEX_OPTIONS = ("-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error")
+#: Seconds one pdflatex run may take before it is killed.
+PDFLATEX_TIMEOUT = 120.0
+
+
+def _run_tex(command: list[str], cwd: str, timeout: float) -> None:
+    """Run pdflatex in a process group of its own; kill the whole group if it does not finish.
+
+    pdflatex may start helpers (``mktexpk`` and METAFONT for a missing
+    font); killing only pdflatex would leave them running. The group is
+    killed on the timeout and on any exception on the way out (Ctrl-C,
+    SIGTERM raised by the command line), before the temporary folder is
+    removed.
+    """
+    process = subprocess.Popen(command, cwd=cwd, env=_tex_environment(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise SymelboError(f"pdflatex did not finish within {timeout:g} s") from None
+    except BaseException:
+        _kill_group(process)
+        raise
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # already gone
+        pass
+    process.wait()
+
+
+def _compile(tex: str, timeout: float = PDFLATEX_TIMEOUT) -> tuple[bytes, str]:
     """Run pdflatex on ``tex``: (the PDF bytes, the log of the last run)."""
     program = shutil.which("pdflatex")
     if program is None:
@@ -707,14 +745,8 @@ def _compile(tex: str, timeout: float = 120.0) -> tuple[bytes, str]:
         source.write_text(tex, encoding="utf-8")
         log = ""
         for _ in range(3):
-            try:
-                subprocess.run(
-                    [program, "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error",
-                     "-jobname=derivation", "derivation.tex"],
-                    cwd=tmp, env=_tex_environment(), stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout, check=False)
-            except subprocess.TimeoutExpired:
-                raise SymelboError(f"pdflatex did not finish within {timeout:g} s") from None
+            _run_tex([program, *PDFLATEX_OPTIONS, "-jobname=derivation", "derivation.tex"],
+                     tmp, timeout)
             log_path = Path(tmp) / "derivation.log"
             log = log_path.read_text(encoding="latin-1") if log_path.exists() else ""
             pdf = Path(tmp) / "derivation.pdf"

@@ -5,6 +5,11 @@ relation, its justification and its verdict, in aligned columns, and under a
 refuted step its counterexample as a small table. The JSON report has the
 shape ``{"verdict", "chains": [{"claim", "verdict",
 "steps": [...]}]}``.
+
+Text for a terminal never carries a control character from the input: a
+title, a model name or an echoed token may hold an escape sequence, a
+carriage return or a bidi override (U+202E), and :func:`terminal_text`
+shows each as a ``\\uXXXX`` escape instead of letting the terminal obey it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,43 @@ from .checker import CheckResult, StepResult
 from .printing import calc_str
 from .verdicts import VERDICTS
 
-__all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification"]
+__all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification",
+           "terminal_text", "terminal_line"]
 
 _MARK = {"proved": "proved", "tested": "tested", "misjustified": "MISJUSTIFIED",
          "refuted": "REFUTED", "unknown": "UNKNOWN"}
+
+
+def _escaped(char: str) -> str:
+    """``\\uXXXX`` for each UTF-16 unit of ``char``: readable, and a valid escape inside a JSON string."""
+    units = char.encode("utf-16-be")
+    return "".join(f"\\u{units[i] << 8 | units[i + 1]:04x}" for i in range(0, len(units), 2))
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with every character that is not printable, except the line break, escaped.
+
+    Escaped: C0 and C1 controls (ESC, BEL, CR, tab, CSI), DEL, format
+    characters such as the bidi overrides U+202A-U+202E and U+2066-U+2069,
+    and line or paragraph separators. A JSON document stays valid JSON with
+    the same value (such characters occur only inside its strings, where
+    ``\\uXXXX`` means the character itself).
+
+    >>> terminal_text("a\\x1b[31mb\\u202ec\\n")
+    'a\\\\u001b[31mb\\\\u202ec\\n'
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch == "\n" or ch.isprintable() else _escaped(ch) for ch in text)
+
+
+def terminal_line(text: str, width: int = 300) -> str:
+    """``text`` as one safe line: line breaks escaped too, cut to ``width`` characters with ``…``.
+
+    For a message that may quote user input (a 200 KB token, a 1 MB data line).
+    """
+    line = terminal_text(text).replace("\n", "\\n")
+    return line if len(line) <= width else line[: width - 1] + "\u2026"
 
 
 def json_report(result: CheckResult) -> str:
@@ -121,4 +159,5 @@ def text_report(result: CheckResult, name: str | None = None) -> str:
                         if counts[v])
     out.append("")
     out.append(f"verdict: {result.verdict} ({summary})")
-    return "\n".join(out) + "\n"
+    # the title and the file's name are the user's: no escape sequence reaches the terminal
+    return terminal_text("\n".join(out) + "\n")

@@ -1,0 +1,178 @@
+"""Output under hostile conditions: signals, failing writes, control characters, PDFs from odd input.
+
+Each test pins one way the output side once failed: SIGTERM while pdflatex
+runs, a full disk or a closed pipe, an escape sequence in a title, a Greek
+title, a script-letter variable, a counterexample table too long for TeX.
+Tests that run the real pdflatex skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from symelbo.cli import MAX_MESSAGE_CHARS, main
+from symelbo.report import terminal_line, terminal_text
+
+SYMELBO = [sys.executable, "-m", "symelbo"]
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def need_pdflatex() -> None:
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("SYMELBO_REQUIRE_TEX") == "1":
+            pytest.fail("pdflatex is not installed but SYMELBO_REQUIRE_TEX=1")
+        pytest.skip("pdflatex is not installed")
+
+
+# ---------------------------------------------------------------------------
+# 1. signals, pdflatex's options, failing writes
+# ---------------------------------------------------------------------------
+
+FAKE_PDFLATEX = """\
+#!/bin/sh
+# a pdflatex that records how it was called, starts a helper and never finishes
+echo "$@" > "{record}/argv"
+sleep 600 &
+echo $! > "{record}/helper"
+echo $$ > "{record}/pid"
+wait
+"""
+
+
+@pytest.fixture
+def slow_pdflatex(tmp_path, monkeypatch):
+    """A fake pdflatex first on PATH; returns the folder where it leaves argv and its pids."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir()
+    record.mkdir()
+    fake = bin_dir / "pdflatex"
+    fake.write_text(FAKE_PDFLATEX.format(record=record))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return record
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(path: Path, seconds: float = 60.0) -> None:
+    end = time.monotonic() + seconds
+    while not (path.exists() and path.read_text().strip()):
+        if time.monotonic() > end:
+            pytest.fail(f"{path.name} never appeared")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize("signum, status, words", [
+    (signal.SIGTERM, 143, "terminated by SIGTERM"),
+    (signal.SIGINT, 130, "interrupted"),
+])
+def test_a_signal_during_pdflatex_kills_it_and_removes_the_temporary_folder(
+        tmp_path, slow_pdflatex, signum, status, words):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    proc = subprocess.Popen(SYMELBO + ["derive", "jensen", "--pdf", "-o", str(tmp_path / "j.pdf")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(slow_pdflatex / "helper")
+        assert list(scratch.iterdir()), "pdflatex runs in a temporary folder"
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == status
+    assert err == f"symelbo: {words}\n" and out == ""
+    assert list(scratch.iterdir()) == []
+    assert not (tmp_path / "j.pdf").exists()
+    pids = [int((slow_pdflatex / name).read_text()) for name in ("pid", "helper")]
+    end = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids), "pdflatex or its helper was left running"
+
+
+def test_pdflatex_never_runs_shell_commands_and_never_hangs(slow_pdflatex):
+    from symelbo.errors import SymelboError
+    from symelbo.render import _compile
+    start = time.monotonic()
+    with pytest.raises(SymelboError, match=r"^pdflatex did not finish within 0\.5 s$"):
+        _compile("\\documentclass{article}\\begin{document}x\\end{document}\n", timeout=0.5)
+    assert time.monotonic() - start < 30
+    argv = (slow_pdflatex / "argv").read_text().split()
+    assert "-no-shell-escape" in argv and "-interaction=nonstopmode" in argv
+    assert "-shell-escape" not in argv
+    helper = int((slow_pdflatex / "helper").read_text())
+    end = time.monotonic() + 10
+    while alive(helper) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not alive(helper), "the timeout kills pdflatex's whole process group"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_exit_2_with_one_line_naming_the_output():
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(SYMELBO + ["derive", "jensen"], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr == ("symelbo: <standard output>: cannot write the output "
+                           "(No space left on device)\n")
+
+
+def test_a_closed_pipe_is_exit_2_with_one_line():
+    proc = subprocess.Popen(SYMELBO + ["derive", "jensen"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first byte, as with `| head -1` on a long output
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert proc.returncode == 2
+    assert err == "symelbo: <standard output>: cannot write the output (Broken pipe)\n"
+
+
+def test_output_into_a_folder_or_an_unwritable_place_is_exit_2(tmp_path, capsys):
+    status, out, err = run(capsys, "derive", "jensen", "-o", str(tmp_path))
+    assert status == 2 and out == ""
+    assert err == f"symelbo: {tmp_path}: cannot write the output (Is a directory)\n"
+    missing = tmp_path / "no" / "such" / "x.txt"
+    status, _, err = run(capsys, "derive", "jensen", "-o", str(missing))
+    assert status == 2
+    assert err == f"symelbo: {missing}: cannot write the output (No such file or directory)\n"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            status, _, err = run(capsys, "derive", "jensen", "-o", str(locked / "x.txt"))
+        finally:
+            locked.chmod(0o700)
+        assert status == 2 and err == (f"symelbo: {locked / 'x.txt'}: cannot write the output "
+                                       "(Permission denied)\n")
+
+
+def test_a_pdf_into_a_folder_is_exit_2(tmp_path, capsys):
+    need_pdflatex()
+    status, _, err = run(capsys, "derive", "jensen", "--pdf", "-o", str(tmp_path))
+    assert status == 2
+    assert err == f"symelbo: {tmp_path}: cannot write the PDF (Is a directory)\n"
