@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 import sys
 from fractions import Fraction
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import sympy as sp
@@ -23,13 +21,18 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .derivation import Chain, Derivation, Step, check_chain_relations
+from .characters import describe
 from .errors import InputError
+from .grammars import load_parser
+from .userfiles import excerpt, read_user_text
 from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
 
 __all__ = ["parse_file", "parse_text", "parse_expression", "parse_step"]
 
 _BUILD_RECURSION = 6000
 _MAX_DIGITS = 1000
+#: Deepest nesting a line may have; deeper input is refused before it is built.
+MAX_NESTING = 1000
 _MAX_EXPONENT = 1000
 _HEADER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:(.*)$")
 _OPERATORS = {"E": "expectation", "sum": "marginal", "int": "marginal", "grad": "gradient"}
@@ -43,13 +46,8 @@ _TOKEN_NAMES = {
 }
 
 
-@lru_cache(maxsize=1)
 def _line_parser() -> Lark:
-    grammar = resources.files("symelbo").joinpath("grammar.lark").read_text(encoding="utf-8")
-    # cache=True keeps the LALR tables in the temporary folder, keyed by the grammar's hash:
-    # building them costs more than parsing a whole file
-    return Lark(grammar, start="line", parser="lalr", propagate_positions=True,
-                maybe_placeholders=False, cache=True)
+    return load_parser("calc_line")
 
 
 # ---------------------------------------------------------------------------
@@ -59,18 +57,18 @@ def _line_parser() -> Lark:
 def parse_file(path: str | Path) -> Derivation:
     """Read and parse a ``.calc`` file; bad bytes and bad syntax raise InputError."""
     path = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read the file ({error.strerror or error})", path) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise InputError(f"the file is not UTF-8 text (byte 0x{data[error.start]:02x})",
-                         path, line, column) from None
+    text = read_user_text(path)
     return parse_text(text, path)
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of a file as editors and error messages count them: split at LF only.
+
+    ``str.splitlines`` also splits at form feeds, U+2028 and other separators,
+    which would shift every later line number and could end a comment early,
+    turning its rest into a checked line. A CR before the LF (Windows) is dropped.
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def _strip_comment(line: str) -> str:
@@ -89,7 +87,7 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
     chains_raw: list[list] = []  # each: [(lineno, tree), ...]
     current: list | None = None
     seen_expression = False
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(source_lines(text), start=1):
         content = _strip_comment(raw)
         if not content.strip():
             if current is not None:
@@ -124,6 +122,12 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
     if not chains_raw:
         raise InputError("no derivation found: write an expression, then lines starting with "
                          "a relation", path, max(1, text.count("\n")), 1)
+    for chain in chains_raw:
+        for lineno, tree in chain:
+            if nesting_depth(tree) > MAX_NESTING:
+                raise InputError(f"the expression is nested more than {MAX_NESTING} levels deep "
+                                 "(parentheses, powers, operators); a long flat sum or product "
+                                 "has no such limit", path, lineno, getattr(tree.meta, "column", 1))
     builder = _Builder(path, [tree for chain in chains_raw for _, tree in chain])
     chains = []
     limit = sys.getrecursionlimit()
@@ -132,12 +136,25 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
         for chain in chains_raw:
             try:
                 chains.append(builder.chain(chain))
-            except RecursionError:
-                raise InputError("the expression is nested too deeply to read",
+            except RecursionError:  # pragma: no cover - MAX_NESTING keeps the build shallow
+                raise InputError(f"the expression is nested more than {MAX_NESTING} levels deep",
                                  path, chain[0][0]) from None
     finally:
         sys.setrecursionlimit(limit)
     return Derivation(tuple(chains), headers, path)
+
+
+def nesting_depth(tree: Tree) -> int:
+    """How deeply a line's tree nests, a run of one operation (a + b + c) counting as one level."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        run = _RUNS.get(node.data, (None, ()))[1]
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth if child.data in run else depth + 1))
+    return deepest
 
 
 def _first_column(content: str) -> int:
@@ -155,14 +172,14 @@ def _parse_line(content: str, path, lineno: int) -> Tree:
 def _describe_syntax_error(error: UnexpectedInput, content: str) -> str:
     if isinstance(error, UnexpectedCharacters):
         char = content[error.pos_in_stream] if error.pos_in_stream < len(content) else ""
-        return f"unexpected character {char!r}"
+        return f"unexpected character {describe(char)}"
     if isinstance(error, UnexpectedEOF):
         return "the expression ends too early"
     if isinstance(error, UnexpectedToken):
         if error.token.type == "$END":
             expected = sorted(_TOKEN_NAMES.get(t, t) for t in error.expected)
             return "the expression ends too early; expected " + _one_of(expected)
-        return f"unexpected {error.token.value!r}"
+        return f"unexpected {excerpt(str(error.token.value))!r}"
     return "syntax error"
 
 
@@ -214,6 +231,15 @@ def parse_step(lhs: str, relation: str, rhs: str, by=(), context: str = "") -> S
 # ---------------------------------------------------------------------------
 # trees to notation
 # ---------------------------------------------------------------------------
+
+#: A run of one operation: the SymPy node it builds and the tree kinds it continues through.
+_RUNS = {"add": (sp.Add, ("add", "sub")), "sub": (sp.Add, ("add", "sub")),
+         "mul": (sp.Mul, ("mul", "div")), "div": (sp.Mul, ("mul", "div"))}
+
+
+def _reciprocal(expr: sp.Expr) -> sp.Expr:
+    return sp.Pow(expr, -1, evaluate=False)
+
 
 def _split_density_name(name: str) -> tuple[str, tuple[str, ...]]:
     """``q_phi`` is the density q with parameter phi; ``p_1`` is just a name."""
@@ -315,14 +341,8 @@ class _Builder:
             return self.number(node.children[0], lineno)
         if kind == "name":
             return self.name(node.children[0], lineno)
-        if kind == "add":
-            return _flat(sp.Add, build(node.children[0]), build(node.children[1]))
-        if kind == "sub":
-            return _flat(sp.Add, build(node.children[0]), _negate(build(node.children[1])))
-        if kind == "mul":
-            return _flat(sp.Mul, build(node.children[0]), build(node.children[1]))
-        if kind == "div":
-            return _flat(sp.Mul, build(node.children[0]), sp.Pow(build(node.children[1]), -1, evaluate=False))
+        if kind in _RUNS:
+            return self.run(node, lineno)
         if kind == "neg":
             return _negate(build(node.children[0]))
         if kind == "factor":  # unary plus
@@ -353,6 +373,22 @@ class _Builder:
         if kind in ("operator", "operator_braced"):
             return self.operator(node, lineno)
         raise self.error(f"unsupported expression '{kind}'", node, lineno)  # pragma: no cover
+
+    def run(self, node: Tree, lineno) -> sp.Expr:
+        """A run ``a + b - c`` (or ``a * b / c``) as one flat node, read without recursion.
+
+        The grammar is left-recursive, so a sum of n terms is a left spine n
+        nodes deep; walking the spine in a loop keeps a long flat sum flat.
+        """
+        op, kinds = _RUNS[node.data]
+        operands = []
+        while isinstance(node, Tree) and node.data in kinds:
+            right = self.expr(node.children[1], lineno)
+            operands.append(_INVERSE[node.data](right))
+            node = node.children[0]
+        first = self.expr(node, lineno)
+        operands.extend(reversed(first.args) if isinstance(first, op) else (first,))
+        return op(*reversed(operands), evaluate=False)
 
     def number(self, token: Token, lineno) -> sp.Rational:
         """An exact rational from a literal; absurdly long or large literals are refused."""
@@ -464,13 +500,11 @@ class _Builder:
         return Entropy(self.density(body, lineno))
 
 
-def _flat(op, left: sp.Expr, right: sp.Expr) -> sp.Expr:
-    """``left op right`` unevaluated, continuing a run of the same operation (a + b + c)."""
-    head = left.args if isinstance(left, op) else (left,)
-    return op(*head, right, evaluate=False)
-
-
 def _negate(expr: sp.Expr) -> sp.Expr:
     if expr.is_Number:
         return -expr
     return sp.Mul(sp.S.NegativeOne, expr, evaluate=False)
+
+
+#: How the right operand of each run node enters the run.
+_INVERSE = {"add": lambda e: e, "sub": _negate, "mul": lambda e: e, "div": _reciprocal}
