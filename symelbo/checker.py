@@ -19,10 +19,13 @@ A step whose named rules do not produce it, but which is true, is
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
+from sympy.core import random as sympy_random
 
 from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, is_strict, relation_direction
@@ -32,7 +35,8 @@ from .notation import (KL, NOTATION_CLASSES, Density, Expectation, Gradient, Mar
                        known_nonnegative, known_positive)
 from .printing import calc_str
 from .rules import RULES
-from .semantics import DEFAULT_INSTANCES, DIGITS, NotComputable, Undefined, Universe, evaluate_on, exactly_equal, instances
+from .semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, TooLarge, Undefined, Universe,
+                        evaluate_on, exactly_equal, instances, tabulation_problem)
 from .verdicts import PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
@@ -147,7 +151,11 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
     if universe is None:
         universe = Universe.of([step.lhs, step.rhs])
     try:
-        with time_budget(options.budget):
+        # before SymPy evaluates anything: 2^(10^10) as written would be computed
+        extreme = extreme_number(step.lhs) or extreme_number(step.rhs)
+        if extreme:
+            return StepResult(step, "unknown", message=f"{extreme}: too large to compute with")
+        with time_budget(options.budget), _seeded_sympy():
             risk = _step_risk(step)   # once per step: every stage below consults it
             result = _check(step, options, universe, risk)
             if risk and result.verdict in _ASSERTS_TRUTH:
@@ -158,6 +166,133 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
                           message=f"no proof or counterexample within the budget of {options.budget:g} s")
     except RecursionError:
         return StepResult(step, "unknown", message="the expression is too deep to check")
+    except TooLarge as why:
+        return StepResult(step, "unknown", message=str(why))
+    except (MemoryError, OverflowError):
+        # SymPy or mpmath asked for a number beyond memory (an exp of an exp of a
+        # large number): this step only, the others are still checked
+        return StepResult(step, "unknown",
+                          message="a number in this step is too large to compute with")
+
+
+#: The seed of SymPy's random generators at the start of every step.
+SYMPY_SEED = 0
+
+
+@contextmanager
+def _seeded_sympy():
+    """Run the block with SymPy's random generators seeded.
+
+    SymPy's assumption system shuffles the order in which it asks facts with an
+    unseeded generator (``sympy.core.assumptions._ask``); some orders fail where
+    others succeed, so the same step could get two verdicts. Seeding makes the
+    order the same on every run; the user's own generator (``sympy.core.random.rng``)
+    is put back as it was afterwards.
+    """
+    state = sympy_random.rng.getstate()
+    sympy_random.seed(SYMPY_SEED)
+    try:
+        yield
+    finally:
+        sympy_random.rng.setstate(state)
+
+
+#: A number whose binary exponent may exceed this (about 300000 decimal digits)
+#: is beyond what a step can compute with: SymPy would build 2^(10^10) exactly,
+#: and its assumption queries evaluate exp(exp(exp(5))) numerically.
+MAX_EXPONENT_BITS = 2 ** 20
+
+
+def extreme_number(expr: sp.Expr) -> str:
+    """A description of a constant in ``expr`` (as written) too large or too small to
+    compute with, or "".
+
+    Works on estimates of |log2 |c|| for every constant subterm c (numbers, e, pi,
+    and + * ^ exp log of them), computed bottom-up without evaluating c itself.
+    The estimate follows the size of the numbers written, not cancellations (a
+    difference of two close numbers may be smaller): it is a screen, and what it
+    lets through is still guarded where it is computed. A subterm with a variable
+    or a density has no estimate and flags nothing (the instances' evaluator
+    guards those values). Iterative: towers nest deeply.
+    """
+    size, node = largest_constant(expr)
+    if size > MAX_EXPONENT_BITS:
+        return f"the number {_short(node)} may have more than {MAX_EXPONENT_BITS} binary digits"
+    return ""
+
+
+def largest_constant(expr: sp.Expr):
+    """(the largest estimate of |log2 |c|| over the constant subterms c of ``expr``,
+    that subterm); (0, None) when it has none. Stops at the first estimate past
+    :data:`MAX_EXPONENT_BITS`: nothing above it is computed."""
+    ranges: dict = {}
+    largest, where = 0.0, None
+    stack = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in ranges:
+            continue
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in ranges)
+            continue
+        span = _log2_range(node, [ranges.get(a) for a in node.args])
+        ranges[node] = span
+        if span is not None and max(-span[0], span[1]) > largest:
+            largest, where = max(-span[0], span[1]), node
+            if largest > MAX_EXPONENT_BITS:
+                break
+    return largest, where
+
+
+def _short(node) -> str:
+    """``node`` in .calc syntax, cut short (a tower prints long)."""
+    text = calc_str(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_LOG2_E = math.log2(math.e)
+
+
+def _log2_range(node, parts):
+    """An estimate (lo, hi) of log2 |node| from those of its arguments (``parts``,
+    None where an argument is not a constant), or None when ``node`` is not a
+    constant made of what this knows."""
+    if node.is_Rational:
+        if node == 0:
+            return (0.0, 0.0)
+        exact = math.log2(abs(node.p)) - math.log2(node.q)
+        return (exact, exact)
+    if node is sp.E or node is sp.pi:
+        return (1.0, 2.0)
+    if not node.args or any(p is None for p in parts):
+        return None
+    if node.is_Add:   # at most n times the largest term
+        return (min(lo for lo, _ in parts), max(hi for _, hi in parts) + math.log2(len(parts)))
+    if node.is_Mul:
+        return (sum(lo for lo, _ in parts), sum(hi for _, hi in parts))
+    if node.is_Pow:   # log2 |b^e| = e log2 |b|
+        (base_lo, base_hi), (_, exp_hi) = parts
+        if node.exp.is_Rational:
+            ends = (float(node.exp) * base_lo, float(node.exp) * base_hi)
+            return (min(ends), max(ends))
+        size = _power_of_two(exp_hi) * max(-base_lo, base_hi)   # |e| <= 2^hi(e)
+        return (-size, size)
+    if isinstance(node, sp.exp):   # log2 exp(a) = a log2(e)
+        if node.args[0].is_Rational:
+            exact = float(node.args[0]) * _LOG2_E
+            return (exact, exact)
+        size = _LOG2_E * _power_of_two(parts[0][1])   # |a| <= 2^hi(a)
+        return (-size, size)
+    if isinstance(node, sp.log):   # |log a| < |log2 a|: at most the size of a
+        size = max(-parts[0][0], parts[0][1])
+        return (min(0.0, math.log2(size + 1)), math.log2(size + 1))
+    return None
+
+
+def _power_of_two(bits: float) -> float:
+    """2^bits as a float, infinite past what a float holds."""
+    return 2.0 ** bits if bits < 1000 else float("inf")
 
 
 # ---------------------------------------------------------------------------
@@ -230,6 +365,8 @@ def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: C
         return None
     with mpmath.workdps(60):   # not str(gap): its digits may be thousands long
         size = mpmath.nstr(mpmath.mpf(gap.p) / gap.q, 12)
+    if tabulation_problem(universe):
+        return None   # no instance to show; _test says why
     for instance in instances(universe, options.instances):
         try:
             left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
@@ -302,7 +439,7 @@ def _valueless(result: StepResult, risk: _Risk, universe: Universe, options: Che
     side may have no real value: it holds at most where it is defined. The message
     counts the instances where a side has no value."""
     step, missing, why = result.step, 0, ""
-    if risk.checkable:
+    if risk.checkable and not tabulation_problem(universe):
         for instance in instances(universe, options.instances):
             problem = _written_problem(step, instance, risk)
             if problem:
@@ -722,23 +859,18 @@ DEEP_DIGITS = (1000, 4000)
 DEEP_CHECKS = 2
 
 
-#: Concrete instances give each density a full table; past this many cells
-#: (about 12 binary variables) they cost more than any budget allows.
-MAX_TABLE_CELLS = 4096
-
-
 def _test(step: Step, universe: Universe, count: int, risk, thorough: bool = True) -> _Outcome:
     """Evaluate the step on instances; ``thorough`` settles near-equal sides (not needed
     to cross-check a proof, where only a refutation matters); ``risk`` (the step's
     ``_step_risk``) says whether a failure needs its written sides looked at."""
     outcome = _Outcome()
-    largest = max((2 ** len(info.variables) for info in universe.densities.values()), default=1)
-    if largest > MAX_TABLE_CELLS:
-        outcome.skipped = ("no concrete instances: a density over "
-                           f"{largest.bit_length() - 1} variables is too large to tabulate")
+    # the semantics' one limit on tables: instances() would refuse, say why here
+    outcome.skipped = tabulation_problem(universe)
+    if outcome.skipped:
         return outcome
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
     deep_checks = DEEP_CHECKS
+    finest = _digits_to_settle(step)
     for instance in instances(universe, count):
         try:
             # cross-checking a proof, a first look need not confirm its derivatives:
@@ -755,7 +887,8 @@ def _test(step: Step, universe: Universe, count: int, risk, thorough: bool = Tru
                 left, right = evaluate_on(lhs, instance, HIGH_DIGITS), evaluate_on(rhs, instance, HIGH_DIGITS)
                 order = _order(left, right, HIGH_DIGITS)
                 if order == "equal":
-                    order, deep_checks, seen = _settle_equal(lhs, rhs, instance, step.relation, deep_checks)
+                    order, deep_checks, seen = _settle_equal(lhs, rhs, instance, step.relation,
+                                                             deep_checks, finest)
                     left, right = seen or (left, right)
                 elif (_verdict_on_instance(order, step.relation) == "fails"
                       and not _steady(first_look, left - right)):
@@ -790,8 +923,23 @@ def _test(step: Step, universe: Universe, count: int, risk, thorough: bool = Tru
     return outcome
 
 
-def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int):
-    """Decide two sides equal to 235 digits: exactly where possible, else at 4000 digits.
+#: The most digits an evaluation may use to tell apart sides that the step's own
+#: constants (10^-5000) put closer than 4000 digits show.
+MAX_DIGITS = 20000
+
+
+def _digits_to_settle(step: Step) -> int:
+    """The precision at which sides equal at 4000 digits are deemed equal: more when
+    the step writes a constant of thousands of digits (p(X) * 10^-5000 = 0 differs in
+    the 5000th), three times its digits, so that a gap it makes shows."""
+    bits = max(largest_constant(step.lhs)[0], largest_constant(step.rhs)[0])
+    return max(DEEP_DIGITS[-1], int(3 * bits * math.log10(2)) + 100)
+
+
+def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: int = DEEP_DIGITS[-1]):
+    """Decide two sides equal to 235 digits: exactly where possible, else at 4000 digits
+    (``finest`` digits, when the step's constants need more; past :data:`MAX_DIGITS`
+    the sides are too close to call).
 
     Returns the order, how many deep (4000-digit) looks remain, and the values
     that told the sides apart (or None): a near miss
@@ -805,7 +953,14 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int):
         return ("close" if is_strict(relation) else "equal"), deep_checks, None
     # a numerical derivative at 4000 digits is taken at 8000 and 12000: gradients stop at 1000
     gradient = lhs.has(Gradient) or rhs.has(Gradient)
-    for digits in DEEP_DIGITS[:1] if gradient else DEEP_DIGITS:
+    precisions = DEEP_DIGITS[:1] if gradient else DEEP_DIGITS
+    if finest > DEEP_DIGITS[-1]:
+        if gradient or finest > MAX_DIGITS:
+            # the constants written need more digits than can be afforded: agreement
+            # here says nothing about a gap of their size
+            return "close", deep_checks - 1, None
+        precisions = precisions + (finest,)
+    for digits in precisions:
         left, right = evaluate_on(lhs, instance, digits), evaluate_on(rhs, instance, digits)
         order = _order(left, right, digits)
         if order not in ("equal", "close"):

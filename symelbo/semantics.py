@@ -27,14 +27,48 @@ import sympy as sp
 from .deadline import check_deadline
 from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 
-__all__ = ["Universe", "Instance", "Undefined", "instances", "evaluate_on", "exactly_equal", "DIGITS"]
+__all__ = ["Universe", "Instance", "Undefined", "TooLarge", "instances", "evaluate_on",
+           "exactly_equal", "tabulation_problem", "DIGITS", "MAX_TABLE_CELLS"]
 
 #: Working precision (decimal digits) of every evaluation.
 DIGITS = 50
 
+#: The one limit on what an instance may tabulate: the cells of all its density
+#: tables together, on two-point supports (about twelve binary variables). Every
+#: instance is built by :func:`instances`, which enforces it, so no path (testing,
+#: refuting, a counterexample, a sanity check of a proof) can build more: a joint
+#: density over thirty variables would need 2^30 cells, gigabytes of memory.
+MAX_TABLE_CELLS = 4096
+
 
 class Undefined(ArithmeticError):
     """The expression has no real value on this instance (log of a non-positive number...)."""
+
+
+#: The largest binary exponent a value may reach (|log2 |v|| <= 2^40). mpmath holds
+#: larger ones, but the exp of such a number asks for memory without end
+#: (exp(exp(exp(p(X))))): past it a value is not computable.
+MAX_BINARY_EXPONENT = 2 ** 40
+
+
+class TooLarge(Exception):
+    """No instance is built: its tables would exceed :data:`MAX_TABLE_CELLS`."""
+
+
+def tabulation_problem(universe: "Universe") -> str:
+    """Why ``universe`` cannot be tabulated within :data:`MAX_TABLE_CELLS` ("" when it can).
+
+    Counted on two-point supports, the smallest any instance uses; a random
+    instance whose three-point supports would exceed the limit falls back to
+    two points (see :func:`_build`).
+    """
+    cells = sum(2 ** len(info.variables) for info in universe.densities.values())
+    if cells <= MAX_TABLE_CELLS:
+        return ""
+    largest = max(universe.densities.values(), key=lambda info: len(info.variables))
+    return (f"no concrete instances: the instance would be too large to tabulate "
+            f"({cells} table cells, the limit is {MAX_TABLE_CELLS}; "
+            f"{largest.name} is a density over {len(largest.variables)} variables)")
 
 
 class NotComputable(Undefined):
@@ -195,7 +229,14 @@ DEFAULT_INSTANCES = len(_PLAN) + RANDOM_INSTANCES
 
 
 def instances(universe: Universe, count: int = DEFAULT_INSTANCES):
-    """Deterministic instances: the plan above, then random ones with mixed sizes and weights."""
+    """Deterministic instances: the plan above, then random ones with mixed sizes and weights.
+
+    Raises :class:`TooLarge` (before building anything) when the universe's tables
+    would exceed :data:`MAX_TABLE_CELLS`.
+    """
+    problem = tabulation_problem(universe)
+    if problem:
+        raise TooLarge(problem)
     for seed in range(count):
         if seed not in universe.built:
             rng = random.Random(seed * 7919 + 17)
@@ -220,6 +261,10 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
             size = rng.choice((2, 3))
             support[v] = tuple(Fraction(x) for x in sorted(rng.sample([-3, -2, -1, 1, 2, 3, 4], size)))
             weight[v] = rng.choice((Fraction(1, 2), Fraction(1), Fraction(2), Fraction(3)))
+    if _cells(universe, support) > MAX_TABLE_CELLS:
+        # three-point supports would break the limit that two-point ones keep
+        # (tabulation_problem): keep each support's first two points
+        support = {v: points[:2] for v, points in support.items()}
     held = {v: rng.randrange(len(support[v])) for v in universe.variables}
     uniform = style == "uniform"
     params = {p: (Fraction(0) if uniform else Fraction(rng.randint(-6, 6), 4))
@@ -256,6 +301,17 @@ def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_w
     elif posterior:
         _set_posterior(instance, away=posterior == "away")
     return instance
+
+
+def _cells(universe: Universe, support: dict) -> int:
+    """How many table cells the densities of ``universe`` take on ``support``."""
+    total = 0
+    for info in universe.densities.values():
+        size = 1
+        for v in info.variables:
+            size *= len(support[v])
+        total += size
+    return total
 
 
 def _hold_rare_values(instance: Instance) -> None:
@@ -334,9 +390,13 @@ class _Evaluator:
         return mpmath.fsum(terms)
 
     def exp(self, x):
+        if abs(x) > MAX_BINARY_EXPONENT:
+            raise NotComputable("an exp of a number too large to compute with")
         return mpmath.exp(x)
 
     def power(self, base, exp):
+        if base and abs(exp) * abs(mpmath.mag(base)) > MAX_BINARY_EXPONENT:
+            raise NotComputable("a power too large to compute with")
         return mpmath.power(base, exp)
 
     def constant(self, e):
@@ -524,6 +584,9 @@ class _ExactEvaluator(_Evaluator):
         return sp.exp(x)
 
     def power(self, base, exp):
+        # an exact rational to the millionth power has millions of digits
+        if exp.is_Rational and abs(exp) * _bits(base) > MAX_EXACT_BITS:
+            raise NotComputable("an exact power too large to compute")
         return sp.Pow(base, exp)
 
     def constant(self, e):
@@ -547,6 +610,15 @@ class _ExactEvaluator(_Evaluator):
 
 
 _FACTOR_LIMIT = 10 ** 40
+#: The largest exact power :class:`_ExactEvaluator` builds, in binary digits.
+MAX_EXACT_BITS = 10 ** 5
+
+
+def _bits(x: sp.Expr) -> int:
+    """The binary digits of a rational's numerator and denominator (others: 64)."""
+    if x.is_Rational:
+        return abs(x.p).bit_length() + x.q.bit_length()
+    return 64
 
 
 def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
