@@ -12,6 +12,9 @@ the column of the offending character.
 
 from __future__ import annotations
 
+import math
+import re
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -20,6 +23,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from symelbo.errors import InputError
+from symelbo.userfiles import excerpt
 
 #: Numeric exponents beyond this would be computed exactly, digit by digit.
 MAX_EXPONENT = 10000
@@ -187,19 +191,121 @@ def factor_names(node) -> list[str]:
 
 
 def number(text: str) -> sp.Rational:
-    """The exact rational value of a decimal literal (``0.1`` is 1/10, not the nearest double)."""
+    """The exact rational value of a decimal literal (``0.1`` is 1/10, not the nearest double).
+
+    Raises ValueError (with the reason) for a literal outside the range of a
+    double: its exact value would be computed digit by digit (``1e99999999``)
+    and nothing derived from it could be reported as a number.
+    """
+    problem = decimal_problem(text)
+    if problem:
+        raise ValueError(problem)
     return sp.Rational(Fraction(text))
+
+
+# --- the numbers a model may write -------------------------------------------
+
+#: The largest double; a number of a model larger than this in size is refused.
+MAX_DOUBLE = Fraction(sys.float_info.max)
+#: The smallest normal double: a non-zero number smaller than this in size is a
+#: subnormal, which a double holds with fewer digits than it was written with.
+MIN_NORMAL = Fraction(sys.float_info.min)
+_DECIMAL = re.compile(r"[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?")
+#: Exponents of a decimal literal longer than this many digits are out of range anyway.
+_EXPONENT_DIGITS = 6
+
+
+def magnitude_problem(value, shown: str | None = None) -> str | None:
+    """Why the exact number ``value`` (int, float or Fraction) cannot stand in a model, or None.
+
+    Every value is reported as a double (the JSON ``value``) and evaluated
+    from doubles' worth of digits, so a model's numbers must be finite and
+    0 or between the smallest normal and the largest double in size.
+    ``shown`` is how the message writes the number (default: its value, short).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    size = abs(Fraction(value))
+    if size > MAX_DOUBLE:
+        return _too_large(shown or _short(value))
+    if 0 < size < MIN_NORMAL:
+        return _too_small(shown or _short(value))
+    return None
+
+
+def decimal_problem(text: str) -> str | None:
+    """magnitude_problem of a decimal literal such as ``1e-320``, without computing it first."""
+    m = _DECIMAL.fullmatch(text.strip())
+    if not m or not (m.group(1) or m.group(2)):
+        return f"{excerpt(text)!r} is not a decimal number"
+    whole, frac, exp = m.group(1), m.group(2) or "", m.group(3) or "0"
+    digits = whole.lstrip("0")
+    if not digits and not frac.strip("0"):
+        return None  # zero, whatever the exponent
+    shown = excerpt(text.strip())
+    if len(exp.lstrip("+-").lstrip("0")) > _EXPONENT_DIGITS:
+        return _too_small(shown) if exp.startswith("-") else _too_large(shown)
+    # the power of ten of the leading digit, from the digits alone
+    if digits:
+        lead = len(digits) - 1 + int(exp)
+    else:
+        lead = -(len(frac) - len(frac.lstrip("0"))) - 1 + int(exp)
+    if lead > 400:
+        return _too_large(shown)
+    if lead < -400:
+        return _too_small(shown)
+    return magnitude_problem(Fraction(text.strip()), shown)
+
+
+def _too_large(shown: str) -> str:
+    return f"{shown} is larger than the largest double ({sys.float_info.max!r})"
+
+
+def _too_small(shown: str) -> str:
+    return (f"{shown} is not 0 but below the smallest normal double ({sys.float_info.min!r}); "
+            "a double holds such a number only approximately")
+
+
+def _short(value) -> str:
+    """A number as a one-line message shows it (a long one by its size: ``str`` of an
+    integer of more than 4300 digits is refused by Python)."""
+    if isinstance(value, float):
+        return repr(value)
+    exact = Fraction(value)
+    if exact.denominator == 1 and abs(exact) < 10 ** 30:
+        return str(exact.numerator)
+    # the power of ten from the bit lengths, without writing the digits out
+    power = round((abs(exact.numerator).bit_length() - exact.denominator.bit_length())
+                  * math.log10(2))
+    if exact.denominator == 1:
+        return f"an integer of about {power + 1} digits"
+    if -300 < power < 300:
+        return repr(float(exact))
+    return f"a number near 1e{power}"
 
 
 def to_sympy(arg: Arg, symbols: dict[str, sp.Symbol], where: Where) -> sp.Expr:
     """Build the SymPy expression of an argument, looking identifiers up in ``symbols``."""
 
     def err(node, message):
-        return where.error(message, arg.column + _column(node) - 1 if _column(node) else arg.column)
+        # a node's column counts from the start of the whole string, as arg.column does
+        return where.error(message, _column(node) or arg.column)
+
+    def in_range(node, value):
+        # numbers combine exactly: 1e300*1e300 would be a 601-digit integer, and a
+        # chain of them would grow without bound
+        if value.is_Rational and value != 0:
+            problem = magnitude_problem(Fraction(int(value.p), int(value.q)), "the result")
+            if problem:
+                raise err(node, problem)
+        return value
 
     def build(n):
         if isinstance(n, Token):
             if n.type == "NUMBER":
+                problem = decimal_problem(str(n))
+                if problem:
+                    raise err(n, problem)
                 return number(str(n))
             name = str(n)
             if name in CONSTANTS:
@@ -217,16 +323,16 @@ def to_sympy(arg: Arg, symbols: dict[str, sp.Symbol], where: Where) -> sp.Expr:
         if kind == "name":
             return build(kids[0])
         if kind == "add":
-            return build(kids[0]) + build(kids[1])
+            return in_range(n, build(kids[0]) + build(kids[1]))
         if kind == "sub":
-            return build(kids[0]) - build(kids[1])
+            return in_range(n, build(kids[0]) - build(kids[1]))
         if kind == "mul":
-            return build(kids[0]) * build(kids[1])
+            return in_range(n, build(kids[0]) * build(kids[1]))
         if kind == "div":
             den = build(kids[1])
             if den == 0:
                 raise err(kids[1], "division by zero")
-            return build(kids[0]) / den
+            return in_range(n, build(kids[0]) / den)
         if kind == "neg":
             return -build(kids[0])
         if kind == "pow":
@@ -236,7 +342,13 @@ def to_sympy(arg: Arg, symbols: dict[str, sp.Symbol], where: Where) -> sp.Expr:
             if exponent.is_number and abs(exponent) > MAX_EXPONENT:
                 # 2^2^2^99 would be computed digit by digit: refuse it
                 raise err(kids[2], f"the exponent is too large (at most {MAX_EXPONENT} in size)")
-            return base ** exponent
+            if base.is_Rational and base != 0 and exponent.is_Rational:
+                # the size of the power before it is computed digit by digit
+                power = float(exponent) * math.log10(abs(float(base)))
+                if abs(power) > 400:
+                    raise err(n, f"the result, about 1e{round(power)}, is out of the range "
+                                 "of a double")
+            return in_range(n, base ** exponent)
         if kind == "call":
             fname = str(kids[0])
             if fname not in FUNCTIONS:

@@ -24,10 +24,15 @@ is positive. Numbers in ``[values]`` are checked against these assumptions.
 
 from __future__ import annotations
 
+import contextvars
+import io
 import itertools
 import math
+import os
 import re
+import sys
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -38,8 +43,10 @@ import sympy as sp
 from symelbo import families as fam
 from symelbo.deadline import BudgetExceeded, time_budget
 from symelbo.errors import InputError
-from symelbo.model_expr import DistCall, Where, factor_names, names, parse_distribution, \
-    to_sympy
+from symelbo.model_expr import DistCall, Where, decimal_problem, factor_names, \
+    magnitude_problem, names, parse_distribution, to_sympy
+from symelbo.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, excerpt, read_user_bytes, \
+    read_user_text
 
 #: Decimal digits used to evaluate values and numeric checks.
 DIGITS = 50
@@ -48,6 +55,39 @@ DIGITS = 50
 EXACT_SUM_LIMIT = 20000
 #: Seconds the quadrature fallback may take before the report says it has no value.
 QUADRATURE_BUDGET = 20.0
+#: A quadrature whose integral of q is further than this from 1 did not find q's mass:
+#: its values are not reported and it refutes nothing.
+QUADRATURE_MASS_TOLERANCE = mpmath.mpf(10) ** -10
+#: The header of a .npy data file may be at most this long (numpy's own default).
+NPY_HEADER_LIMIT = 10000
+
+
+@dataclass(frozen=True)
+class DataAccess:
+    """Which data files a model may name, and how large they may be.
+
+    A model's ``data_file`` must resolve, after symbolic links, inside ``root``
+    (None: the model file's own folder), so that a model cannot read files it
+    was not given (``../../etc/passwd``, an absolute path, a link leading out).
+    """
+
+    root: Path | None = None
+    max_bytes: int = MAX_DATA_BYTES
+
+
+# The data access of load_model when none is passed (set by the command line's
+# --data-root and --max-data-mb for every model it loads).
+_DATA_ACCESS = contextvars.ContextVar("data_access", default=DataAccess())
+
+
+@contextmanager
+def data_access(access: DataAccess):
+    """Load every model inside the ``with`` block with ``access`` (unless one is passed)."""
+    token = _DATA_ACCESS.set(access)
+    try:
+        yield access
+    finally:
+        _DATA_ACCESS.reset(token)
 
 
 class NoClosedForm(Exception):
@@ -56,6 +96,10 @@ class NoClosedForm(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class QuadratureFailed(NoClosedForm):
+    """The quadrature fallback ran and failed (no value, not a refutation); ``reason`` says how."""
 
 
 @dataclass
@@ -198,42 +242,149 @@ def with_numbers(expr: sp.Expr, mapping: dict) -> sp.Expr:
     return out.xreplace({dummy: node for node, dummy in held.items()}) if held else out
 
 
-def _read_data_file(file: Path, where: Where) -> list:
-    """Numbers from a ``.csv``/text file (one per line) or a ``.npy`` array."""
-    if not file.is_file():
-        raise where.error(f"data file {str(file)!r} not found")
-    if file.suffix == ".npy":
-        try:
-            import numpy as np
-        except ImportError:
-            raise where.error("reading a .npy data file needs numpy (pip install numpy)") from None
-        try:
-            arr = np.load(file, allow_pickle=False)
-        except Exception as exc:  # numpy raises several types for a bad file
-            raise where.error(f"cannot read {file.name}: {exc}") from None
-        if arr.dtype.kind not in "iufb":
-            raise where.error(f"{file.name} holds {arr.dtype}, not numbers")
-        _require_one_axis(arr, file.name, where)
-        return arr.ravel().tolist()
-    values = []
+def _data_path(base: Path, name: str, where: Where, access: DataAccess) -> Path:
+    """The real path of the data file ``name`` of a model in folder ``base``, checked to lie
+    inside the allowed root; InputError (at the model's ``data_file`` entry) otherwise."""
+    shown = excerpt(name)
+    if "\0" in name:
+        raise where.error(f"data file {shown!r} is not a file name")
+    root = access.root if access.root is not None else base
     try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise where.error(f"cannot read {file.name}: {exc}") from None
-    for number, line in enumerate(lines, start=1):
+        real = (base / name).resolve(strict=True)
+    except FileNotFoundError:
+        raise where.error(f"data file {shown!r} not found") from None
+    except (OSError, RuntimeError) as exc:  # a loop of links, a name too long, no permission
+        reason = getattr(exc, "strerror", None) or "a loop of symbolic links"
+        raise where.error(f"data file {shown!r} cannot be opened ({reason})") from None
+    try:
+        allowed = Path(root).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise InputError("the data root is not an existing folder", str(root)) from None
+    if not real.is_relative_to(allowed):
+        where_to = "the model file's folder" if access.root is None else "the data root"
+        raise where.error(f"data file {shown!r} lies outside {where_to} (after symbolic "
+                          "links); pass --data-root DIR to read data from another folder")
+    return real
+
+
+def _read_data_file(file: Path, shown: str, where: Where, access: DataAccess) -> list:
+    """Numbers from a ``.csv``/text file (one per line) or a ``.npy`` array at the real path
+    ``file``; errors name the file as ``shown`` (and the line), never its content."""
+    if file.suffix == ".npy":
+        return _read_npy(read_user_bytes(file, access.max_bytes, "data file"), shown, where)
+    try:
+        text = read_user_text(file, access.max_bytes, "data file")
+    except InputError as exc:
+        raise InputError(exc.message, shown, exc.line, exc.column) from None
+    values = []
+    for number, line in enumerate(text.splitlines(), start=1):
         item = line.split("#", 1)[0].strip().rstrip(",")
         if not item:
             continue
-        try:
-            value = int(item)
-        except ValueError:
-            try:
-                value = float(item)
-            except ValueError:
-                raise InputError(f"{where.entry}: not a number: {item!r}", str(file), number,
-                                 1) from None
-        values.append(value)
+        column = len(line) - len(line.lstrip()) + 1
+        if _DATA_NUMBER.fullmatch(item) is None:
+            raise InputError(f"{where.entry}: not a number (a data file holds one decimal "
+                             "number per line)", shown, number, column)
+        problem = decimal_problem(item)
+        if problem:
+            raise InputError(f"{where.entry}: the data value is out of range: "
+                             + problem.replace(excerpt(item), "the value", 1), shown, number,
+                             column)
+        values.append(int(item) if _DATA_INTEGER.fullmatch(item) else float(item))
     return values
+
+
+#: A number of a data file: a decimal, optionally signed, with an optional exponent.
+_DATA_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_DATA_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _read_npy(data: bytes, shown: str, where: Where) -> list:
+    """The numbers of a ``.npy`` file's bytes, exactly; never unpickles, never trusts the header.
+
+    The header is parsed by numpy's reader (a literal, not code) after its
+    length is checked, and the data must be exactly as long as the header's
+    shape says before anything is built from it. Every message is one fixed
+    sentence: numpy's own (several lines, object addresses) is never shown.
+    """
+    np = _numpy()
+    if np is None:  # pragma: no cover - numpy is a dependency
+        raise where.error("reading a .npy data file needs numpy (pip install numpy)")
+    from numpy.lib import format as npy_format
+
+    def refuse(message):
+        return InputError(f"{where.entry}: {message}", shown)
+
+    prefix = npy_format.MAGIC_PREFIX
+    if not data.startswith(prefix) or len(data) < len(prefix) + 4:
+        raise refuse("not a .npy array file (it does not start with the .npy magic string)")
+    major = data[len(prefix)]
+    if major not in (1, 2, 3):
+        raise refuse(f"unsupported .npy format version {major}")
+    size_bytes = 2 if major == 1 else 4
+    header_length = int.from_bytes(data[8:8 + size_bytes], "little")
+    if header_length > NPY_HEADER_LIMIT:
+        raise refuse(f"the .npy header is {header_length:,} bytes, over the limit of "
+                     f"{NPY_HEADER_LIMIT:,} bytes")
+    stream = io.BytesIO(data)
+    try:
+        npy_format.read_magic(stream)
+        read_header = (npy_format.read_array_header_1_0 if major == 1
+                       else npy_format.read_array_header_2_0)
+        shape, _, dtype = read_header(stream, max_header_size=NPY_HEADER_LIMIT)
+    except Exception:  # numpy raises several types for a malformed header
+        raise refuse("malformed .npy header") from None
+    if dtype.hasobject:
+        raise refuse("the array holds Python objects; only arrays of numbers are read")
+    if dtype.kind not in "iufb" or dtype.subdtype is not None or dtype.names:
+        raise refuse(f"the array holds {dtype}, not numbers")
+    _require_one_axis(shape, "the array", where)
+    count = math.prod(shape)
+    start = stream.tell()
+    if len(data) - start != count * dtype.itemsize:
+        raise refuse(f"the array data is {len(data) - start:,} bytes, but its header's shape "
+                     f"needs {count * dtype.itemsize:,}")
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+    _check_items(arr, refuse)
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        return _exact_items(arr)
+    return arr.tolist()
+
+
+def _exact_items(arr) -> list:
+    """The items of a float array wider than a double (long double) as exact numbers.
+
+    An integer item becomes an int, one a double holds exactly a float, any
+    other a Fraction: converting the array to doubles first would round them.
+    """
+    out = []
+    for item in arr:
+        exact = Fraction(*item.as_integer_ratio())
+        if exact.denominator == 1:
+            out.append(int(exact))
+        elif magnitude_problem(exact) is None and Fraction(float(item)) == exact:
+            out.append(float(item))
+        else:
+            out.append(exact)
+    return out
+
+
+def _check_items(arr, refuse) -> None:
+    """Every item of a numeric array is finite and in the range of a double, or ``refuse``."""
+    np = _numpy()
+    if arr.dtype.kind != "f":
+        return  # integers of at most 64 bits lie inside the range of a double
+    with np.errstate(all="ignore"):
+        size = np.abs(arr)
+        bad = ~np.isfinite(arr) | (size > np.finfo(np.float64).max) \
+            | ((size < np.finfo(np.float64).smallest_normal) & (arr != 0))
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        item = arr[index]
+        if not np.isfinite(item):
+            raise refuse(f"item {index + 1} is {float(item)!r}, not a finite number")
+        raise refuse(f"item {index + 1} is out of range: "
+                     + magnitude_problem(Fraction(*item.as_integer_ratio())))
 
 
 def _number_value(v, where: Where, what: str):
@@ -241,19 +392,24 @@ def _number_value(v, where: Where, what: str):
         raise where.error(f"{what} must be a number, got {v!r}")
     if isinstance(v, float) and not math.isfinite(v):
         raise where.error(f"{what} must be finite, got {v!r}")
+    problem = magnitude_problem(v)
+    if problem:
+        raise where.error(f"{what} is out of range: {problem}")
     return v
 
 
-def _require_one_axis(arr, what: str, where: Where) -> None:
-    """Data are one value per observation: a 1-d array, a row or a column."""
-    if sum(1 for n in arr.shape if n != 1) > 1:
-        shape = "x".join(str(n) for n in arr.shape)
+def _require_one_axis(shape: tuple, what: str, where: Where) -> None:
+    """Data are one value per observation (an array's ``shape``): a 1-d array, a row or a column."""
+    if sum(1 for n in shape if n != 1) > 1:
+        shape = "x".join(str(n) for n in shape)
         raise where.error(f"{what} has shape {shape}: data must be one value per observation "
                           "(a 1-d array)")
 
 
 def _as_number_array(raw, where: Where):
-    """A 1-d float/int numpy array of the data when ``raw`` is a numpy array, else None."""
+    """The data of a numpy array ``raw``: a 1-d float64/int64 array when that holds them
+    exactly, else a list of exact numbers (long doubles, uint64 past int64); None when
+    ``raw`` is not a numpy array."""
     if type(raw).__module__ != "numpy":  # numpy is imported only when an array is given
         return None
     np = _numpy()
@@ -261,16 +417,17 @@ def _as_number_array(raw, where: Where):
         return None
     if raw.dtype.kind not in "iuf":
         raise where.error(f"data holds {raw.dtype}, not numbers")
-    _require_one_axis(raw, "the data array", where)
+    _require_one_axis(raw.shape, "the data array", where)
     arr = raw.ravel()
-    if arr.dtype.kind == "f":
-        arr = arr.astype("float64")   # a copy: the caller may change their array later
-        if not np.isfinite(arr).all():
-            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-            raise where.error(f"each data value must be finite, got {arr[bad].item()!r}")
-    else:
-        arr = arr.astype("int64")
-    return arr
+    _check_items(arr, lambda message: where.error(f"each data value must be finite and in "
+                                                  f"range: {message}"))
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        return _exact_items(arr)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and len(arr) \
+            and int(arr.max()) > np.iinfo(np.int64).max:
+        return arr.tolist()   # int64 would wrap these around
+    # a copy: the caller may change their array later
+    return arr.astype("float64" if arr.dtype.kind == "f" else "int64")
 
 
 def _numpy():
@@ -291,29 +448,48 @@ def _exact(v) -> sp.Rational:
     """The exact value of a number as a file wrote it (a float by its shortest decimal)."""
     if isinstance(v, int):
         return sp.Integer(v)
+    if isinstance(v, Fraction):
+        return sp.Rational(v.numerator, v.denominator)
     return sp.Rational(Fraction(repr(float(v))))
 
 
-def load_model(path: str) -> "Model":
-    """Read a model file; bad input raises InputError naming the file, the entry, line and column."""
+def load_model(path: str, access: DataAccess | None = None) -> "Model":
+    """Read a model file; bad input raises InputError naming the file, the entry, line and column.
+
+    ``access`` says which data files the model may read (default: the one set
+    by :func:`data_access`, else files inside the model's folder, at most
+    MAX_DATA_BYTES each). The model file itself is at most MAX_SOURCE_BYTES.
+    """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("model file not found", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read model file: {exc}", str(path)) from None
+    if not os.path.lexists(p):
+        raise InputError("model file not found", str(path))
+    text = read_user_text(p, MAX_SOURCE_BYTES, "model file")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(exc, str(path)) from None
-    return model_from_dict(doc, path=str(path), text=text, base=p.parent)
+    except ValueError:
+        # tomllib converts an integer literal with int(), which refuses more than
+        # 4300 digits (and nothing else it does raises a plain ValueError)
+        raise _long_integer_error(text, str(path)) from None
+    return model_from_dict(doc, path=str(path), text=text, base=p.parent, access=access)
+
+
+def _long_integer_error(text: str, path: str) -> InputError:
+    """The error of a TOML integer too long to convert, located at its first digit."""
+    limit = sys.get_int_max_str_digits()
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = re.search(r"[0-9_]{%d,}" % (limit + 1), line)
+        if m:
+            return InputError(f"an integer of {len(m.group().replace('_', ''))} digits (numbers "
+                              "must lie in the range of a double)", path, number, m.start() + 1)
+    return InputError("a number of the file cannot be read", path)
 
 
 def model_from_dict(doc: dict, path: str | None = None, text: str | None = None,
-                    base: Path | None = None) -> "Model":
+                    base: Path | None = None, access: DataAccess | None = None) -> "Model":
     """Build a Model from the parsed TOML structure (the Python API for models)."""
-    return Model(doc, path, text, base or Path("."))
+    return Model(doc, path, text, base or Path("."), access or _DATA_ACCESS.get())
 
 
 # --- the model -------------------------------------------------------------
@@ -335,10 +511,12 @@ def _agree(a, b, digits: int) -> bool:
 class Model:
     """A probabilistic model with a mean-field variational family, ready for closed-form analysis."""
 
-    def __init__(self, doc: dict, path: str | None, text: str | None, base: Path):
+    def __init__(self, doc: dict, path: str | None, text: str | None, base: Path,
+                 access: DataAccess = DataAccess()):
         self.path = path
         self._text = text
         self._base = base
+        self._access = access
         self._cache: dict = {}
         known = {"name", "latent", "observed", "variational", "values"}
         for key in doc:
@@ -527,7 +705,9 @@ class Model:
                 dwhere = self._w("observed", obs.name, "data")
                 raw = entry["data"]
                 array = _as_number_array(raw, dwhere)
-                if array is not None:
+                if isinstance(array, list):   # exact items, looked at one by one
+                    data, array = array, None
+                elif array is not None:
                     data = array
                 elif not isinstance(raw, list):
                     raise dwhere.error("data must be a list of numbers")
@@ -537,7 +717,9 @@ class Model:
                 dwhere = self._w("observed", obs.name, "data_file")
                 if not isinstance(entry["data_file"], str):
                     raise dwhere.error("data_file must be a file name")
-                data = _read_data_file(self._base / entry["data_file"], dwhere)
+                name = entry["data_file"]
+                real = _data_path(self._base, name, dwhere, self._access)
+                data = _read_data_file(real, str(self._base / name), dwhere, self._access)
             if not len(data):
                 raise dwhere.error("no data")
             support = obs.dist.family.support
@@ -982,16 +1164,36 @@ class Model:
         """log p(X), ELBO and KL by mpmath quadrature at the values (one continuous latent only).
 
         The fallback when no closed form exists; raises NoClosedForm when the
-        model has more than one latent, a discrete latent, a symbol without a
-        value, or when the integrals take longer than QUADRATURE_BUDGET seconds
-        (``exp(exp(exp(z)))`` overflows every finite precision slowly).
+        model has more than one latent, a discrete latent or a symbol without a
+        value. It raises QuadratureFailed (a NoClosedForm) when the quadrature
+        ran and failed: it took longer than QUADRATURE_BUDGET seconds
+        (``exp(exp(exp(z)))`` overflows every finite precision slowly), hit an
+        arithmetic error, gave a result that is not finite, or integrated q to
+        something other than 1 (q's mass lies where no node looks, as for
+        Gamma(1e-300, 1)). A failed quadrature has no value, so it refutes nothing.
         """
         try:
             with time_budget(QUADRATURE_BUDGET):
-                return self._quadrature()
+                result = self._quadrature()
         except BudgetExceeded:
-            raise NoClosedForm(f"mpmath quadrature did not finish within {QUADRATURE_BUDGET:g} s") \
+            raise QuadratureFailed(f"mpmath quadrature did not finish within "
+                                   f"{QUADRATURE_BUDGET:g} s") from None
+        except (ArithmeticError, ValueError) as exc:  # no mass found, an overflow at a node
+            detail = f": {exc}" if str(exc) else ""
+            raise QuadratureFailed(f"mpmath quadrature failed ({type(exc).__name__}{detail})") \
                 from None
+        with mpmath.workdps(30):
+            broken = [k for k in ("log_evidence", "elbo", "kl") if not mpmath.isfinite(result[k])]
+            if broken:
+                raise QuadratureFailed(
+                    "mpmath quadrature failed: " + ", ".join(
+                        f"the {_QUAD_NAMES[k]} came out {mpmath.nstr(result[k], 3)}"
+                        for k in broken))
+            if not abs(result["q_mass"] - 1) <= QUADRATURE_MASS_TOLERANCE:
+                raise QuadratureFailed(f"mpmath quadrature failed: q integrates to "
+                                       f"{mpmath.nstr(result['q_mass'], 6)}, not 1, so the "
+                                       "nodes missed its mass")
+        return result
 
     def _quadrature(self) -> dict:
         if len(self.latents) != 1 or self.has_local_latents():
@@ -1078,8 +1280,15 @@ class Model:
                 return qt * (w - (lj(t) - log_ev)) if qt else mpmath.mpf(0)
 
             kl, e3 = mpmath.quad(kl_integrand, points(qlo, qhi), error=True)
-        return {"log_evidence": log_ev, "elbo": elbo, "kl": kl,
+            # the same nodes on q alone: 1 when they found where q's mass is
+            q_mass = mpmath.quad(lambda t: weighted(t)[0], points(qlo, qhi))
+            if not z_scaled > 0:
+                raise ArithmeticError("the integral of the joint density came out 0")
+        return {"log_evidence": log_ev, "elbo": elbo, "kl": kl, "q_mass": q_mass,
                 "error": e1 / z_scaled + e2 + e3}
+
+
+_QUAD_NAMES = {"log_evidence": "log evidence", "elbo": "ELBO", "kl": "KL"}
 
 
 def _rename(expr: sp.Expr, mapping: dict) -> sp.Expr:
