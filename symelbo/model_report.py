@@ -22,16 +22,31 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import TextIO
 
 import mpmath
 import sympy as sp
 
-from symelbo.models import DIGITS, Model, NoClosedForm, load_model, with_numbers
+from symelbo.models import DIGITS, Model, NoClosedForm, QuadratureFailed, load_model, \
+    with_numbers
 
 PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
 #: Magnitude of log p(X) and the ELBO past which the 30-digit quadrature may not refute.
 QUAD_TRUSTED = 10 ** 12
+#: The largest double: a value beyond it cannot be reported (the JSON value is a double).
+MAX_DOUBLE = mpmath.mpf(sys.float_info.max)
+_LABELS = {"elbo": "ELBO", "log_evidence": "log p(X)", "kl": "KL(q || posterior)"}
+
+
+def _computed(value) -> bool:
+    """Whether a value at [values] is a number a check may rely on (not None, inf or nan)."""
+    return value is not None and bool(mpmath.isfinite(value))
+
+
+def _reportable(value) -> bool:
+    """Whether a value can be reported as a double."""
+    return _computed(value) and abs(value) <= MAX_DOUBLE
 
 
 def _is_zero(expr: sp.Expr) -> bool:
@@ -61,6 +76,7 @@ class ModelReport:
         self.values: dict[str, mpmath.mpf | None] = {}
         self.quad: dict | None = None
         self._quad_reason: str | None = None
+        self._quad_failed = False
         for key, method in (("elbo", model.elbo), ("log_evidence", model.log_evidence),
                             ("kl", model.kl_to_posterior)):
             try:
@@ -75,6 +91,7 @@ class ModelReport:
                 self.quad = model.quadrature()
             except NoClosedForm as exc:
                 self._quad_reason = exc.reason
+                self._quad_failed = isinstance(exc, QuadratureFailed)
         if self.quad is not None:
             for key in ("elbo", "log_evidence", "kl"):
                 if self.exprs[key] is None:
@@ -96,7 +113,7 @@ class ModelReport:
         expr = self.exprs[key]
         value = self.values[key]
         out = {"expr": None, "latex": None,
-               "value": float(value) if value is not None and mpmath.isfinite(value) else None}
+               "value": float(value) if _reportable(value) else None}
         if expr is not None:
             shown = self.display(expr)
             out["expr"] = sp.sstr(shown, order="lex")
@@ -126,7 +143,24 @@ class ModelReport:
         conditions = self._conditions()
         if conditions is not None:
             out.append(conditions)
+        finite = self._finite_values()
+        if finite is not None:
+            out.append(finite)
         return out
+
+    def _finite_values(self) -> dict | None:
+        """A check that fails (unknown) when a value at [values] is not a finite double.
+
+        Such a value (inf, nan, or -1e615 from data near 1e308) cannot be reported,
+        and a report whose numbers are missing must not pass as a whole.
+        """
+        bad = [(k, v) for k, v in self.values.items() if v is not None and not _reportable(v)]
+        if not bad:
+            return None
+        shown = ", ".join(f"{_LABELS[k]} = {mpmath.nstr(v, 6)}" for k, v in bad)
+        return {"name": "values are finite doubles", "verdict": UNKNOWN,
+                "message": f"at [values] {shown}: not a finite double, so the value is "
+                           "not reported"}
 
     def _check_names(self):
         names = ["log evidence = ELBO + KL", "ELBO <= log evidence"]
@@ -149,6 +183,10 @@ class ModelReport:
             if v is None:
                 return {"name": name, "verdict": UNKNOWN,
                         "message": "no symbolic proof, and symbols without values"}
+            if not _computed(v):
+                return {"name": name, "verdict": UNKNOWN,
+                        "message": f"no symbolic proof; at [values] log p(X) - ELBO - KL is "
+                                   f"{mpmath.nstr(v, 6)}, not a number to compare"}
             tol = _tolerance(*(self.values[k] for k in ("log_evidence", "elbo", "kl")))
             if abs(v) <= tol:
                 return {"name": name, "verdict": TESTED,
@@ -180,8 +218,10 @@ class ModelReport:
     def _bound(self, identity: dict) -> dict:
         name = "ELBO <= log evidence"
         le_v, el_v = self.values["log_evidence"], self.values["elbo"]
-        gap = None if le_v is None or el_v is None else le_v - el_v
-        tol = _tolerance(le_v, el_v)
+        gap = le_v - el_v if _computed(le_v) and _computed(el_v) else None
+        if gap is not None and not _computed(gap):
+            gap = None
+        tol = _tolerance(le_v if _computed(le_v) else None, el_v if _computed(el_v) else None)
         if gap is not None and gap < -tol:
             return {"name": name, "verdict": REFUTED,
                     "message": f"at [values] ELBO = {_fmt(el_v)} > log p(X) = {_fmt(le_v)}"}
@@ -229,10 +269,15 @@ class ModelReport:
                             "message": f"{seed}; d ELBO/d {p} + d KL/d {p} expands to 0"})
                 continue
             v = self.model.value(g)
+            scale = self.model.value(sp.diff(el, p)) if v is not None else None
             if v is None:
                 out.append({"name": name, "verdict": UNKNOWN,
                             "message": f"{seed}; no symbolic proof and symbols without values"})
-            elif abs(v) <= _tolerance(self.model.value(sp.diff(el, p))):
+            elif not (_computed(v) and _computed(scale)):
+                out.append({"name": name, "verdict": UNKNOWN,
+                            "message": f"{seed}; no symbolic proof, and at [values] the sum of "
+                                       f"the derivatives is {mpmath.nstr(v, 6)}"})
+            elif abs(v) <= _tolerance(scale):
                 out.append({"name": name, "verdict": TESTED,
                             "message": f"{seed}; holds at [values] to {DIGITS - 10} digits"})
             else:
@@ -258,6 +303,10 @@ class ModelReport:
                 route2 = self.values["kl"]
                 if route1 is None or route2 is None:
                     parts.append("no symbolic proof and symbols without values")
+                elif not (_computed(route1) and _computed(route2)):
+                    parts.append(f"no symbolic proof, and at [values] log p(X) - ELBO = "
+                                 f"{_fmt(route1)} and {how} = {_fmt(route2)}: not numbers "
+                                 "to compare")
                 elif abs(route1 - route2) <= _tolerance(route1, route2, self.values["elbo"]):
                     verdict = TESTED
                     parts.append(f"log p(X) - ELBO = {_fmt(route1)} and {how} = {_fmt(route2)} "
@@ -266,9 +315,18 @@ class ModelReport:
                     return {"name": name, "verdict": REFUTED,
                             "message": f"log p(X) - ELBO = {_fmt(route1)} but {how} gives "
                                        f"{_fmt(route2)} at [values]"}
+        if quad is None and self._quad_failed and self._one_dimensional():
+            # the quadrature route was to be taken and gave nothing: it refutes nothing,
+            # and the check cannot pass on one route
+            parts.append(f"the quadrature route failed: {self._quad_reason}")
+            verdict = UNKNOWN
         if quad is not None:
             closed = self.values["kl"] if kl is not None else None
-            if closed is not None:
+            if closed is not None and not _computed(closed):
+                parts.append(f"the closed-form KL is {_fmt(closed)} at [values]: not a number "
+                             "the quadrature can be compared with")
+                verdict = UNKNOWN
+            elif closed is not None:
                 with mpmath.workdps(30):
                     ok = abs(closed - quad["kl"]) <= mpmath.mpf(10) ** -12 * max(1, abs(closed))
                     # at 30 digits, log densities beyond 1e12 leave too few digits for
@@ -315,6 +373,9 @@ class ModelReport:
             v = self.model.value(expr)
             if v is None:
                 pending.append(what)
+            elif mpmath.isnan(v):
+                return {"name": name, "verdict": UNKNOWN,
+                        "message": f"{what} is nan at [values]: its sign is not known"}
             elif not v > 0:
                 return {"name": name, "verdict": REFUTED,
                         "message": f"{what} is {_fmt(v)} at [values], not positive: "
