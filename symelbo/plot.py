@@ -8,11 +8,33 @@ non-interactive Agg backend.
 
 from __future__ import annotations
 
+import math
+from pathlib import PurePath
+
 import mpmath
 import sympy as sp
 
 from symelbo.errors import InputError
 from symelbo.models import NoClosedForm, load_model
+
+
+#: The formats a plot is written in, by the extension of its file name.
+FORMATS = ("png", "pdf", "svg")
+
+
+#: Metadata that keeps the same plot byte for byte the same file (no creation date).
+_STABLE_METADATA = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
+def check_output(out_path: str) -> None:
+    """Refuse an output name whose extension is not one of FORMATS (matplotlib would
+    otherwise add ``.png`` to a bare name, or fail on ``.exe`` after all the work)."""
+    suffix = PurePath(out_path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        got = f"'.{suffix}'" if suffix else "no extension"
+        raise InputError(f"the plot file has {got}; give a name ending in "
+                         + ", ".join(f".{f}" for f in FORMATS[:-1]) + f" or .{FORMATS[-1]}",
+                         out_path)
 
 
 def _default_range(model, symbol, value):
@@ -41,6 +63,7 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     Other symbols stay at their [values]. Returns 0; bad input (an unknown
     parameter, a model without closed forms, matplotlib missing) raises InputError.
     """
+    check_output(out_path)
     model = load_model(path)
     params = {str(p): p for p in model.variational_parameters}
     if vary not in params:
@@ -70,6 +93,7 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     try:
         import matplotlib
         matplotlib.use("Agg")
+        matplotlib.rcParams["svg.hashsalt"] = "symelbo"  # stable ids in an SVG
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("plotting needs matplotlib: pip install symelbo[plot]", path) from None
@@ -77,13 +101,18 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     from symelbo.models import mp_value
     xs = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
     series = {"log p(X)": [], "ELBO": [], "KL(q || posterior)": []}
+    curves = {"log p(X)": log_ev, "ELBO": elbo, "KL(q || posterior)": kl}
     with mpmath.workdps(30):
         for x in xs:
             at = dict(env)
             at[symbol] = sp.Rational(x)
-            series["log p(X)"].append(float(mp_value(log_ev, at)))
-            series["ELBO"].append(float(mp_value(elbo, at)))
-            series["KL(q || posterior)"].append(float(mp_value(kl, at)))
+            for label, expr in curves.items():
+                y = float(mp_value(expr, at))
+                if not math.isfinite(y):
+                    # a curve with a hole or an overflow would be drawn as if it were whole
+                    raise InputError(f"cannot plot: {label} at {vary} = {x:.6g} is {y!r}, "
+                                     "not a finite double", path)
+                series[label].append(y)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, ys in series.items():
         ax.plot(xs, ys, label=label)
@@ -93,9 +122,10 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     try:
-        fig.savefig(out_path)
+        kind = PurePath(out_path).suffix.lower().lstrip(".")
+        fig.savefig(out_path, format=kind, metadata=_STABLE_METADATA[kind])
     except OSError as exc:
-        raise InputError(f"cannot write {out_path}: {exc}", out_path) from None
+        raise InputError(f"cannot write the plot ({exc.strerror or exc})", out_path) from None
     finally:
         plt.close(fig)
     return 0
