@@ -35,6 +35,27 @@ def _budget(text: str) -> float:
     return value
 
 
+def _megabytes(text: str) -> float:
+    """A data cap: a positive, finite number of megabytes (argparse reports anything else)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of megabytes: {text!r}") from None
+    if not (0 < value <= 1024 * 1024):
+        raise argparse.ArgumentTypeError(f"the cap must be more than 0 and at most 1048576 MB, "
+                                         f"got {text}")
+    return value
+
+
+def _data_options(p) -> None:
+    """Where a model's data files may live and how large they may be."""
+    p.add_argument("--data-root", metavar="DIR",
+                   help="read the model's data files from inside DIR (default: only from the "
+                        "model file's folder)")
+    p.add_argument("--max-data-mb", type=_megabytes, default=200, metavar="N",
+                   help="refuse a data file larger than N megabytes (default: 200)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symelbo",
@@ -57,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     derive = sub.add_parser("derive", help="generate a built-in derivation and check it")
     derive.add_argument("name", metavar="NAME", help="kl-shuffle, jensen or gradient")
     derive.add_argument("--model", metavar="FILE.toml", help="instantiate the derivation on a model")
+    _data_options(derive)
     output_options(derive)
 
     check = sub.add_parser("check", help="check a derivation file")
@@ -67,11 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("file", metavar="FILE.toml")
     model.add_argument("--json", action="store_true", help="print JSON")
     model.add_argument("-o", "--output", metavar="OUT")
+    _data_options(model)
 
     plot = sub.add_parser("plot", help="plot log evidence, ELBO and KL against a variational parameter")
     plot.add_argument("file", metavar="FILE.toml")
     plot.add_argument("--vary", required=True, metavar="PARAM")
-    plot.add_argument("-o", "--output", metavar="OUT", help="PNG or PDF file (default: FILE-PARAM.png)")
+    plot.add_argument("-o", "--output", metavar="OUT",
+                      help="a .png, .pdf or .svg file (default: FILE-PARAM.png)")
+    _data_options(plot)
     return parser
 
 
@@ -191,7 +216,7 @@ def _derive(args) -> int:
     derivation = generate(args.name)
     if args.model:
         from .instantiate import instantiate_report
-        with _model_arithmetic(args.model):
+        with _model_arithmetic(args.model, args):
             return instantiate_report(derivation, args.name, args.model, args)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
     return _show(result, args, name=args.name)
@@ -206,14 +231,19 @@ def _check(args) -> int:
 
 
 @contextmanager
-def _model_arithmetic(path: str):
-    """A model whose numbers cannot be evaluated (1e200 squared, a complex power) is bad input."""
+def _model_arithmetic(path: str, args):
+    """Models loaded inside read data as --data-root and --max-data-mb say; a model whose
+    numbers cannot be evaluated (1e200 squared, a complex power) is bad input."""
+    from .models import DataAccess, data_access
+    root = Path(args.data_root) if args.data_root else None
     try:
-        yield
+        with data_access(DataAccess(root, int(args.max_data_mb * 1024 * 1024))):
+            yield
     except SymelboError:
         raise
     except (ArithmeticError, TypeError, ValueError) as error:
-        raise InputError(f"cannot evaluate the model's numbers ({type(error).__name__}: {error})",
+        detail = str(error).splitlines()[0] if str(error) else ""
+        raise InputError(f"cannot evaluate the model's numbers ({type(error).__name__}: {detail})",
                          path) from None
 
 
@@ -222,7 +252,7 @@ def _model(args) -> int:
 
     from .model_report import run_model
     buffer = io.StringIO()
-    with _model_arithmetic(args.file):
+    with _model_arithmetic(args.file, args):
         status = run_model(args.file, args.json, buffer)
     emit(buffer.getvalue(), args.output)
     return status
@@ -231,7 +261,7 @@ def _model(args) -> int:
 def _plot(args) -> int:
     from .plot import run_plot
     out = args.output or f"{Path(args.file).stem}-{args.vary}.png"
-    with _model_arithmetic(args.file):
+    with _model_arithmetic(args.file, args):
         return run_plot(args.file, args.vary, out)
 
 
