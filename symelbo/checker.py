@@ -40,7 +40,7 @@ from .semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, TooLarge, Unde
 from .verdicts import PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
-           "check_derivation", "check_chain", "check_step", "VERDICT_ORDER", "weakest"]
+           "check_derivation", "check_chain", "check_step", "printed", "VERDICT_ORDER", "weakest"]
 
 INEQUALITY_RULES = frozenset(name for name, rule in RULES.items() if rule.is_inequality)
 
@@ -53,6 +53,19 @@ def _ordered(names) -> tuple[str, ...]:
 def _found_by(names) -> tuple[str, ...]:
     """The rules a proof used; a proof that needed none is algebra."""
     return _ordered(names) or ("algebra",)
+
+
+#: What :func:`printed` shows for an expression too deep for SymPy's printer.
+TOO_DEEP_TO_PRINT = "(an expression nested too deeply to print)"
+
+
+def printed(expr) -> str:
+    """``expr`` in .calc syntax, or :data:`TOO_DEEP_TO_PRINT`: SymPy's printer recurses
+    once per level, and a report must not fail on a tower the checker survived."""
+    try:
+        return calc_str(expr)
+    except RecursionError:
+        return TOO_DEEP_TO_PRINT
 
 
 @dataclass(frozen=True)
@@ -76,8 +89,8 @@ class StepResult:
 
     def as_dict(self) -> dict:
         s = self.step
-        return {"line": s.line, "relation": s.relation, "lhs": calc_str(s.lhs),
-                "rhs": calc_str(s.rhs), "by": list(s.by), "found_by": list(self.found_by),
+        return {"line": s.line, "relation": s.relation, "lhs": printed(s.lhs),
+                "rhs": printed(s.rhs), "by": list(s.by), "found_by": list(self.found_by),
                 "verdict": self.verdict, "counterexample": self.counterexample,
                 "message": self.message}
 
@@ -93,7 +106,7 @@ class ChainResult:
 
     @property
     def claim(self) -> str:
-        return f"{calc_str(self.chain.first)} {self.chain.relation} {calc_str(self.chain.last)}"
+        return f"{printed(self.chain.first)} {self.chain.relation} {printed(self.chain.last)}"
 
     def as_dict(self) -> dict:
         return {"claim": self.claim, "verdict": self.verdict,
@@ -247,7 +260,7 @@ def largest_constant(expr: sp.Expr):
 
 def _short(node) -> str:
     """``node`` in .calc syntax, cut short (a tower prints long)."""
-    text = calc_str(node)
+    text = printed(node)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -960,11 +973,19 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: i
             # here says nothing about a gap of their size
             return "close", deep_checks - 1, None
         precisions = precisions + (finest,)
+    previous = None
     for digits in precisions:
         left, right = evaluate_on(lhs, instance, digits), evaluate_on(rhs, instance, digits)
         order = _order(left, right, digits)
         if order not in ("equal", "close"):
             return order, deep_checks - 1, (left, right)
+        gap = left - right
+        if previous is not None and gap and _steady(previous, gap):
+            # equal only next to the sides' size, yet the same gap at 1000 and 4000
+            # digits: rounding noise shrinks with the precision, this does not
+            # (p(X)^(2^990) against 0)
+            return ("less" if gap < 0 else "greater"), deep_checks - 1, (left, right)
+        previous = gap
     if exact is False or is_strict(relation):
         return "close", deep_checks - 1, None  # different, or maybe, but too near to say how
     return "equal", deep_checks - 1, None

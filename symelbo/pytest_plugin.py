@@ -181,6 +181,27 @@ class CalcChainFailure(Exception):
         self.failures = failures
 
 
+class CalcChainError(Exception):
+    """A chain that could not be checked at all (memory, depth): it fails, readably."""
+
+    def __init__(self, line: int, reason: str):
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
+#: Errors of size rather than of logic: an expression too deep for Python's stack,
+#: a number too large for memory. They fail one item, never the session.
+_RESOURCE_ERRORS = (RecursionError, MemoryError, OverflowError)
+
+
+def _resource_message(error: BaseException) -> str:
+    """A sentence for an error of :data:`_RESOURCE_ERRORS`."""
+    if isinstance(error, RecursionError):
+        return "the expression is nested too deeply"
+    return "a number is too large to compute with"
+
+
 class CalcChain(pytest.Item):
     """One chain ``e0 R1 e1 R2 ...`` of a derivation file, checked step by step."""
 
@@ -191,20 +212,51 @@ class CalcChain(pytest.Item):
     def runtest(self) -> None:
         from .checker import CheckOptions, check_chain
         settings = _settings(self.config)
-        result = check_chain(self.chain, CheckOptions(budget=settings.budget), self.parent.universe())
+        try:
+            result = check_chain(self.chain, CheckOptions(budget=settings.budget), self.parent.universe())
+        except _RESOURCE_ERRORS as error:
+            # the checker confines these to a step; one that escapes still fails
+            # this chain alone, with a sentence rather than mpmath's traceback
+            raise CalcChainError(self.chain.line, _resource_message(error)) from None
         self.chain_result = result
         failures = [s for s in result.steps if s.verdict not in settings.passing]
         if failures:
             raise CalcChainFailure(result, failures)
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, CalcChainFailure):
-            from .testing import chain_failure_report
-            lines, sections, crash = chain_failure_report(
-                excinfo.value.chain_result, excinfo.value.failures,
-                path=self.parent._display_path(), strict=_settings(self.config).strict)
-            return CalcFailureRepr(lines, sections, _Crash(str(self.path), crash[0], crash[1]))
-        return super().repr_failure(excinfo, style)
+        # an exception raised here is pytest's INTERNALERROR: it ends the whole
+        # session, so every failure of this item is reported in a form that cannot fail
+        error = excinfo.value
+        if isinstance(error, CalcChainFailure):
+            try:
+                from .testing import chain_failure_report
+                lines, sections, crash = chain_failure_report(
+                    error.chain_result, error.failures,
+                    path=self.parent._display_path(), strict=_settings(self.config).strict)
+                return CalcFailureRepr(lines, sections, _Crash(str(self.path), crash[0], crash[1]))
+            except _RESOURCE_ERRORS as failure:
+                return self._plain_report(error, _resource_message(failure))
+        if isinstance(error, CalcChainError):
+            text = f"chain at {self.parent._display_path()}:{error.line}: not checked: {error.reason}"
+            return CalcFailureRepr([("E", text)], [], _Crash(str(self.path), error.line, error.reason))
+        try:
+            return super().repr_failure(excinfo, style)
+        except _RESOURCE_ERRORS as failure:
+            reason = f"{type(error).__name__}, and its report failed: {_resource_message(failure)}"
+            return CalcFailureRepr([("E", reason)], [], _Crash(str(self.path), self.chain.line, reason))
+
+    def _plain_report(self, failure: "CalcChainFailure", why: str) -> "CalcFailureRepr":
+        """The failed steps by line and verdict only, for a chain whose expressions
+        cannot be printed (``why``)."""
+        path = self.parent._display_path()
+        lines = [("", f"chain at {path}:{self.chain.line} (its expressions cannot be shown: {why})"),
+                 ("", "")]
+        for step in failure.failures:
+            lines.append((">", f"line {step.step.line}: {step.step.relation} ..."))
+            lines.append(("E", f"{step.verdict}: {step.message}" if step.message else step.verdict))
+        first = failure.failures[0]
+        return CalcFailureRepr(lines, [], _Crash(str(self.path), first.step.line,
+                                                  f"line {first.step.line}: {first.verdict}"))
 
     def reportinfo(self):
         return self.path, max(self.chain.line - 1, 0), self.name

@@ -395,7 +395,8 @@ class _Evaluator:
         return mpmath.exp(x)
 
     def power(self, base, exp):
-        if base and abs(exp) * abs(mpmath.mag(base)) > MAX_BINARY_EXPONENT:
+        # |log2 |base^exp|| <= |exp| (|mag(base)| + 1); mag is 0 from 1/2 to 1
+        if base and abs(exp) * (abs(mpmath.mag(base)) + 1) > MAX_BINARY_EXPONENT:
             raise NotComputable("a power too large to compute with")
         return mpmath.power(base, exp)
 

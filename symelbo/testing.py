@@ -30,7 +30,8 @@ from pathlib import Path
 
 import sympy as sp
 
-from .checker import CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step
+from .checker import (CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step,
+                      printed)
 from .derivation import RELATIONS, Derivation, Step
 from .errors import InputError
 from .parser import breaks_claim, parse_file, parse_text
@@ -311,8 +312,8 @@ def _step_message(result: StepResult, headline: str, indent: str = "") -> str:
     s = result.step
     lines = [headline, ""]
     by = justification(result)
-    lines.append(f"      {calc_str(s.lhs)}")
-    lines.append(f"  {s.relation:>3} {calc_str(s.rhs)}" + (f"    {by}" if by else ""))
+    lines.append(f"      {printed(s.lhs)}")
+    lines.append(f"  {s.relation:>3} {printed(s.rhs)}" + (f"    {by}" if by else ""))
     if result.message:
         lines += ["", f"why: {result.message}"]
     if result.counterexample:
@@ -332,9 +333,9 @@ def chain_failure_report(chain_result: ChainResult, failures, path: str, strict:
     """
     chain = chain_result.chain
     bad = {id(s) for s in failures}
-    rows = [(str(chain.line or ""), "", calc_str(chain.first), "", "", None)]
+    rows = [(str(chain.line or ""), "", printed(chain.first), "", "", None)]
     for s in chain_result.steps:
-        rows.append((str(s.step.line or ""), s.step.relation, calc_str(s.step.rhs), s.verdict,
+        rows.append((str(s.step.line or ""), s.step.relation, printed(s.step.rhs), s.verdict,
                      justification(s), s))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [("", f"chain at {path}:{chain.line}: {chain_result.claim}"), ("", "")]
@@ -346,7 +347,7 @@ def chain_failure_report(chain_result: ChainResult, failures, path: str, strict:
         if marked:
             lines.append(("E", _why(s, strict, strict_hint)))
     first = failures[0]
-    summary = f"{first.verdict}: {calc_str(first.step.lhs)} {first.step.relation} {calc_str(first.step.rhs)}"
+    summary = f"{first.verdict}: {printed(first.step.lhs)} {first.step.relation} {printed(first.step.rhs)}"
     lines += [("", ""), ("", f"{path}:{first.step.line}: {first.verdict}")]
     sections = [(f"counterexample to line {s.step.line}", counterexample_table(s.counterexample))
                 for s in failures if s.counterexample]
