@@ -278,7 +278,9 @@ def _short(value) -> str:
     power = round((abs(exact.numerator).bit_length() - exact.denominator.bit_length())
                   * math.log10(2))
     if exact.denominator == 1:
-        return f"an integer of about {power + 1} digits"
+        digits = int((abs(exact.numerator).bit_length() - 1) * math.log10(2)) + 1
+        digits += abs(exact.numerator) >= 10 ** digits  # the estimate can be one short
+        return f"an integer of {digits} digits"
     if -300 < power < 300:
         return repr(float(exact))
     return f"a number near 1e{power}"

@@ -188,7 +188,7 @@ def _locate(text: str, table: str | None, key: str, sub: str | None = None):
             if not s:
                 return number, None
             start += s.end()
-        q = re.search(r"[\"'\[\d\-{]", line[start:])
+        q = re.search(r"\S", line[start:])  # the value's first character (nan and inf too)
         if not q:
             return number, None
         col = start + q.start() + 1
@@ -270,11 +270,12 @@ def _data_path(base: Path, name: str, where: Where, access: DataAccess) -> Path:
 def _read_data_file(file: Path, shown: str, where: Where, access: DataAccess) -> list:
     """Numbers from a ``.csv``/text file (one per line) or a ``.npy`` array at the real path
     ``file``; errors name the file as ``shown`` (and the line), never its content."""
-    if file.suffix == ".npy":
-        return _read_npy(read_user_bytes(file, access.max_bytes, "data file"), shown, where)
     try:
+        if file.suffix == ".npy":
+            return _read_npy(read_user_bytes(file, access.max_bytes, "data file"), shown, where)
         text = read_user_text(file, access.max_bytes, "data file")
     except InputError as exc:
+        # named as the model wrote it, not by its real path
         raise InputError(exc.message, shown, exc.line, exc.column) from None
     values = []
     for number, line in enumerate(text.splitlines(), start=1):
