@@ -29,21 +29,18 @@ from sympy.core import random as sympy_random
 
 from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, is_strict, relation_direction
-from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
-                        normal_form, one_rewrite)
-from .notation import (KL, NOTATION_CLASSES, Density, Expectation, Gradient, Marginal,
-                       known_nonnegative, known_positive)
+from .kernel import CertificateRejected, certificate_data, replay
+from .normalize import NormalizationLoop, evaluate, normal_form
+from .notation import Density, Gradient, known_nonnegative, known_positive
 from .printing import calc_str
 from .rules import RULES
+from .search import INEQUALITY_RULES, Found, identical_sides, replay_named, search_proof
 from .semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, TooLarge, Undefined, Universe,
                         evaluate_on, exactly_equal, instances, tabulation_problem)
 from .verdicts import PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
            "check_derivation", "check_chain", "check_step", "printed", "VERDICT_ORDER", "weakest"]
-
-INEQUALITY_RULES = frozenset(name for name, rule in RULES.items() if rule.is_inequality)
-
 
 def _ordered(names) -> tuple[str, ...]:
     """Rule names in registry order (definitions first), for found_by and messages."""
@@ -86,13 +83,15 @@ class StepResult:
     found_by: tuple[str, ...] = ()
     counterexample: dict | None = None
     message: str = ""
+    #: the proof the kernel accepted (proved steps only), as plain data
+    certificate: dict | None = None
 
     def as_dict(self) -> dict:
         s = self.step
         return {"line": s.line, "relation": s.relation, "lhs": printed(s.lhs),
                 "rhs": printed(s.rhs), "by": list(s.by), "found_by": list(self.found_by),
                 "verdict": self.verdict, "counterexample": self.counterexample,
-                "message": self.message}
+                "message": self.message, "certificate": certificate_data(self.certificate)}
 
 
 @dataclass(frozen=True)
@@ -323,16 +322,17 @@ def _check(step: Step, options: CheckOptions, universe: Universe, risk) -> StepR
                           message="a side is undefined as written (log of a number <= 0, division "
                                   "by 0, an infinity or an imaginary number)")
     if (step.relation in ("=", "<=", ">=") and not named & INEQUALITY_RULES and lhs == rhs):
-        return StepResult(step, "proved", _found_by(named - INEQUALITY_RULES),
-                          message="both sides are the same expression")
-    replayed = _replay(step, named) if named else None
+        kept = _kernel_accepts(step, identical_sides(step), step.by)
+        if kept is not None:
+            return StepResult(step, "proved", _found_by(named - INEQUALITY_RULES),
+                              message="both sides are the same expression",
+                              certificate=kept.certificate)
+    replayed = _kernel_accepts(step, replay_named(step, named), step.by) if named else None
     if replayed is not None:
-        return _confirmed(step, tuple(step.by), options, universe, risk,
-                          message=_replay_message(replayed))
-    # one rule applied once names the step best (p(X | Z) p(Z) = p(X, Z) is product_rule)
-    proof = one_rewrite(step.lhs, step.rhs, CANONICAL_RULES) if step.relation == "=" else None
-    if proof is None:
-        proof = _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
+        return _confirmed(step, tuple(step.by), options, universe, risk, replayed,
+                          message=_replay_message(replayed.rules))
+    found = _kernel_accepts(step, search_proof(step))
+    proof = None if found is None else found.rules
     if proof is None:
         refutation = _refute_by_constant_gap(step, lhs, rhs, universe, options, risk)
         if refutation is not None:
@@ -354,7 +354,7 @@ def _check(step: Step, options: CheckOptions, universe: Universe, risk) -> StepR
                               message=f"{why}; the step held on {outcome.held} concrete instances")
         return StepResult(step, "unknown", message=f"{why}; {outcome.describe()}")
     if proof is not None:
-        return StepResult(step, "proved", _found_by(proof))
+        return StepResult(step, "proved", _found_by(proof), certificate=found.certificate)
     if outcome.no_value:
         return StepResult(step, "unknown",
                           message=f"no proof found; {outcome.describe()}: the claim can hold at "
@@ -518,13 +518,25 @@ def _not_positive(expr: sp.Expr) -> bool:
     return bool(coefficient < 0) and known_positive(rest)
 
 
-def _confirmed(step, found_by, options, universe, risk, message=""):
+def _kernel_accepts(step: Step, found: Found | None, by=()) -> Found | None:
+    """``found`` when the kernel replays its certificate for ``step``, else None: a
+    search that believed it had a proof proves nothing the kernel does not accept."""
+    if found is None:
+        return None
+    try:
+        replay(found.certificate, step.lhs, step.relation, step.rhs, by)
+    except CertificateRejected:
+        return None
+    return found
+
+
+def _confirmed(step, found_by, options, universe, risk, found: Found, message=""):
     """A proof is cross-checked on a few instances: a contradiction means an unsound rule."""
     outcome = _test(step, universe, options.sanity_instances, risk, thorough=False)
     if outcome.refuted:
         return StepResult(step, "refuted", (), outcome.counterexample,
                           f"false on a concrete instance; the rules {', '.join(found_by)} are unsound here")
-    return StepResult(step, "proved", found_by, message=message)
+    return StepResult(step, "proved", found_by, message=message, certificate=found.certificate)
 
 
 def _replay_message(used: frozenset) -> str:
@@ -538,301 +550,6 @@ def _why_not(step: Step, named: frozenset) -> str:
         return f"{bad} yields an inequality, not the equality this step states"
     verb = "does" if len(step.by) == 1 else "do"
     return f"{names} {verb} not produce this step"
-
-
-def _replay(step: Step, named: frozenset):
-    """The rules used when the named rules produce the step, else None."""
-    if step.relation == "=":
-        if named & INEQUALITY_RULES:
-            return None
-        single = one_rewrite(step.lhs, step.rhs, named)
-        if single is not None:
-            return single
-        return equal_by(step.lhs, step.rhs, named - {"algebra"})
-    return _prove(step, named & CANONICAL_RULES, named & INEQUALITY_RULES, replay=True)
-
-
-def _prove(step: Step, equalities: frozenset, inequalities: frozenset, replay=False):
-    """Rules proving the step, or None. Inequalities use one inequality rule application."""
-    try:
-        return _search(step, equalities, inequalities, replay)
-    except NormalizationLoop:
-        return None
-
-
-def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: bool):
-    if step.relation == "=":
-        if replay:
-            return equal_by(step.lhs, step.rhs, equalities)
-        return minimal_rules(step.lhs, step.rhs, equalities)
-    direction = relation_direction(step.relation)
-    big, small = (step.lhs, step.rhs) if direction > 0 else (step.rhs, step.lhs)
-    strict = is_strict(step.relation)
-    used = _search_inequality(big, small, strict, equalities, inequalities, replay)
-    if used is None:
-        big, small = evaluate(big), evaluate(small)
-        if known_positive(big) and known_positive(small):
-            # log is increasing: a >= b iff log a >= log b for positive a and b
-            # (p(X) >= exp(ELBO) is the bound itself)
-            logged = _search_inequality(sp.log(big), sp.log(small), strict, equalities,
-                                        inequalities, replay)
-            used = None if logged is None else logged | {"algebra"}
-    return used
-
-
-def _search_inequality(big, small, strict: bool, equalities: frozenset,
-                       inequalities: frozenset, replay: bool):
-    """Rules proving big >= small (big > small when ``strict``), or None; a search
-    (no ``by``) reports a small set, as for equalities: each equality rule it used
-    is dropped in turn while the proof still stands."""
-    used = _inequality_proof(big, small, strict, equalities, inequalities, replay)
-    if used is None or replay:
-        return used
-    for name in sorted(used & CANONICAL_RULES, key=list(RULES).index, reverse=True):
-        if name not in used:
-            continue
-        try:
-            trial = _inequality_proof(big, small, strict, (used & CANONICAL_RULES) - {name},
-                                      inequalities, replay=True)
-        except NormalizationLoop:
-            continue
-        if trial is not None:
-            used = trial
-    return used
-
-
-def _inequality_proof(big, small, strict: bool, equalities: frozenset,
-                      inequalities: frozenset, replay: bool):
-    """Rules proving big >= small (big > small when ``strict``), or None."""
-    if not strict:
-        used = equal_by(big, small, equalities)
-        if used is not None:
-            return used
-    # around the one inequality: the named equality rules when replaying a `by`
-    # (anything else and the step is misjustified), every rule when searching
-    around = equalities if replay else CANONICAL_RULES
-    difference = normal_form(big - small, around)
-    sign = _sign(difference.expr)
-    if sign is not None and (sign > 0 or (sign == 0 and not strict)):
-        return difference.fired | {"algebra"}
-    if not strict and known_nonnegative(evaluate(big - small)):   # a square as written
-        return frozenset({"algebra"})
-    if not strict and known_nonnegative(difference.expr):
-        return difference.fired | {"algebra"}
-    if not strict:  # jensen and gibbs give >=, never >
-        for name in sorted(inequalities):
-            used = _apply_inequality(RULES[name], big, small, around)
-            if used is not None:
-                return used | {name}
-    if "gibbs_inequality" in inequalities:
-        # strict too, when what is left beside the divergences is positive
-        used = _difference_as_divergences(big, small, around, strict)
-        if used is not None:
-            return used | {"gibbs_inequality", "definition_kl"}
-    return None
-
-
-def _sign(expr: sp.Expr):
-    """+1, 0 or -1 when the sign of ``expr`` is known structurally, or of a constant
-    by interval arithmetic; else None."""
-    if expr.is_Number:
-        if expr is sp.nan or expr.is_finite is not True:
-            return None
-        return 1 if expr.is_positive else (0 if expr.is_zero else -1)
-    if known_positive(expr):
-        return 1
-    if not expr.free_symbols and not expr.has(*NOTATION_CLASSES):
-        return _constant_sign(expr)
-    return None
-
-
-#: Precisions (digits) at which a constant's interval is computed until it is clear of 0.
-INTERVAL_DIGITS = (30, 120, 500)
-
-
-def _constant_sign(expr: sp.Expr):
-    """+1 or -1 when the real constant ``expr`` (log 6 - log 5) is told from 0 by
-    interval arithmetic, else None. mpmath's iv context rounds every operation
-    outwards, so an interval clear of 0 is a proof of the sign."""
-    saved = mpmath.iv.dps
-    try:
-        for digits in INTERVAL_DIGITS:
-            mpmath.iv.dps = digits
-            value = _interval(expr)
-            if value is None:
-                return None
-            if value.a > 0:
-                return 1
-            if value.b < 0:
-                return -1
-        return None
-    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
-        return None   # a log of what may be <= 0, a division by what may be 0
-    finally:
-        mpmath.iv.dps = saved
-
-
-def _interval(e):
-    """An mpmath interval holding the constant ``e``, or None for what it cannot bound."""
-    iv = mpmath.iv
-    if e.is_Rational:
-        return iv.mpf(int(e.p)) / int(e.q)
-    if e is sp.E:
-        return iv.e
-    if e is sp.pi:
-        return iv.pi
-    parts = [_interval(a) for a in e.args]
-    if any(p is None for p in parts) or not parts:
-        return None
-    if e.is_Add:
-        return sum(parts[1:], parts[0])
-    if e.is_Mul:
-        out = parts[0]
-        for p in parts[1:]:
-            out = out * p
-        return out
-    if e.is_Pow:
-        if e.exp.is_Integer:
-            return parts[0] ** int(e.exp)
-        return iv.exp(parts[1] * iv.log(parts[0])) if parts[0].a > 0 else None
-    if isinstance(e, sp.log):
-        return iv.log(parts[0]) if parts[0].a > 0 else None
-    if isinstance(e, sp.exp):
-        return iv.exp(parts[0])
-    return None
-
-
-def _apply_inequality(rule, big, small, around: frozenset):
-    """Try the rule once at every position of the right polarity, the sides then equal
-    by the rules ``around``; return the rules used."""
-    for side, other, grow in ((big, small, False), (small, big, True)):
-        for sub, polarity, replace in _positions(evaluate(side)):
-            # on the big side, shrink where polarity is +, grow where it is -; the reverse on small
-            shrink = (polarity > 0) != grow
-            rewrite = rule.weaken if shrink else rule.strengthen
-            if rewrite is None:
-                continue
-            new = rewrite(sub)
-            if new is None:
-                continue
-            changed = replace(new)
-            pair = (changed, other) if not grow else (other, changed)
-            used = equal_by(pair[0], pair[1], around)
-            if used is not None:
-                return used
-    return None
-
-
-def _positions(expr, polarity=1):
-    """Yield (subterm, polarity, replace) for the monotone positions of expr."""
-    yield expr, polarity, lambda new: new
-    children = _monotone_children(expr)
-    for index, child_polarity in children:
-        child = expr.args[index]
-
-        def rebuild(new, index=index):
-            args = list(expr.args)
-            args[index] = new
-            return expr.func(*args)
-
-        for sub, pol, replace in _positions(child, polarity * child_polarity):
-            yield sub, pol, (lambda new, replace=replace, rebuild=rebuild: rebuild(replace(new)))
-
-
-def _monotone_children(expr):
-    """(argument index, +1/-1) for arguments in which expr is monotone."""
-    if expr.is_Add:
-        return [(i, 1) for i in range(len(expr.args))]
-    if expr.is_Mul:
-        out = []
-        for i in range(len(expr.args)):
-            rest = sp.Mul(*(expr.args[:i] + expr.args[i + 1:]))
-            if rest.is_Number and rest != 0:
-                out.append((i, 1 if rest > 0 else -1))
-            elif known_positive(rest):
-                out.append((i, 1))
-        return out
-    if isinstance(expr, (sp.log, sp.exp)):
-        return [(0, 1)]
-    if isinstance(expr, (Expectation, Marginal)):
-        return [(1, 1)]
-    if expr.is_Pow and expr.exp.is_Number and known_positive(expr.base):
-        return [(0, 1 if expr.exp > 0 else -1)]
-    return []
-
-
-def _difference_as_divergences(big, small, around: frozenset, strict: bool):
-    """Rules used when big - small = c1 KL1 + ... + ck KLk + r (k <= MAX_DIVERGENCES) with
-    each c positive, each KL between densities of the step, and r >= 0 structurally
-    (r > 0 for a strict claim); else None.
-
-    Gibbs' inequality makes every KL >= 0, so the sum is >= r. All are normalized
-    by the rules ``around`` and by what it takes to read KL as E_a[log a] - E_a[log b]
-    (Gibbs' inequality as it is usually written). Each c is read off one term of a
-    KL's normal form; the decomposition is then an identity, checked by expansion.
-    """
-    names = around | _GIBBS_FORM
-    difference = normal_form(big - small, names)
-    forms = []
-    for candidate in _kl_candidates([big, small]):
-        form = normal_form(candidate, names)
-        forms.append((sp.Add.make_args(form.expr), form.fired))
-
-    def search(rest, depth):
-        sign = _sign(rest)
-        if depth and sign is not None and (sign > 0 or (sign == 0 and not strict)):
-            return frozenset()
-        if depth == MAX_DIVERGENCES:
-            return None
-        for terms, fired in forms:
-            for factor in _multiples(rest, terms):
-                used = search(sp.expand(rest - factor * sp.Add(*terms)), depth + 1)
-                if used is not None:
-                    return used | fired
-        return None
-
-    found = search(difference.expr, 0)
-    return None if found is None else found | difference.fired
-
-
-#: How many divergences a difference may be read as the sum of.
-MAX_DIVERGENCES = 2
-
-
-def _multiples(expr, terms):
-    """The positive factors c for which c * (sum of terms) takes a term of ``expr``
-    away: one per term of the sum, read as the coefficient of that term in expr."""
-    seen = set()
-    for term in terms:
-        number, base = term.as_coeff_Mul()
-        if not base.has(Expectation, Marginal):
-            continue  # pivot on the divergence's own expectations, not on log p(X)
-        factor = sp.expand(expr.coeff(base) / number)
-        if factor != 0 and factor not in seen and (_sign(factor) or 0) > 0:
-            seen.add(factor)
-            yield factor
-
-
-_GIBBS_FORM = frozenset({"definition_kl", "log_quotient", "linearity_expectation"})
-
-
-def _kl_candidates(exprs):
-    applied = sorted({d for e in exprs for d in sp.preorder_traversal(e) if isinstance(d, Density)},
-                     key=sp.default_sort_key)
-    seen = set()
-    for a in applied:
-        for b in applied:
-            if b.key == a.key:
-                continue
-            full = set(b.variables) | set(b.given)
-            if not set(a.variables) <= full:
-                continue
-            rest = sorted(full - set(a.variables), key=lambda s: s.name)
-            for cand in (b.with_variables(a.variables, rest), b.with_variables(a.variables)):
-                kl = KL(a, cand)
-                if kl not in seen:
-                    seen.add(kl)
-                    yield kl
 
 
 # ---------------------------------------------------------------------------

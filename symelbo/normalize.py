@@ -23,8 +23,10 @@ from sympy.core.cache import cacheit
 from .deadline import check_deadline
 from .notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
 from .rules import _EXPAND, RULES
+from .traversal import replace_at, rewritable_positions
 
-__all__ = ["evaluate", "normal_form", "one_rewrite", "Normalized", "CANONICAL_RULES"]
+__all__ = ["evaluate", "normal_form", "one_rewrite", "one_rewrite_steps", "equal_by",
+           "minimal_rules", "tidy", "Normalized", "NormalizationLoop", "CANONICAL_RULES"]
 
 #: Every equality rule: the rules the checker may use when no ``by`` is given.
 CANONICAL_RULES = frozenset(name for name, rule in RULES.items() if not rule.is_inequality)
@@ -296,47 +298,59 @@ def one_rewrite(lhs: sp.Expr, rhs: sp.Expr, names) -> frozenset | None:
     forms, and is the same law (the rule's own rewrite, side conditions
     included), so it proves what ``equal_by`` would.
     """
+    steps = one_rewrite_steps(lhs, rhs, names)
+    return None if steps is None else frozenset(step["rule"] for step in steps)
+
+
+def one_rewrite_steps(lhs: sp.Expr, rhs: sp.Expr, names) -> list[dict] | None:
+    """As :func:`one_rewrite`, but the rewrites themselves, or None: one or two records
+    ``{"side", "rule", "variant", "path"}`` (the rule's form applied, and where), as a
+    proof certificate records them for the kernel to replay."""
     left, right = evaluate(lhs), evaluate(rhs)
     # the laws as stated too: ELBO(q, p) -> E_q[log(p/q)] is one step as written
     rewrites = _rewrites(names) + [(name, rw) for name, rule in RULES.items() if name in names
                                    for rw in rule.stated]
-    candidates = ([], [])   # per side: (rule, the side after its one application)
-    for found, (side, other) in zip(candidates, ((left, right), (right, left))):
-        for name, new_side in _single_rewrites(side, rewrites):
+    candidates = ([], [])   # per side: (the rewrite record, the side after its one application)
+    for found, label, (side, other) in zip(candidates, ("lhs", "rhs"), ((left, right), (right, left))):
+        for record, new_side in _single_rewrites(side, rewrites):
+            record["side"] = label
             if new_side == other:
-                return frozenset({name})
-            found.append((name, new_side))
+                return [record]
+            found.append((record, new_side))
     if not (candidates[0] or candidates[1]):
         return None
     memo: dict = {}
-    tidy = (_tidy(right, memo), _tidy(left, memo))   # each side's other, tidied
+    tidied_other = (tidy(right, memo), tidy(left, memo))   # each side's other, tidied
     reached: list[dict] = [{}, {}]
     for index, found in enumerate(candidates):
-        for name, new_side in found:
-            tidied = _tidy(new_side, memo)
-            if tidied == tidy[index]:
-                return frozenset({name})
-            reached[index].setdefault(tidied, name)
-    for tidied, name in reached[0].items():
+        for record, new_side in found:
+            tidied = tidy(new_side, memo)
+            if tidied == tidied_other[index]:
+                return [record]
+            reached[index].setdefault(tidied, record)
+    for tidied, record in reached[0].items():
         if tidied in reached[1]:
-            return frozenset({name, reached[1][tidied]})
+            return [record, reached[1][tidied]]
     return None
 
 
 def _single_rewrites(side, rewrites):
-    """Yield (rule, the side after that rule's one application at one place)."""
-    for sub, replace in _rewritable(side):
+    """Yield (record, the side after that rule's one application at one place)."""
+    for path, sub in rewritable_positions(side):
         for name, rewrite in rewrites:
             new = rewrite(sub)
             if new is None or new == sub:
                 continue
             try:
-                yield name, replace(new)
+                changed = replace_at(side, path, new)
             except (TypeError, ValueError):
                 continue  # the rewrite does not fit this place (a density slot)
+            rule = RULES[name]
+            yield ({"rule": name, "variant": (rule.rewrites + rule.stated).index(rewrite),
+                    "path": list(path)}, changed)
 
 
-def _tidy(expr, memo: dict):
+def tidy(expr, memo: dict):
     """``expr`` with numbers taken out of every linear operator, as normal forms do
     (``_scalars_out``): where single rewrites of two sides meet."""
     if expr.is_Atom or isinstance(expr, (sp.Tuple, Density, KL, Entropy, ELBO)):
@@ -345,29 +359,12 @@ def _tidy(expr, memo: dict):
     if known is not None:
         return known
     first = 1 if isinstance(expr, (Expectation, Marginal, Gradient)) else 0
-    args = expr.args[:first] + tuple(_tidy(a, memo) for a in expr.args[first:])
+    args = expr.args[:first] + tuple(tidy(a, memo) for a in expr.args[first:])
     result = expr if args == expr.args else expr.func(*args)
     if first:
         result = _scalars_out(result) or result
     memo[expr] = result
     return result
-
-
-def _rewritable(expr):
-    """Yield (subterm, replace) for the places normal_form rewrites: not inside the
-    densities an operator binds, nor a variable or parameter slot."""
-    yield expr, lambda new: new
-    if expr.is_Atom or isinstance(expr, (sp.Tuple, Density, KL, Entropy, ELBO)):
-        return
-    first = 1 if isinstance(expr, (Expectation, Marginal, Gradient)) else 0
-    for index in range(first, len(expr.args)):
-        def rebuild(new, index=index):
-            args = list(expr.args)
-            args[index] = new
-            return expr.func(*args)
-
-        for sub, replace in _rewritable(expr.args[index]):
-            yield sub, (lambda new, replace=replace, rebuild=rebuild: rebuild(replace(new)))
 
 
 def _cancels(difference: sp.Expr) -> bool:

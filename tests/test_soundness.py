@@ -12,7 +12,7 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symelbo.checker import _positions
+from symelbo.traversal import monotone_positions
 from symelbo.deadline import BudgetExceeded, time_budget
 from symelbo.normalize import NormalizationLoop, evaluate, normal_form
 from symelbo.notation import KL, Entropy, Expectation, Gradient, Marginal, density, parameter, variable
@@ -102,7 +102,7 @@ def test_equality_rule_preserves_value(name, expr):
 @given(expr=real)
 def test_inequality_rule_never_increases(name, expr):
     rule = RULES[name]
-    for sub, _, _ in _positions(evaluate(expr)):
+    for _, sub, _ in monotone_positions(evaluate(expr)):
         smaller = rule.weaken(sub)
         if smaller is None:
             continue
