@@ -43,11 +43,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import SymelboError, ToolMissingError
 from .notation import ELBO, KL, Density, Entropy, Expectation, Marginal
-from .printing import latex_str
+from .printing import NotationLatexPrinter, latex_str, tex_char
+from .report import omitted_rows_note, rows_that_matter
 from .verdicts import VERDICTS, weakest
 
 __all__ = ["render", "render_instantiation", "compile_pdf", "latex_repr", "markdown_repr", "tex_escape",
-           "markdown_escape", "TeX", "FORMATS"]
+           "markdown_escape", "breakable_name", "fold_tex_lines", "shortened", "TeX", "FORMATS"]
 
 FORMATS = ("latex", "markdown")
 
@@ -82,22 +83,43 @@ _TEX_SPECIAL = {
     "&": r"\&", "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}",
     "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", '"': r"\textquotedbl{}",
 }
-_TEX_RE = re.compile("|".join(re.escape(c) for c in _TEX_SPECIAL))
 _SPACE_RE = re.compile(r"\s+")
 
 
 def tex_escape(text) -> TeX:
     """User text as LaTeX that prints it literally (text mode); whitespace runs become one space.
 
+    TeX's special characters print as themselves; a character outside ASCII
+    goes through :func:`~symelbo.printing.tex_char` (Greek as math, T1's
+    accented letters as they are, the rest as a transliteration or its code
+    point), so any text compiles with the packages of a plain TeX Live.
+    Control characters are dropped: TeX would read them as invalid input.
+
     >>> print(tex_escape("100% & \\\\input{x} #1 {"))
     100\\% \\& \\textbackslash{}input\\{x\\} \\#1 \\{
+    >>> print(tex_escape("Ελληνικά"))
+    E\\ensuremath{\\lambda}\\ensuremath{\\lambda}\\ensuremath{\\eta}\\ensuremath{\\nu}\\ensuremath{\\iota}\\ensuremath{\\kappa}\\ensuremath{\\alpha}
     """
     if isinstance(text, TeX):
         return text
     text = _SPACE_RE.sub(" ", str(text))
-    # control characters would reach TeX as invalid input
-    text = "".join(c for c in text if c.isprintable())
-    return TeX(_TEX_RE.sub(lambda m: _TEX_SPECIAL[m.group()], text))
+    out = []
+    for char in text:
+        if char in _TEX_SPECIAL:
+            out.append(_TEX_SPECIAL[char])
+        elif char.isprintable():
+            out.append(char if char.isascii() else tex_char(char))
+    return TeX("".join(out))
+
+
+#: A title, a header or a model name longer than this is cut in a document:
+#: a title is a line, not a chapter (and TeX's memory is finite).
+MAX_TITLE_CHARS = 300
+
+
+def shortened(text: str, limit: int = MAX_TITLE_CHARS) -> str:
+    """User text for a heading: at most ``limit`` characters, an ellipsis where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|$~])")
@@ -311,6 +333,7 @@ class TableView:
     head: TeX                     # the density at the table's variables, e.g. p(X, Z)
     columns: tuple[TeX, ...]
     rows: tuple[tuple[TeX, ...], ...]
+    note: str = ""                # when rows were left out: how many, and which are shown
 
 
 @dataclass(frozen=True)
@@ -467,7 +490,9 @@ def _role(form: Density, observed, latent) -> str:
 def _counterexample_view(cx: dict, index: int, chain: int, line: int) -> CounterexampleView:
     pairs = lambda mapping: tuple((_name_tex(k), _number_tex(v)) for k, v in (mapping or {}).items())
     tables = []
-    for name, rows in cx.get("densities", {}).items():
+    for name, all_rows in cx.get("densities", {}).items():
+        rows = rows_that_matter(all_rows, cx.get("held") or {})
+        note = omitted_rows_note(len(rows), len(all_rows)) if len(rows) < len(all_rows) else ""
         columns = tuple(rows[0]["at"]) if rows else ()
         if _NAME_RE.match(name) and all(_NAME_RE.match(c) for c in columns):
             head = TeX(latex_str(Density(sp.Symbol(name), [sp.Symbol(c) for c in columns],
@@ -477,7 +502,7 @@ def _counterexample_view(cx: dict, index: int, chain: int, line: int) -> Counter
         tables.append(TableView(
             _name_tex(name), head, tuple(_name_tex(c) for c in columns),
             tuple(tuple(_number_tex(row["at"][c]) for c in columns) + (_number_tex(row["value"]),)
-                  for row in rows)))
+                  for row in rows), note))
     return CounterexampleView(
         index=index, chain=chain, line=line, kind=str(cx.get("kind", "")), seed=str(cx.get("seed", "")),
         support=tuple((_name_tex(v), tuple(_number_tex(p) for p in points))
@@ -561,9 +586,10 @@ def document_view(result, name: str | None = None) -> DocumentView:
     counts = Counter(s.verdict for c in result.chains for s in c.steps)
     rules = tuple(RuleView(n, TeX(RELATION_TEX.get(RULES[n].relation, "=")), TeX(RULES[n].law),
                            RULES[n].conditions) for n in used)
-    headers = tuple((str(k), str(v)) for k, v in derivation.headers.items() if k != "title")
+    headers = tuple((shortened(str(k)), shortened(str(v)))
+                    for k, v in derivation.headers.items() if k != "title")
     return DocumentView(
-        title=derivation.title or name or "A derivation", name=name or "",
+        title=shortened(derivation.title or name or "A derivation"), name=shortened(name or ""),
         headers=headers, verdict=result.verdict,
         counts=tuple((counts[v], v) for v in VERDICTS
                      if counts[v]),
@@ -612,7 +638,17 @@ def latex_environment() -> jinja2.Environment:
         autoescape=False, undefined=jinja2.StrictUndefined,
         finalize=_finalize_with(tex_escape))
     env.filters["tex"] = tex_escape
+    env.filters["breakable"] = breakable_name
     return _common(env)
+
+
+def breakable_name(name) -> TeX:
+    """A name such as ``definition_expectation`` as TeX text that may break after its underscores.
+
+    For narrow table columns: a long rule name set in a font narrower or
+    wider than Latin Modern must not stick out of its column.
+    """
+    return TeX(tex_escape(name).replace(r"\_", r"\_\allowbreak{}"))
 
 
 @lru_cache(maxsize=1)
@@ -648,7 +684,7 @@ def _render_view(make_view, fmt: str, fragment: bool, templates) -> str:
     article, piece, markdown = templates
     if fmt == "latex":
         template = piece if fragment else article
-        return _tidy(latex_environment().get_template(template).render(doc=make_view()))
+        return fold_tex_lines(_tidy(latex_environment().get_template(template).render(doc=make_view())))
     if fmt == "markdown":
         return _tidy(markdown_environment().get_template(markdown).render(doc=make_view()))
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -658,6 +694,69 @@ def _tidy(text: str) -> str:
     """No blank lines at the start, no runs of blank lines, one newline at the end."""
     text = re.sub(r"\n{3,}", "\n\n", text.strip("\n"))
     return text + "\n"
+
+
+#: The longest line of LaTeX written. TeX reads a line into a buffer of
+#: 200,000 characters and gives up on a longer one (a formula over a very
+#: long variable name); a short limit also keeps the source readable.
+TEX_LINE_LIMIT = 1000
+
+
+def _comment_start(line: str) -> int:
+    """The index of the ``%`` that starts the line's comment, or the line's length."""
+    index = 0
+    while index < len(line):
+        if line[index] == "\\":
+            index += 2
+            continue
+        if line[index] == "%":
+            return index
+        index += 1
+    return len(line)
+
+
+def _split_point(line: str, limit: int) -> int:
+    """Where ``%`` + newline may go, at most ``limit`` characters in, without changing the meaning.
+
+    TeX drops ``%``, the line end and the next line's leading spaces, so a
+    split must not fall before a space, after a backslash or inside a
+    command's name. Returns 0 when there is no such point.
+    """
+    for index in range(min(limit, len(line) - 1), 0, -1):
+        after, before = line[index], line[index - 1]
+        if after == " " or before == "\\":
+            continue
+        if after.isalpha() and before.isalpha():
+            start = index - 1
+            while start > 0 and line[start - 1].isalpha():
+                start -= 1
+            if start > 0 and line[start - 1] == "\\":
+                continue  # inside a command's name
+        return index
+    return 0
+
+
+def fold_tex_lines(text: str, limit: int = TEX_LINE_LIMIT) -> str:
+    """LaTeX with every line longer than ``limit`` folded with ``%`` line ends; TeX reads the same.
+
+    A comment line stays a comment: its continuations start with ``%`` too.
+    """
+    out = []
+    for line in text.split("\n"):
+        comment = _comment_start(line)
+        while len(line) > limit:
+            if comment == 0:  # a whole-line comment: continue it as a comment
+                out.append(line[:limit])
+                line = "% " + line[limit:]
+                continue
+            point = _split_point(line, min(limit, comment))
+            if point == 0:
+                break
+            out.append(line[:point] + "%")
+            line = line[point:]
+            comment = _comment_start(line)
+        out.append(line)
+    return "\n".join(out)
 
 
 def latex_repr(result) -> str:
@@ -775,10 +874,7 @@ def compile_pdf(tex: str, out_path: str) -> None:
 # an instantiated derivation (symelbo derive NAME --model FILE.toml)
 # ---------------------------------------------------------------------------
 
-from .printing import _LatexPrinter  # noqa: E402  (the notation's LaTeX hooks)
-
-
-class _ClosedFormPrinter(_LatexPrinter):
+class _ClosedFormPrinter(NotationLatexPrinter):
     """LaTeX of a model's closed forms: ``\\psi``, ``\\psi'`` and ``\\log\\Gamma`` for the special functions.
 
     SymPy prints ``polygamma(0, x)`` as ``\\operatorname{polygamma}{\\left(0,x \\right)}``
@@ -972,7 +1068,8 @@ def instantiation_view(inst, budget: float = CLOSED_BUDGET) -> InstantiationView
             verdict=weakest(verdicts) if verdicts else "", rows=tuple(rows)))
     counts = Counter(s.verdict for chain in inst.chains for s in chain[1:])
     return InstantiationView(
-        title=inst.title or inst.name, model=inst.model_name, derivation=inst.name,
+        title=shortened(inst.title or inst.name), model=shortened(inst.model_name),
+        derivation=inst.name,
         verdict=inst.verdict if counts else "",
         counts=tuple((counts[v], v) for v in VERDICTS
                      if counts[v]),

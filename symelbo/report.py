@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from fractions import Fraction
 
 from .checker import CheckResult, StepResult
 from .printing import calc_str
 from .verdicts import VERDICTS
 
 __all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification",
-           "terminal_text", "terminal_line"]
+           "terminal_text", "terminal_line", "rows_that_matter", "omitted_rows_note", "MAX_TABLE_ROWS"]
 
 _MARK = {"proved": "proved", "tested": "tested", "misjustified": "MISJUSTIFIED",
          "refuted": "REFUTED", "unknown": "UNKNOWN"}
@@ -108,8 +109,11 @@ def counterexample_table(cx: dict) -> str:
     if cx.get("parameters"):
         out.append("  parameters: " + ", ".join(f"{k} = {x}" for k, x in cx["parameters"].items()))
     for name, rows in cx.get("densities", {}).items():
+        shown = rows_that_matter(rows, cx.get("held") or {})
         out.append("")
-        out.extend("    " + line for line in _density_table(name, rows))
+        out.extend("    " + line for line in _density_table(name, shown))
+        if len(shown) < len(rows):
+            out.append(f"    ({omitted_rows_note(len(shown), len(rows))})")
     out.append("")
     out.append(f"  lhs = {cx.get('lhs')}")
     out.append(f"  rhs = {cx.get('rhs')}")
@@ -117,6 +121,44 @@ def counterexample_table(cx: dict) -> str:
         out.append(f"  lhs - rhs = {cx['difference']}")
     out.append(f"  but the step claims lhs {cx.get('relation', '?')} rhs")
     return "\n".join(line.rstrip() for line in out)
+
+
+#: A density table longer than this shows only the rows that matter: a step
+#: over 12 variables has 4,096 rows, more than a reader can take in or TeX can
+#: set on a page. The JSON report always has every row.
+MAX_TABLE_ROWS = 32
+
+
+def _probability(value) -> Fraction:
+    try:
+        return Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)
+
+
+def rows_that_matter(rows, held: dict, limit: int = MAX_TABLE_ROWS) -> list:
+    """The rows of a counterexample's density table to show, in table order.
+
+    All of them when they fit in ``limit``. Otherwise first the rows at the
+    held values of the free variables (the only rows the two sides are
+    evaluated at, apart from the bound variables), then the most probable
+    rows, which weigh most in the sides' sums and expectations.
+    """
+    if len(rows) <= limit:
+        return list(rows)
+
+    def at_held(row) -> bool:
+        return all(str(row["at"][v]) == str(x) for v, x in held.items() if v in row["at"])
+
+    ranked = sorted(range(len(rows)),
+                    key=lambda i: (not at_held(rows[i]), -_probability(rows[i]["value"]), i))
+    return [rows[i] for i in sorted(ranked[:limit])]
+
+
+def omitted_rows_note(shown: int, total: int) -> str:
+    """The note under a cut table: how many rows it shows, which, and where the rest are."""
+    return (f"{shown} of {total:,} rows shown: those at the held values, then the most "
+            f"probable; {total - shown:,} left out (the JSON report has every row)")
 
 
 def _density_table(name: str, rows) -> list[str]:

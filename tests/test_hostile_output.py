@@ -176,3 +176,85 @@ def test_a_pdf_into_a_folder_is_exit_2(tmp_path, capsys):
     status, _, err = run(capsys, "derive", "jensen", "--pdf", "-o", str(tmp_path))
     assert status == 2
     assert err == f"symelbo: {tmp_path}: cannot write the PDF (Is a directory)\n"
+
+
+# ---------------------------------------------------------------------------
+# 2. what reaches the terminal
+# ---------------------------------------------------------------------------
+
+CONTROLS = "\x1b]0;pwn\x07 \x1b[31mred\x1b[0m \r over \u202eevil \x9b1m \x7f\u2066x\u2069"
+CONTROLS_SHOWN = ("\\u001b]0;pwn\\u0007 \\u001b[31mred\\u001b[0m \\u000d over \\u202eevil "
+                  "\\u009b1m \\u007f\\u2066x\\u2069")
+
+
+def is_safe(text: str) -> bool:
+    return all(ch == "\n" or ch.isprintable() for ch in text)
+
+
+def test_terminal_text_escapes_controls_and_keeps_line_breaks():
+    assert terminal_text(CONTROLS) == CONTROLS_SHOWN
+    assert terminal_text("Ελληνικά 中文\nnext") == "Ελληνικά 中文\nnext"
+    assert terminal_text("\U000e0001") == "\\udb40\\udc01"  # beyond the BMP: a valid JSON escape
+    assert terminal_line("a\nb\tc") == "a\\nb\\u0009c"
+    assert terminal_line("x" * 1000, 50) == "x" * 49 + "\u2026"
+
+
+@pytest.fixture
+def control_title(tmp_path):
+    path = tmp_path / "evil.calc"
+    path.write_text(f"title: {CONTROLS}\n\nlog p(X) = log p(X)\n", encoding="utf-8")
+    return path
+
+
+def test_a_title_with_controls_prints_escaped_in_every_format(capsys, control_title):
+    status, out, _ = run(capsys, "check", str(control_title))
+    assert status == 0 and is_safe(out)
+    assert out.splitlines()[0] == f"{CONTROLS_SHOWN}  (evil.calc)"
+    for fmt in ("json", "markdown", "latex"):
+        status, out, _ = run(capsys, "check", str(control_title), "--format", fmt)
+        assert status == 0 and is_safe(out), fmt
+    status, out, _ = run(capsys, "check", str(control_title), "--json")
+    assert json.loads(out)["verdict"] == "proved"  # escaped, the JSON still parses
+
+
+def test_a_model_name_with_controls_prints_escaped(tmp_path, capsys):
+    model = tmp_path / "m.toml"
+    name = CONTROLS.replace("\\", "")
+    model.write_text(textwrap.dedent(f"""\
+        name = {json.dumps(name)}
+        [latent]
+        theta = "Beta(2, 2)"
+        [observed]
+        x = {{ dist = "Bernoulli(theta)", data = [1, 0, 1] }}
+        [variational]
+        theta = "Beta(alpha, beta)"
+        [values]
+        alpha = 3
+        beta = 2
+        """), encoding="utf-8")
+    for argv in (["model", str(model)], ["derive", "jensen", "--model", str(model)]):
+        status, out, err = run(capsys, *argv)
+        assert status in (0, 1), err
+        assert is_safe(out) and "]0;pwn" in out  # shown, and shown escaped
+
+
+def test_an_error_line_escapes_controls_and_is_cut(tmp_path):
+    path = tmp_path / "bad.calc"
+    path.write_text("log p(X) = log p(X)  by " + "r" * 200_000 + "\n")
+    proc = subprocess.run(SYMELBO + ["check", str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    line = proc.stderr[:-1]
+    assert proc.stderr.endswith("\n") and "\n" not in line
+    assert line.startswith(f"symelbo: {path}:1:25: unknown rule 'rrr")
+    assert len(line) == len("symelbo: ") + MAX_MESSAGE_CHARS and line.endswith("\u2026")
+
+
+def test_a_control_character_in_an_error_message_is_escaped(capsys, monkeypatch):
+    from symelbo.errors import InputError
+
+    def fail(args):
+        raise InputError("unknown name '\x1b[2J\rboom'", "evil\u202e.calc", 3, 4)
+    monkeypatch.setitem(__import__("symelbo.cli").cli._COMMANDS, "list", fail)
+    status, out, err = run(capsys, "list")
+    assert status == 2
+    assert err == "symelbo: evil\\u202e.calc:3:4: unknown name '\\u001b[2J\\u000dboom'\n"
