@@ -258,3 +258,137 @@ def test_a_control_character_in_an_error_message_is_escaped(capsys, monkeypatch)
     status, out, err = run(capsys, "list")
     assert status == 2
     assert err == "symelbo: evil\\u202e.calc:3:4: unknown name '\\u001b[2J\\u000dboom'\n"
+
+
+# ---------------------------------------------------------------------------
+# 3. a PDF from any valid input
+# ---------------------------------------------------------------------------
+
+def compile_cli(capsys, tmp_path, source: str, name: str = "odd.calc"):
+    """Check ``source`` and compile it to a PDF through the command line; return the PDF's text."""
+    need_pdflatex()
+    path = tmp_path / name
+    path.write_text(source, encoding="utf-8")
+    out = tmp_path / "odd.pdf"
+    status, _, err = run(capsys, "check", str(path), "--pdf", "-o", str(out))
+    assert status in (0, 1), err
+    assert out.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext") is None:
+        return ""
+    return subprocess.run(["pdftotext", str(out), "-"], capture_output=True, check=True,
+                          text=True).stdout
+
+
+def test_tex_escape_of_unicode_and_specials():
+    from symelbo.render import tex_escape
+    assert tex_escape("θ-model Ω") == r"\ensuremath{\theta}-model \ensuremath{\Omega}"
+    assert tex_escape("Café Œuvre – “ok”") == "Café Œuvre – “ok”"          # T1 has these
+    assert tex_escape("中文") == r"\texttt{[U+4E2D]}\allowbreak{}\texttt{[U+6587]}\allowbreak{}"
+    assert tex_escape("ﬁne ǹ") == "fine n"                                 # transliterated
+    assert tex_escape(r"\immediate\write18{rm -rf ~} 100% #$^_&") == (
+        r"\textbackslash{}immediate\textbackslash{}write18\{rm -rf \textasciitilde{}\} "
+        r"100\% \#\$\textasciicircum{}\_\&")
+
+
+def test_the_printer_emits_only_commands_of_amsmath_and_amssymb():
+    import sympy as sp
+    from symelbo.printing import latex_str
+    assert latex_str(sp.Symbol("Xscr")) == r"\mathcal{X}"
+    assert latex_str(sp.Symbol("θ_1")) == r"\theta _{1}"
+    assert latex_str(sp.Symbol("Ωmega")) == r"\Omega mega"
+    assert latex_str(sp.Symbol("é")) == r"\text{é}"
+    assert latex_str(sp.Symbol("中")) == r"\text{\texttt{[U+4E2D]}}"
+
+
+def test_greek_cjk_and_tex_specials_in_a_title_give_a_pdf(capsys, tmp_path):
+    text = compile_cli(capsys, tmp_path,
+                       "title: Ελληνικά 中文 ü — 100% & $ ^ _ ~ { } \\input{/etc/passwd} "
+                       "\\immediate\\write18{touch pwned}\n\nlog p(X) = log p(X)\n")
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    if text:
+        assert "[U+4E2D][U+6587]" in text and "ü" in text
+        assert "\\input{/etc/passwd}" in text and "100% & $ ^ _ ~ { }" in text
+
+
+def test_odd_variable_names_give_a_pdf(capsys, tmp_path):
+    names = "Xscr, X_end, theta_1_2, x1, Xbm, Xfrak, Xcal, Xbb, end, input, Xhat_2, alpha_beta"
+    text = compile_cli(capsys, tmp_path, f"log p({names}) = log p({names})\n\n"
+                                         f"E_q[log p(X, Z)] >= E_q[log q(Z)] + 1\n")
+    if text:
+        assert "checked step by step" in text and "θ" in text
+
+
+def test_a_very_long_title_and_a_very_long_name_give_a_pdf(capsys, tmp_path):
+    from symelbo.render import MAX_TITLE_CHARS, TEX_LINE_LIMIT, render
+    from symelbo.checker import check_derivation
+    from symelbo.parser import parse_text
+    source = "title: " + "word " * 50_000 + "\n\nlog p(X) = log p(X) + " + "a" * 250_000 + "\n"
+    tex = render(check_derivation(parse_text(source, "long.calc")), "latex", name="long.calc")
+    assert max(len(line) for line in tex.splitlines()) <= TEX_LINE_LIMIT + 1
+    assert ("word " * (MAX_TITLE_CHARS // 5))[:MAX_TITLE_CHARS - 1].rstrip() + "\u2026" in tex
+    compile_cli(capsys, tmp_path, source)
+
+
+def test_folded_lines_read_the_same_to_tex():
+    from symelbo.render import fold_tex_lines
+    folded = fold_tex_lines("\\alpha\\beta xyz", 9)  # never inside a command's name
+    assert folded == "\\alpha%\n\\beta xyz"
+    assert fold_tex_lines("% " + "c" * 30, 12) == "% cccccccccc\n% cccccccccc\n% cccccccccc"
+    assert fold_tex_lines("ab cd", 1000) == "ab cd"
+
+
+MANY = "A, B, C, D, E, F, G, H, I, J, K, L"
+
+
+def test_a_counterexample_over_12_variables_shows_32_rows_and_says_how_many_it_left_out(
+        capsys, tmp_path):
+    from symelbo.report import MAX_TABLE_ROWS
+    path = tmp_path / "many.calc"
+    path.write_text(f"sum_A[p({MANY})] = 2 * sum_A[p({MANY})]\n")
+    status, out, _ = run(capsys, "check", str(path), "--json")
+    cx = json.loads(out)["chains"][0]["steps"][0]["counterexample"]
+    assert status == 1 and len(cx["densities"]["p"]) == 4096      # the JSON has every row
+    note = (f"32 of 4,096 rows shown: those at the held values, then the most probable; "
+            f"4,064 left out (the JSON report has every row)")
+    status, out, _ = run(capsys, "check", str(path))
+    assert f"({note})" in out
+    assert sum(1 for line in out.splitlines() if line.rstrip().endswith("1/4096")) == MAX_TABLE_ROWS
+    status, out, _ = run(capsys, "check", str(path), "--format", "latex")
+    assert out.count("$1/4096$ \\\\") == MAX_TABLE_ROWS and f"{note}." in out
+    status, out, _ = run(capsys, "check", str(path), "--format", "markdown")
+    assert out.count("| $1/4096$ |") == MAX_TABLE_ROWS
+    text = compile_cli(capsys, tmp_path, path.read_text(), "many.calc")
+    if text:
+        assert "32 of 4,096 rows shown" in text
+
+
+def test_the_rows_that_matter_are_those_at_the_held_values_then_the_most_probable():
+    from symelbo.report import rows_that_matter
+    rows = [{"at": {"A": str(a), "B": str(b)}, "value": f"{a + b}/100"}
+            for a in range(1, 11) for b in range(1, 11)]
+    shown = rows_that_matter(rows, {"B": "1"}, limit=12)
+    assert len(shown) == 12 and shown == sorted(shown, key=rows.index)      # in table order
+    assert {r["at"]["A"] for r in shown if r["at"]["B"] == "1"} == {str(a) for a in range(1, 11)}
+    assert [r["at"] for r in shown if r["at"]["B"] != "1"] == [{"A": "9", "B": "10"}, {"A": "10", "B": "10"}]
+    assert rows_that_matter(rows[:5], {}, limit=12) == rows[:5]
+
+
+def test_a_greek_model_name_gives_an_instantiated_pdf(tmp_path, capsys):
+    need_pdflatex()
+    model = tmp_path / "m.toml"
+    model.write_text(textwrap.dedent("""\
+        name = "Βήτα–Bernoulli 硬币 \\u001b[31m"
+        [latent]
+        theta = "Beta(2, 2)"
+        [observed]
+        x = { dist = "Bernoulli(theta)", data = [1, 0, 1] }
+        [variational]
+        theta = "Beta(alpha, beta)"
+        [values]
+        alpha = 3
+        beta = 2
+        """), encoding="utf-8")
+    out = tmp_path / "m.pdf"
+    status, _, err = run(capsys, "derive", "jensen", "--model", str(model), "--pdf", "-o", str(out))
+    assert status in (0, 1), err
+    assert out.read_bytes().startswith(b"%PDF")
