@@ -29,7 +29,7 @@ from sympy.core import random as sympy_random
 
 from .deadline import BudgetExceeded, time_budget
 from .derivation import Chain, Derivation, Step, is_strict, relation_direction
-from .kernel import CertificateRejected, certificate_data, replay
+from .kernel import CertificateRejected, certificate_data, check_rule_names, replay
 from .normalize import NormalizationLoop, evaluate, normal_form
 from .notation import Density, Gradient, known_nonnegative, known_positive
 from .printing import calc_str
@@ -160,6 +160,7 @@ def check_chain(chain: Chain, options: CheckOptions = CheckOptions(),
 def check_step(step: Step, options: CheckOptions = CheckOptions(),
                universe: Universe | None = None) -> StepResult:
     """The verdict on one step under a time budget."""
+    check_rule_names(step.by)   # a typed error (UnknownRule) before any work
     if universe is None:
         universe = Universe.of([step.lhs, step.rhs])
     try:

@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check a derivation file")
     check.add_argument("file", metavar="FILE.calc")
     output_options(check)
+    for command in (check, derive):
+        command.add_argument("--certificates", metavar="OUT.json",
+                             help="also write the proof certificate of every proved step to OUT.json")
+
+    again = sub.add_parser("replay", help="re-check proof certificates with the kernel alone")
+    again.add_argument("certificates", metavar="CERTIFICATES.json")
+    again.add_argument("file", metavar="FILE.calc", nargs="?",
+                       help="the derivation (default: the source the certificate file names)")
 
     model = sub.add_parser("model", help="ELBO, log evidence and KL of a model file, checked")
     model.add_argument("file", metavar="FILE.toml")
@@ -219,6 +227,7 @@ def _derive(args) -> int:
         with _model_arithmetic(args.model, args):
             return instantiate_report(derivation, args.name, args.model, args)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
+    _write_certificates(result, args, f"builtin:{args.name}")
     return _show(result, args, name=args.name)
 
 
@@ -227,7 +236,31 @@ def _check(args) -> int:
     from .parser import parse_file
     derivation = parse_file(args.file)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
+    _write_certificates(result, args, args.file)
     return _show(result, args, name=Path(args.file).name)
+
+
+def _write_certificates(result, args, source: str) -> None:
+    if getattr(args, "certificates", None):
+        from .certificates import certificates_json
+        emit(certificates_json(result, source), args.certificates)
+
+
+def _replay(args) -> int:
+    """One line per recorded certificate: replayed by the kernel, or rejected and why."""
+    from .certificates import replay_file
+    source, answers = replay_file(args.certificates, args.file)
+    lines = []
+    for answer in answers:
+        if answer.accepted:
+            lines.append(f"{source}:{answer.line}: replayed ({', '.join(answer.rules) or 'algebra'})")
+        else:
+            lines.append(f"{source}:{answer.line}: REJECTED: {answer.reason}")
+    rejected = sum(not a.accepted for a in answers)
+    lines.append(f"{len(answers) - rejected} of {len(answers)} certificates replayed by the kernel"
+                 + (f", {rejected} rejected" if rejected else ""))
+    emit("\n".join(lines) + "\n", None)
+    return 1 if rejected else 0
 
 
 @contextmanager
@@ -265,7 +298,8 @@ def _plot(args) -> int:
         return run_plot(args.file, args.vary, out)
 
 
-_COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, "plot": _plot}
+_COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, "plot": _plot,
+             "replay": _replay}
 
 
 # ---------------------------------------------------------------------------

@@ -346,8 +346,10 @@ def _single_rewrites(side, rewrites):
             except (TypeError, ValueError):
                 continue  # the rewrite does not fit this place (a density slot)
             rule = RULES[name]
+            # the side conditions are the rule's own, checked inside its rewrite; the
+            # kernel checks them again when it replays the rewrite, never trusting this record
             yield ({"rule": name, "variant": (rule.rewrites + rule.stated).index(rewrite),
-                    "path": list(path)}, changed)
+                    "path": list(path), "conditions": rule.conditions}, changed)
 
 
 def tidy(expr, memo: dict):

@@ -10,7 +10,9 @@ from symelbo.cli import main
 from symelbo.generate import BUILTIN
 from symelbo.rules import RULES
 
-STEP_KEYS = {"line", "relation", "lhs", "rhs", "by", "found_by", "verdict", "counterexample", "message"}
+# the design card's keys, and the kernel's certificate of a proved step (null otherwise)
+STEP_KEYS = {"line", "relation", "lhs", "rhs", "by", "found_by", "verdict", "counterexample", "message",
+             "certificate"}
 
 
 def run(capsys, *argv):

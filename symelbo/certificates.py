@@ -1,0 +1,118 @@
+"""Certificate files: the proofs of a checked derivation, written out and replayed later.
+
+``symelbo check FILE --certificates OUT.json`` writes one record per proved
+step; ``symelbo replay OUT.json [FILE]`` reads the derivation again and hands
+every certificate to the kernel alone (no search), so that a proof can be
+audited, or re-checked by another version of symelbo. The format::
+
+    {"format": "symelbo-certificates/1",
+     "source": "derivations/jensen.calc" | "builtin:jensen",
+     "steps": [{"chain": 1, "step": 4, "line": 6, "lhs": "...", "relation": ">=", "rhs": "...",
+                "by": ["jensen"], "found_by": ["jensen"], "certificate": {...}}]}
+
+A certificate's expressions are ``{"expr": TEXT}`` in ``.calc`` notation,
+read back with the derivation's own densities (see :mod:`symelbo.kernel`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .kernel import CertificateRejected, certificate_data, certificate_from_data, replay
+from .printing import calc_str
+from .userfiles import read_user_text
+
+__all__ = ["FORMAT", "certificate_records", "certificates_json", "Replayed", "replay_file"]
+
+FORMAT = "symelbo-certificates/1"
+_BUILTIN = "builtin:"
+
+
+def certificate_records(result) -> list[dict]:
+    """One record per proved step of a :class:`~symelbo.checker.CheckResult`."""
+    records = []
+    for number, chain in enumerate(result.chains, start=1):
+        for index, step in enumerate(chain.steps, start=1):
+            if step.certificate is None:
+                continue
+            records.append({
+                "chain": number, "step": index, "line": step.step.line, "lhs": calc_str(step.step.lhs),
+                "relation": step.step.relation, "rhs": calc_str(step.step.rhs),
+                "by": list(step.step.by), "found_by": list(step.found_by),
+                "certificate": certificate_data(step.certificate)})
+    return records
+
+
+def certificates_json(result, source: str) -> str:
+    """The certificate file of a checked derivation read from ``source``."""
+    document = {"format": FORMAT, "source": source, "steps": certificate_records(result)}
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """The kernel's answer on one recorded certificate."""
+
+    line: int
+    accepted: bool
+    reason: str = ""
+    rules: tuple[str, ...] = ()
+
+
+def _derivation(source: str, given: str | None):
+    from .generate import BUILTIN, generate
+    from .parser import parse_file
+    name = given if given is not None else source
+    if name.startswith(_BUILTIN):
+        builtin = name[len(_BUILTIN):]
+        if builtin not in BUILTIN:
+            raise InputError(f"unknown built-in derivation '{builtin}'", "<certificates>")
+        return generate(builtin), ""
+    path = Path(name)
+    return parse_file(path), read_user_text(path)
+
+
+def replay_file(path: str, derivation_file: str | None = None) -> tuple[str, list[Replayed]]:
+    """Replay every certificate of the file ``path`` against its derivation.
+
+    The derivation is ``derivation_file`` when given, else the source the
+    certificate file names. Returns the source used and one answer per record.
+    """
+    from .parser import parse_expression
+    try:
+        document = json.loads(read_user_text(path, what="certificate file"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"not JSON: {error.msg}", path, error.lineno, error.colno) from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise InputError(f"not a certificate file (no \"format\": \"{FORMAT}\")", path)
+    source = document.get("source")
+    if derivation_file is None and not isinstance(source, str):
+        raise InputError("the certificate file names no source; give the derivation file", path)
+    derivation, text = _derivation(source, derivation_file)
+    steps = {(c, i): step for c, chain in enumerate(derivation.chains, start=1)
+             for i, step in enumerate(chain.steps, start=1)}
+    answers = []
+    for record in document.get("steps", []):
+        if not (isinstance(record, dict) and all(isinstance(record.get(k), int)
+                                                 for k in ("chain", "step", "line"))):
+            raise InputError("a step record without its chain, step and line numbers", path)
+        line = record["line"]
+        step = steps.get((record["chain"], record["step"]))
+        if step is None or (calc_str(step.lhs), step.relation, calc_str(step.rhs)) != (
+                record.get("lhs"), record.get("relation"), record.get("rhs")):
+            answers.append(Replayed(line, False, "the derivation has no such step at this place"))
+            continue
+        try:
+            certificate = certificate_from_data(record.get("certificate"),
+                                                lambda expr: parse_expression(expr, text))
+            proof = replay(certificate, step.lhs, step.relation, step.rhs, step.by)
+        except InputError as error:
+            answers.append(Replayed(line, False, f"an expression of the certificate: {error.message}"))
+        except CertificateRejected as rejected:
+            answers.append(Replayed(line, False, rejected.reason))
+        else:
+            answers.append(Replayed(line, True, rules=tuple(sorted(proof.rules))))
+    return (derivation_file or source), answers
