@@ -23,41 +23,15 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from symelbo.errors import InputError
+from symelbo.grammars import load_parser
 from symelbo.userfiles import excerpt
 
 #: Numeric exponents beyond this would be computed exactly, digit by digit.
 MAX_EXPONENT = 10000
 
-_GRAMMAR = r"""
-?start: dist | expr
-
-dist: NAME "(" [expr ("," expr)*] ")"
-
-?expr: sum
-?sum: product
-    | sum "+" product   -> add
-    | sum "-" product   -> sub
-?product: unary
-    | product "*" unary -> mul
-    | product "/" unary -> div
-?unary: power
-    | "-" unary         -> neg
-    | "+" unary
-?power: atom
-    | atom POW unary    -> pow
-?atom: NUMBER           -> number
-    | NAME              -> name
-    | NAME "(" expr ")" -> call
-    | "(" expr ")"
-
-POW: "**" | "^"
-NAME: /[A-Za-z_][A-Za-z0-9_]*/
-NUMBER: /(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?/
-%ignore /[ \t]+/
-"""
-
-_DIST_PARSER = Lark(_GRAMMAR, start="dist", parser="lalr", propagate_positions=True)
-_EXPR_PARSER = Lark(_GRAMMAR, start="expr", parser="lalr", propagate_positions=True)
+# the grammar is symelbo/model.lark; its tables ship in the package (symelbo.grammars)
+_DIST_PARSER = load_parser("model_dist")
+_EXPR_PARSER = load_parser("model_expr")
 
 #: Functions a parameter string may call.
 FUNCTIONS = {"sqrt": sp.sqrt, "log": sp.log, "exp": sp.exp}
