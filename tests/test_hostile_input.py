@@ -141,8 +141,9 @@ def test_a_stale_table_is_not_used(monkeypatch):
 def test_devices_and_directories_are_refused_at_once(command, path, kind):
     run = subprocess.run([sys.executable, "-m", "symelbo", command, path], capture_output=True,
                          text=True, timeout=60)
+    what = {"check": "file", "model": "model file"}[command]
     assert run.returncode == 2
-    assert run.stderr == f"symelbo: {path}: not a regular file ({kind}); give a file\n"
+    assert run.stderr == f"symelbo: {path}: not a regular file ({kind}); give a {what}\n"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
