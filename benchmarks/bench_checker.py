@@ -21,9 +21,9 @@ SHARED = REPO.parent / "shared" / "examples"
 CASE = textwrap.dedent("""
     import json, sys, time
     t0 = time.perf_counter()
-    from symelbo.checker import check_derivation
-    from symelbo.generate import generate
-    from symelbo.parser import parse_file, parse_text
+    from symelbo.core.checker import check_derivation
+    from symelbo.core.generate import generate
+    from symelbo.io.parser import parse_file, parse_text
     t1 = time.perf_counter()
     kind, arg = sys.argv[1], sys.argv[2]
     if kind == "file":

@@ -18,8 +18,8 @@ from pathlib import Path
 CHILD = r"""
 import io, json, sys, time
 t0 = time.perf_counter()
-from symelbo.models import load_model
-from symelbo.model_report import report
+from symelbo.models.model import load_model
+from symelbo.models.model_report import report
 t1 = time.perf_counter()
 m = load_model(sys.argv[1])
 t2 = time.perf_counter()

@@ -6,7 +6,7 @@ Writes a Markdown report to stdout, to ``benchmarks/RESULTS.md`` and into the
 README (between its ``speed:begin``/``speed:end`` markers):
 
 1. every step of the three built-in derivations checked by
-   ``symelbo.checker.check_step`` against the same identity written on an
+   ``symelbo.core.checker.check_step`` against the same identity written on an
    explicit K-state instance (K = 2, 8, 16; q_1..q_K and p(x, z_k) positive
    symbols) and proved by ``sympy.simplify(lhs - rhs) == 0``;
    The claims the derivations establish (log p(X) = ELBO + KL; grad ELBO = -grad KL)
@@ -43,11 +43,11 @@ NAIVE_TIMEOUT = 30.0  # seconds per naive step
 SYMELBO_STEPS = textwrap.dedent("""
     import json, statistics, sys, time
     from sympy.core.cache import clear_cache
-    from symelbo.checker import CheckOptions, check_step
-    from symelbo.generate import generate
-    from symelbo.parser import parse_step
-    from symelbo.printing import calc_str
-    from symelbo.semantics import Universe, instances
+    from symelbo.core.checker import CheckOptions, check_step
+    from symelbo.core.generate import generate
+    from symelbo.io.parser import parse_step
+    from symelbo.core.printing import calc_str
+    from symelbo.core.semantics import Universe, instances
     name, repeats = sys.argv[1], int(sys.argv[2])
     derivation = generate(name)
     exprs = []
@@ -241,9 +241,9 @@ IDENTITIES = {
 SYMELBO_IDENTITY = textwrap.dedent("""
     import json, statistics, sys, time
     from sympy.core.cache import clear_cache
-    from symelbo.checker import CheckOptions, check_step
-    from symelbo.parser import parse_step
-    from symelbo.semantics import Universe, instances
+    from symelbo.core.checker import CheckOptions, check_step
+    from symelbo.io.parser import parse_step
+    from symelbo.core.semantics import Universe, instances
     lhs, relation, rhs, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     step = parse_step(lhs, relation, rhs)
     universe = Universe.of([step.lhs, step.rhs])
@@ -312,7 +312,7 @@ def bench_cli(repeats: int) -> list[dict]:
 OBSERVATIONS = textwrap.dedent("""
     import json, sys, time
     import numpy as np
-    from symelbo.models import model_from_dict
+    from symelbo.models.model import model_from_dict
     n = int(sys.argv[1])
     data = np.round(np.random.default_rng(0).normal(5, 1, n), 6)
     doc = {"latent": {"mu": "Normal(mu0, 1/sqrt(lambda0*tau))", "tau": "Gamma(a0, b0)"},
@@ -341,7 +341,7 @@ def bench_observations(repeats: int) -> list[dict]:
 
 LATENTS = textwrap.dedent("""
     import json, random, sys, time
-    from symelbo.models import model_from_dict
+    from symelbo.models.model import model_from_dict
     kind, N = sys.argv[1], int(sys.argv[2])
     rng = random.Random(0)
     if kind == "mixture":

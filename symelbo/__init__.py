@@ -5,19 +5,20 @@ They are loaded on first use, so that importing a submodule (the pytest
 plugin, for one) does not import SymPy.
 """
 
+import sys
 from importlib import import_module
 
 _EXPORTS = {
-    "CheckOptions": "checker", "CheckResult": "checker", "check_derivation": "checker",
-    "check_step": "checker",
-    "Chain": "derivation", "Derivation": "derivation", "Step": "derivation",
-    "InputError": "errors", "SymelboError": "errors",
-    "generate": "generate",
-    "ELBO": "notation", "KL": "notation", "Density": "notation", "Entropy": "notation",
-    "Expectation": "notation", "Gradient": "notation", "Marginal": "notation",
-    "density": "notation", "parameter": "notation", "variable": "notation",
-    "parse_expression": "parser", "parse_file": "parser", "parse_text": "parser",
-    "RULES": "rules",
+    "CheckOptions": "core.checker", "CheckResult": "core.checker", "check_derivation": "core.checker",
+    "check_step": "core.checker",
+    "Chain": "core.derivation", "Derivation": "core.derivation", "Step": "core.derivation",
+    "InputError": "core.errors", "SymelboError": "core.errors",
+    "generate": "core.generate",
+    "ELBO": "core.notation", "KL": "core.notation", "Density": "core.notation", "Entropy": "core.notation",
+    "Expectation": "core.notation", "Gradient": "core.notation", "Marginal": "core.notation",
+    "density": "core.notation", "parameter": "core.notation", "variable": "core.notation",
+    "parse_expression": "io.parser", "parse_file": "io.parser", "parse_text": "io.parser",
+    "RULES": "core.rules",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -29,3 +30,9 @@ def __getattr__(name):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'symelbo' has no attribute {name!r}")
+
+
+if "IPython" in sys.modules:  # a notebook: show check results as math and Markdown
+    from symelbo.io.notebook import register as _register_display
+
+    _register_display()

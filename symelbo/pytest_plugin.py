@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from .verdicts import PASSING
+from symelbo.core.verdicts import PASSING
 
 CALC_SUFFIX = ".calc"
 DEFAULT_BUDGET = 5.0
@@ -144,8 +144,8 @@ class CalcFile(pytest.File):
     """A ``.calc`` derivation file; each chain becomes a :class:`CalcChain`."""
 
     def collect(self):
-        from .errors import InputError
-        from .parser import parse_file
+        from symelbo.core.errors import InputError
+        from symelbo.io.parser import parse_file
         try:
             derivation = parse_file(self.path)
         except InputError as error:
@@ -166,7 +166,7 @@ class CalcFile(pytest.File):
     def universe(self):
         """The densities and variables of the whole file: one meaning for ``p`` across chains."""
         if self._universe is None:
-            from .semantics import Universe
+            from symelbo.core.semantics import Universe
             chains = self.derivation.chains
             self._universe = Universe.of([e for c in chains for e in [c.first] + [s.rhs for s in c.steps]])
         return self._universe
@@ -210,7 +210,7 @@ class CalcChain(pytest.Item):
         self.chain = chain
 
     def runtest(self) -> None:
-        from .checker import CheckOptions, check_chain
+        from symelbo.core.checker import CheckOptions, check_chain
         settings = _settings(self.config)
         try:
             result = check_chain(self.chain, CheckOptions(budget=settings.budget), self.parent.universe())

@@ -14,7 +14,7 @@ Map of this module:
 - :func:`counterexample_table`      a refuting instance as a small table.
 
 Sides of a step are ``.calc`` notation strings or notation expressions
-(:mod:`symelbo.notation`). Strings are read by the derivation-file parser, never
+(:mod:`symelbo.core.notation`). Strings are read by the derivation-file parser, never
 evaluated. ``context`` names densities that the step itself does not apply, so
 that ``E_q`` knows the variables of ``q``::
 
@@ -30,16 +30,16 @@ from pathlib import Path
 
 import sympy as sp
 
-from .checker import (CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step,
+from symelbo.core.checker import (CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step,
                       printed)
-from .derivation import RELATIONS, Derivation, Step
-from .errors import InputError
-from .parser import breaks_claim, parse_file, parse_text
-from .verdicts import PASSING, VERDICTS
-from .printing import calc_str
-from .report import counterexample_table, justification
-from .rules import RULES
-from .semantics import Universe
+from symelbo.core.derivation import RELATIONS, Derivation, Step
+from symelbo.core.errors import InputError
+from symelbo.io.parser import breaks_claim, parse_file, parse_text
+from symelbo.core.verdicts import PASSING, VERDICTS
+from symelbo.core.printing import calc_str
+from symelbo.io.report import counterexample_table, justification
+from symelbo.core.rules import RULES
+from symelbo.core.semantics import Universe
 
 __all__ = [
     "DerivationError", "assert_step", "assert_refuted", "assert_derivation_proved",

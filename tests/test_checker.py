@@ -8,10 +8,10 @@ tested where marked); false ones must be refuted with a counterexample.
 import pytest
 import sympy as sp
 
-from symelbo.checker import CheckOptions, check_derivation
-from symelbo.errors import InputError
-from symelbo.notation import Gradient
-from symelbo.parser import parse_text
+from symelbo.core.checker import CheckOptions, check_derivation
+from symelbo.core.errors import InputError
+from symelbo.core.notation import Gradient
+from symelbo.io.parser import parse_text
 
 CONTEXT = "q(Z) = q(Z)\n\n"
 
@@ -315,9 +315,9 @@ def test_a_proof_by_an_unsound_rule_is_refuted_by_the_cross_check(monkeypatch, n
     """Every proof is cross-checked on a few instances: a broken rule cannot make a false step proved."""
     import dataclasses
 
-    from symelbo.checker import check_step
-    from symelbo.parser import parse_step
-    from symelbo.rules import RULES
+    from symelbo.core.checker import check_step
+    from symelbo.io.parser import parse_step
+    from symelbo.core.rules import RULES
     monkeypatch.setitem(RULES, name, dataclasses.replace(RULES[name], rewrites=(broken,)))
     result = check_step(parse_step(lhs, "=", rhs, by=[name]))
     assert result.verdict == "refuted", result

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from symelbo.cli import main
-from symelbo.generate import BUILTIN
-from symelbo.rules import RULES
+from symelbo.cli.commands import main
+from symelbo.core.generate import BUILTIN
+from symelbo.core.rules import RULES
 
 # the design card's keys, and the kernel's certificate of a proved step (null otherwise)
 STEP_KEYS = {"line", "relation", "lhs", "rhs", "by", "found_by", "verdict", "counterexample", "message",

@@ -6,7 +6,7 @@ import mpmath
 import pytest
 import sympy as sp
 
-from symelbo.families import FAMILIES, data_in_support, get_family, in_domain, mp_eval, \
+from symelbo.models.families import FAMILIES, data_in_support, get_family, in_domain, mp_eval, \
     support_contains
 
 X = sp.Symbol("x", real=True)

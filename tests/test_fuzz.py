@@ -10,9 +10,9 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symelbo.errors import InputError
-from symelbo.models import load_model
-from symelbo.parser import parse_text
+from symelbo.core.errors import InputError
+from symelbo.models.model import load_model
+from symelbo.io.parser import parse_text
 
 TOKENS = ["log", "exp", "KL", "H", "E_q", "E_{q(Z)}", "sum_Z", "grad_phi", "ELBO", "p", "q", "q_phi",
           "X", "Z", "theta", "(", ")", "[", "]", "{", "}", "|", "||", ",", "+", "-", "*", "/", "^", "**",

@@ -2,10 +2,10 @@
 
 import pytest
 
-from symelbo.checker import check_derivation
-from symelbo.generate import BUILTIN, generate
-from symelbo.parser import parse_file
-from symelbo.printing import calc_text
+from symelbo.core.checker import check_derivation
+from symelbo.core.generate import BUILTIN, generate
+from symelbo.io.parser import parse_file
+from symelbo.core.printing import calc_text
 
 from .conftest import DERIVATIONS
 
@@ -31,7 +31,7 @@ def test_every_generated_step_is_proved_by_its_rules(name):
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_recorded_file_reads_back_as_the_generated_derivation(name):
-    from symelbo.normalize import evaluate
+    from symelbo.core.normalize import evaluate
     generated, parsed = generate(name), parse_file(DERIVATIONS / f"{name}.calc")
     assert len(generated.chains) == len(parsed.chains)
     for g, p in zip(generated.chains, parsed.chains):

@@ -17,12 +17,12 @@ import time
 import pytest
 import sympy.core.random as sympy_random
 
-import symelbo.checker
+import symelbo.core.checker
 import symelbo.pytest_plugin  # noqa: F401  (kept loaded across pytester runs)
 import symelbo.testing  # noqa: F401
-from symelbo.checker import TOO_DEEP_TO_PRINT, check_derivation, check_step
-from symelbo.parser import parse_text
-from symelbo.semantics import MAX_TABLE_CELLS, TooLarge, Universe, instances, tabulation_problem
+from symelbo.core.checker import TOO_DEEP_TO_PRINT, check_derivation, check_step
+from symelbo.io.parser import parse_text
+from symelbo.core.semantics import MAX_TABLE_CELLS, TooLarge, Universe, instances, tabulation_problem
 
 pytest_plugins = ["pytester"]
 
@@ -42,7 +42,7 @@ def run_cli(path, *, hashseed="0", memory=None, timeout=120):
     limit = ""
     if memory:
         limit = (f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory})); ")
-    code = f"{limit}import sys; from symelbo.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = f"{limit}import sys; from symelbo.cli.commands import main; sys.exit(main(sys.argv[1:]))"
     env = dict(os.environ, PYTHONHASHSEED=hashseed)
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code, "check", str(path), "--json"],
@@ -154,7 +154,7 @@ def test_an_error_of_size_is_confined_to_its_step(monkeypatch):
     def out_of_memory(expr):
         raise MemoryError()
 
-    monkeypatch.setattr(symelbo.checker, "evaluate", out_of_memory)
+    monkeypatch.setattr(symelbo.core.checker, "evaluate", out_of_memory)
     result = check_step(step)
     assert (result.verdict, result.message) == (
         "unknown", "a number in this step is too large to compute with")
@@ -225,10 +225,10 @@ def test_a_tower_too_deep_to_print_fails_its_item_and_later_files_run(pytester):
 
 def test_an_error_of_size_in_the_checker_fails_one_item_readably(pytester):
     pytester.makeconftest(textwrap.dedent("""\
-        import symelbo.checker
+        import symelbo.core.checker
 
         def pytest_configure(config):
-            original = symelbo.checker.check_chain
+            original = symelbo.core.checker.check_chain
 
             def check_chain(chain, *args, **kwargs):
                 if chain.line == 1:
@@ -236,10 +236,10 @@ def test_an_error_of_size_in_the_checker_fails_one_item_readably(pytester):
                 return original(chain, *args, **kwargs)
 
             config._symelbo_original = original
-            symelbo.checker.check_chain = check_chain
+            symelbo.core.checker.check_chain = check_chain
 
         def pytest_unconfigure(config):
-            symelbo.checker.check_chain = config._symelbo_original
+            symelbo.core.checker.check_chain = config._symelbo_original
         """))
     pytester.makefile(".calc", a_bad="log p(X) = log p(X)\n\n" + GOOD)
     result = run_pytest(pytester, "a_bad.calc")
@@ -284,7 +284,7 @@ def test_printing_a_tower_gives_a_placeholder_not_an_error():
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(400)   # as deep in the stack as a report inside pytest is
     try:
-        text = symelbo.checker.printed(first)
+        text = symelbo.core.checker.printed(first)
     finally:
         sys.setrecursionlimit(limit)
     assert text == TOO_DEEP_TO_PRINT

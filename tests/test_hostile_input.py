@@ -20,11 +20,11 @@ import textwrap
 import pytest
 from lark import Lark
 
-from symelbo import grammars
-from symelbo.characters import describe
-from symelbo.errors import InputError
-from symelbo.parser import MAX_NESTING, parse_file, parse_text, source_lines
-from symelbo.userfiles import read_user_bytes
+from symelbo.io import grammars
+from symelbo.io.characters import describe
+from symelbo.core.errors import InputError
+from symelbo.io.parser import MAX_NESTING, parse_file, parse_text, source_lines
+from symelbo.io.userfiles import read_user_bytes
 
 from .conftest import DERIVATIONS, REPO, SHARED_EXAMPLES
 
@@ -53,7 +53,7 @@ def _plant(folder, marker, monkeypatch):
     """
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     for file, options in grammars.GRAMMARS.values():
-        text = (REPO / "symelbo" / file).read_text(encoding="utf-8")
+        text = (REPO / "symelbo" / "io" / file).read_text(encoding="utf-8")
         Lark(text, cache=True, **options)
     planted = sorted(folder.glob(".lark_*"))
     assert len(planted) >= 2
@@ -71,7 +71,7 @@ _AUDIT = textwrap.dedent("""
         elif event == "open" and isinstance(args[0], str):
             events.append(["open", args[0]])
     sys.addaudithook(hook)
-    from symelbo.cli import main
+    from symelbo.cli.commands import main
     try:
         main(sys.argv[1:])
     except SystemExit:
@@ -105,7 +105,7 @@ def test_no_pickle_is_loaded_and_no_file_is_read_from_shared_folders(tmp_path, a
 
 def test_parse_tables_are_fresh_and_parse_as_the_grammars_do():
     assert grammars.stale() == []
-    fresh = {name: Lark((REPO / "symelbo" / file).read_text(encoding="utf-8"), **options)
+    fresh = {name: Lark((REPO / "symelbo" / "io" / file).read_text(encoding="utf-8"), **options)
              for name, (file, options) in grammars.GRAMMARS.items()}
     lines = [line.split("#")[0] for folder in (DERIVATIONS, SHARED_EXAMPLES) if folder.is_dir()
              for path in sorted(folder.glob("*.calc"))

@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from symelbo.cli import main
-from symelbo.errors import InputError
-from symelbo.model_report import ModelReport, report
-from symelbo.models import DataAccess, load_model, model_from_dict
+from symelbo.cli.commands import main
+from symelbo.core.errors import InputError
+from symelbo.models.model_report import ModelReport, report
+from symelbo.models.model import DataAccess, load_model, model_from_dict
 
 NORMAL = ('[latent]\nmu = "Normal(0, 1)"\n[observed]\nx = {{ dist = "Normal(mu, 1)", {data} }}\n'
           '[variational]\nmu = "Normal(m, s)"\n[values]\nm = 0\ns = 1\n')
@@ -242,7 +242,7 @@ def test_long_double_arrays_are_read_exactly(tmp_path):
 
 @pytest.mark.parametrize("out,shown", [("OUT", "no extension"), ("x.exe", "'.exe'")])
 def test_plot_names_its_formats(tmp_path, capsys, out, shown):
-    from symelbo.plot import check_output
+    from symelbo.models.plot import check_output
     target = tmp_path / out
     with pytest.raises(InputError, match=f"the plot file has {shown}; give a name ending in "
                                          r"\.png, \.pdf or \.svg"):

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from symelbo.cli import MAX_MESSAGE_CHARS, main
-from symelbo.report import terminal_line, terminal_text
+from symelbo.cli.commands import MAX_MESSAGE_CHARS, main
+from symelbo.io.report import terminal_line, terminal_text
 
 SYMELBO = [sys.executable, "-m", "symelbo"]
 
@@ -115,11 +115,11 @@ def test_a_signal_during_pdflatex_kills_it_and_removes_the_temporary_folder(
 
 
 def test_pdflatex_never_runs_shell_commands_and_never_hangs(slow_pdflatex):
-    from symelbo.errors import SymelboError
-    from symelbo.render import _compile
+    from symelbo.core.errors import SymelboError
+    from symelbo.io.render import compile_latex
     start = time.monotonic()
     with pytest.raises(SymelboError, match=r"^pdflatex did not finish within 0\.5 s$"):
-        _compile("\\documentclass{article}\\begin{document}x\\end{document}\n", timeout=0.5)
+        compile_latex("\\documentclass{article}\\begin{document}x\\end{document}\n", timeout=0.5)
     assert time.monotonic() - start < 30
     argv = (slow_pdflatex / "argv").read_text().split()
     assert "-no-shell-escape" in argv and "-interaction=nonstopmode" in argv
@@ -250,11 +250,11 @@ def test_an_error_line_escapes_controls_and_is_cut(tmp_path):
 
 
 def test_a_control_character_in_an_error_message_is_escaped(capsys, monkeypatch):
-    from symelbo.errors import InputError
+    from symelbo.core.errors import InputError
 
     def fail(args):
         raise InputError("unknown name '\x1b[2J\rboom'", "evil\u202e.calc", 3, 4)
-    monkeypatch.setitem(__import__("symelbo.cli").cli._COMMANDS, "list", fail)
+    monkeypatch.setitem(__import__("importlib").import_module("symelbo.cli.commands").COMMANDS, "list", fail)
     status, out, err = run(capsys, "list")
     assert status == 2
     assert err == "symelbo: evil\\u202e.calc:3:4: unknown name '\\u001b[2J\\u000dboom'\n"
@@ -280,7 +280,7 @@ def compile_cli(capsys, tmp_path, source: str, name: str = "odd.calc"):
 
 
 def test_tex_escape_of_unicode_and_specials():
-    from symelbo.render import tex_escape
+    from symelbo.io.render import tex_escape
     assert tex_escape("θ-model Ω") == r"\ensuremath{\theta}-model \ensuremath{\Omega}"
     assert tex_escape("Café Œuvre – “ok”") == "Café Œuvre – “ok”"          # T1 has these
     assert tex_escape("中文") == r"\texttt{[U+4E2D]}\allowbreak{}\texttt{[U+6587]}\allowbreak{}"
@@ -292,7 +292,7 @@ def test_tex_escape_of_unicode_and_specials():
 
 def test_the_printer_emits_only_commands_of_amsmath_and_amssymb():
     import sympy as sp
-    from symelbo.printing import latex_str
+    from symelbo.core.printing import latex_str
     assert latex_str(sp.Symbol("Xscr")) == r"\mathcal{X}"
     assert latex_str(sp.Symbol("θ_1")) == r"\theta _{1}"
     assert latex_str(sp.Symbol("Ωmega")) == r"\Omega mega"
@@ -319,9 +319,9 @@ def test_odd_variable_names_give_a_pdf(capsys, tmp_path):
 
 
 def test_a_very_long_title_and_a_very_long_name_give_a_pdf(capsys, tmp_path):
-    from symelbo.render import MAX_TITLE_CHARS, TEX_LINE_LIMIT, render
-    from symelbo.checker import check_derivation
-    from symelbo.parser import parse_text
+    from symelbo.io.render import MAX_TITLE_CHARS, TEX_LINE_LIMIT, render
+    from symelbo.core.checker import check_derivation
+    from symelbo.io.parser import parse_text
     source = "title: " + "word " * 50_000 + "\n\nlog p(X) = log p(X) + " + "a" * 250_000 + "\n"
     tex = render(check_derivation(parse_text(source, "long.calc")), "latex", name="long.calc")
     assert max(len(line) for line in tex.splitlines()) <= TEX_LINE_LIMIT + 1
@@ -330,7 +330,7 @@ def test_a_very_long_title_and_a_very_long_name_give_a_pdf(capsys, tmp_path):
 
 
 def test_folded_lines_read_the_same_to_tex():
-    from symelbo.render import fold_tex_lines
+    from symelbo.io.render import fold_tex_lines
     folded = fold_tex_lines("\\alpha\\beta xyz", 9)  # never inside a command's name
     assert folded == "\\alpha%\n\\beta xyz"
     assert fold_tex_lines("% " + "c" * 30, 12) == "% cccccccccc\n% cccccccccc\n% cccccccccc"
@@ -342,7 +342,7 @@ MANY = "A, B, C, D, E, F, G, H, I, J, K, L"
 
 def test_a_counterexample_over_12_variables_shows_32_rows_and_says_how_many_it_left_out(
         capsys, tmp_path):
-    from symelbo.report import MAX_TABLE_ROWS
+    from symelbo.io.report import MAX_TABLE_ROWS
     path = tmp_path / "many.calc"
     path.write_text(f"sum_A[p({MANY})] = 2 * sum_A[p({MANY})]\n")
     status, out, _ = run(capsys, "check", str(path), "--json")
@@ -363,7 +363,7 @@ def test_a_counterexample_over_12_variables_shows_32_rows_and_says_how_many_it_l
 
 
 def test_the_rows_that_matter_are_those_at_the_held_values_then_the_most_probable():
-    from symelbo.report import rows_that_matter
+    from symelbo.io.report import rows_that_matter
     rows = [{"at": {"A": str(a), "B": str(b)}, "value": f"{a + b}/100"}
             for a in range(1, 11) for b in range(1, 11)]
     shown = rows_that_matter(rows, {"B": "1"}, limit=12)

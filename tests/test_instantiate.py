@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symelbo.cli import main
-from symelbo.generate import BUILTIN, generate
-from symelbo.instantiate import instantiate
-from symelbo.models import load_model
-from symelbo.render import (_compile, closed_latex, markdown_escape, render_instantiation,
+from symelbo.cli.commands import main
+from symelbo.core.generate import BUILTIN, generate
+from symelbo.models.instantiate import instantiate
+from symelbo.models.model import load_model
+from symelbo.io.render import (compile_latex, closed_latex, markdown_escape, render_instantiation,
                             tex_escape)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def test_unknown_format_is_an_error():
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
 def test_every_pair_compiles_without_overfull_lines(pair):
     need_pdflatex()
-    pdf, log = _compile(render_instantiation(inst(*pair), "latex"))
+    pdf, log = compile_latex(render_instantiation(inst(*pair), "latex"))
     assert pdf.startswith(b"%PDF")
     assert overfull(log) == []
 
@@ -162,7 +162,7 @@ def test_fragment_compiles_inside_a_paper():
                                     "latex", fragment=True)
     paper = ("\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx}\n"
              "\\begin{document}\n" + fragment + fragment + "\\end{document}\n")
-    pdf, log = _compile(paper)
+    pdf, log = compile_latex(paper)
     assert pdf.startswith(b"%PDF")
     assert overfull(log) == []
 
@@ -189,7 +189,7 @@ def test_hostile_model_name_prints_literally(tmp_path):
     md = render_instantiation(result, "markdown")
     assert markdown_escape(HOSTILE) in md and "\\input{/etc/passwd}" not in md
     need_pdflatex()
-    pdf, log = _compile(tex)
+    pdf, log = compile_latex(tex)
     assert pdf.startswith(b"%PDF")
     assert "(/etc/passwd" not in log  # TeX never opened the file
     assert overfull(log) == []
@@ -220,5 +220,5 @@ def test_lines_without_closed_form_or_value_render(tmp_path):
     md = render_instantiation(broken, "markdown")
     assert "none on this model" in md and "*unknown*" in md
     need_pdflatex()
-    pdf, log = _compile(tex)
+    pdf, log = compile_latex(tex)
     assert pdf.startswith(b"%PDF") and overfull(log) == []

@@ -21,11 +21,11 @@ import sys
 import pytest
 import sympy as sp
 
-from symelbo.checker import CheckOptions, check_step
-from symelbo.derivation import Step
-from symelbo.kernel import CertificateRejected, UnknownRule, replay
-from symelbo.parser import parse_text
-from symelbo.rules import RULES
+from symelbo.core.checker import CheckOptions, check_step
+from symelbo.core.derivation import Step
+from symelbo.core.kernel import CertificateRejected, UnknownRule, replay
+from symelbo.io.parser import parse_text
+from symelbo.core.rules import RULES
 
 from .conftest import DERIVATIONS, SHARED_EXAMPLES
 from .test_mutation import false_on_fresh_instances, mutants, source_steps
@@ -237,13 +237,13 @@ def test_json_output_carries_each_proved_steps_certificate():
 
 
 def test_a_numeric_factor_of_a_divergence_round_trips_through_json():
-    from symelbo.kernel import certificate_data, certificate_from_data
-    from symelbo.notation import KL, density
+    from symelbo.core.kernel import certificate_data, certificate_from_data
+    from symelbo.core.notation import KL, density
     kl = KL(density("q", "Z"), density("p", "Z", given=["X"]))
     data = certificate_data({"terms": [[sp.Rational(1, 2), kl]]})
     assert json.loads(json.dumps(data)) == {"terms": [[{"expr": "1/2"}, {"expr": str(kl)}]]}
-    from symelbo.parser import parse_expression
+    from symelbo.io.parser import parse_expression
     back = certificate_from_data(data, lambda text: parse_expression(text, "p(Z | X) = q(Z)"))
-    from symelbo.normalize import evaluate
+    from symelbo.core.normalize import evaluate
     assert evaluate(back["terms"][0][0]) == sp.Rational(1, 2)
     assert evaluate(back["terms"][0][1]) == kl

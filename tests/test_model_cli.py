@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from symelbo.errors import InputError
-from symelbo.model_report import run_model
+from symelbo.core.errors import InputError
+from symelbo.models.model_report import run_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ALL = sorted(p.name for p in EXAMPLES.glob("*.toml"))
@@ -108,7 +108,7 @@ def test_bad_input_raises_input_error(tmp_path):
 
 def test_plot(tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is the optional [plot] extra")
-    from symelbo.plot import run_plot
+    from symelbo.models.plot import run_plot
     out = tmp_path / "p.png"
     assert run_plot(str(EXAMPLES / "normal_mean.toml"), "m", str(out), points=9) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -118,8 +118,8 @@ def test_plot(tmp_path):
 
 def test_a_quadrature_without_enough_digits_does_not_refute(tmp_path):
     """Counts of 1e21 put log p(X) near 1e21: the 30-digit quadrature is then inconclusive."""
-    from symelbo.model_report import ModelReport
-    from symelbo.models import model_from_dict
+    from symelbo.models.model_report import ModelReport
+    from symelbo.models.model import model_from_dict
     m = model_from_dict({"latent": {"lam": "Gamma(2, 1)"},
                          "observed": {"k": {"dist": "Poisson(lam)", "data": [10 ** 21, 2]}},
                          "variational": {"lam": "Gamma(a, b)"}, "values": {"a": 2, "b": 1}})

@@ -18,12 +18,12 @@ import mpmath
 import pytest
 import sympy as sp
 
-from symelbo.checker import CheckOptions, check_step
-from symelbo.derivation import Step
-from symelbo.normalize import evaluate
-from symelbo.notation import KL, Density, Expectation
-from symelbo.parser import parse_file, parse_text
-from symelbo.semantics import Undefined, Universe, _build, evaluate_on
+from symelbo.core.checker import CheckOptions, check_step
+from symelbo.core.derivation import Step
+from symelbo.core.normalize import evaluate
+from symelbo.core.notation import KL, Density, Expectation
+from symelbo.io.parser import parse_file, parse_text
+from symelbo.core.semantics import Undefined, Universe, build_instance, evaluate_on
 
 from .conftest import DERIVATIONS, SHARED_EXAMPLES
 from .test_checker import CONTEXT, PROVED
@@ -159,7 +159,7 @@ def false_on_fresh_instances(step: Step) -> bool:
     universe = Universe.of([step.lhs, step.rhs])
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
     for seed in FRESH_SEEDS:
-        instance = _build(universe, "fresh", seed, random.Random(seed), None, "random", seed % 4 == 0)
+        instance = build_instance(universe, "fresh", seed, random.Random(seed), None, "random", seed % 4 == 0)
         try:
             # 250 digits: a large factor must not turn rounding noise into a "false"
             left, right = evaluate_on(lhs, instance, 250), evaluate_on(rhs, instance, 250)

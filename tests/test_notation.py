@@ -3,9 +3,9 @@
 import pytest
 import sympy as sp
 
-from symelbo.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, density, parameter, variable
-from symelbo.parser import parse_expression
-from symelbo.printing import calc_str
+from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, density, parameter, variable
+from symelbo.io.parser import parse_expression
+from symelbo.core.printing import calc_str
 
 Z, X = variable("Z"), variable("X")
 q, posterior, joint = density("q", "Z"), density("p", "Z", given=["X"]), density("p", "X", "Z")
@@ -62,8 +62,8 @@ def test_densities_survive_pickle_and_deepcopy():
     import copy
     import pickle
 
-    from symelbo.normalize import evaluate
-    from symelbo.parser import parse_expression
+    from symelbo.core.normalize import evaluate
+    from symelbo.io.parser import parse_expression
     e = evaluate(parse_expression("log p(Z | X) + q_phi(Z) + KL(q(Z) || p(Z | X)) + p(Z, X)"))
     assert pickle.loads(pickle.dumps(e)) == e
     assert copy.deepcopy(e) == e
@@ -141,7 +141,7 @@ def test_parameters_given_as_an_iterator_are_kept():
 
 
 def test_structural_signs():
-    from symelbo.notation import known_nonnegative, known_positive
+    from symelbo.core.notation import known_nonnegative, known_positive
     phi, X = parameter("phi"), variable("X")
     p = Density("p", [X])
     assert known_positive(phi**2 + 1) and known_positive(p + phi**4)

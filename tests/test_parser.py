@@ -2,10 +2,10 @@
 
 import pytest
 
-from symelbo.checker import check_derivation
-from symelbo.errors import InputError
-from symelbo.models import load_model
-from symelbo.parser import parse_file, parse_text
+from symelbo.core.checker import check_derivation
+from symelbo.core.errors import InputError
+from symelbo.models.model import load_model
+from symelbo.io.parser import parse_file, parse_text
 
 from .conftest import REPO
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from symelbo.checker import check_derivation
-from symelbo.derivation import Derivation
-from symelbo.generate import BUILTIN, generate
-from symelbo.parser import parse_file, parse_text
-from symelbo.render import (_compile, compile_pdf, latex_repr, markdown_escape, markdown_repr,
+from symelbo.core.checker import check_derivation
+from symelbo.core.derivation import Derivation
+from symelbo.core.generate import BUILTIN, generate
+from symelbo.io.parser import parse_file, parse_text
+from symelbo.io.render import (compile_latex, compile_pdf, latex_repr, markdown_escape, markdown_repr,
                             render, tex_escape)
 
 HERE = Path(__file__).resolve().parent
@@ -83,7 +83,7 @@ def test_unknown_format_is_an_error():
 # ---------------------------------------------------------------------------
 
 def test_every_formula_comes_from_latex_str():
-    from symelbo.printing import latex_str
+    from symelbo.core.printing import latex_str
     result = checked("kl-shuffle")
     tex = render(result, "latex", name="kl-shuffle")
     for chain in result.derivation.chains:
@@ -169,7 +169,7 @@ def test_hostile_title_is_escaped():
 
 def test_hostile_title_compiles():
     need_pdflatex()
-    pdf, log = _compile(render(hostile_result(), "latex", name="evil_%_name.calc"))
+    pdf, log = compile_latex(render(hostile_result(), "latex", name="evil_%_name.calc"))
     assert pdf.startswith(b"%PDF")
     assert "/etc/passwd)" not in log  # TeX never opened the file
     text = pdf_text(pdf)
@@ -190,9 +190,9 @@ def pdf_text(pdf: bytes) -> str | None:
 
 _RENDER_ALL = """
 import sys
-from symelbo.checker import check_derivation
-from symelbo.generate import generate
-from symelbo.render import render, latex_repr
+from symelbo.core.checker import check_derivation
+from symelbo.core.generate import generate
+from symelbo.io.render import render, latex_repr
 for name in ("kl-shuffle", "jensen", "gradient"):
     result = check_derivation(generate(name))
     for fmt, fragment in (("latex", False), ("latex", True), ("markdown", False)):
@@ -215,8 +215,8 @@ def test_rendering_does_not_depend_on_the_hash_seed():
 def test_pdf_bytes_are_reproducible():
     need_pdflatex()
     tex = render(checked("gradient"), "latex", name="gradient")
-    first, _ = _compile(tex)
-    second, _ = _compile(tex)
+    first, _ = compile_latex(tex)
+    second, _ = compile_latex(tex)
     assert first == second
 
 
@@ -228,7 +228,7 @@ def test_pdf_bytes_are_reproducible():
 def test_builtin_compiles_without_overfull_lines(name):
     need_pdflatex()
     for fragment in (False,):
-        pdf, log = _compile(render(checked(name), "latex", name=name, fragment=fragment))
+        pdf, log = compile_latex(render(checked(name), "latex", name=name, fragment=fragment))
         assert pdf.startswith(b"%PDF")
         assert overfull(log) == []
 
@@ -238,7 +238,7 @@ def test_fragment_compiles_inside_a_paper():
     fragment = render(checked("kl-shuffle"), "latex", fragment=True)
     paper = ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
              + fragment + "\\end{document}\n")
-    pdf, log = _compile(paper)
+    pdf, log = compile_latex(paper)
     assert pdf.startswith(b"%PDF")
 
 
@@ -246,7 +246,7 @@ def test_fragment_compiles_inside_a_paper():
 def test_example_compiles_without_overfull_lines(path):
     need_pdflatex()
     result = check_derivation(parse_file(path))
-    pdf, log = _compile(render(result, "latex", name=path.name))
+    pdf, log = compile_latex(render(result, "latex", name=path.name))
     assert pdf.startswith(b"%PDF")
     assert overfull(log) == []
 
@@ -259,7 +259,7 @@ def test_shared_examples_are_present():
 
 def test_compile_error_names_the_tex_error(tmp_path):
     need_pdflatex()
-    from symelbo.errors import SymelboError
+    from symelbo.core.errors import SymelboError
     with pytest.raises(SymelboError, match=r"pdflatex failed: Undefined control sequence"):
         compile_pdf("\\documentclass{article}\\begin{document}\\nosuchmacro\\end{document}\n",
                     str(tmp_path / "x.pdf"))
@@ -267,7 +267,7 @@ def test_compile_error_names_the_tex_error(tmp_path):
 
 
 def test_missing_pdflatex_is_a_tool_error(monkeypatch, tmp_path):
-    from symelbo.errors import ToolMissingError
+    from symelbo.core.errors import ToolMissingError
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ToolMissingError, match=r"pdflatex not found; install TeX Live"):
         compile_pdf("x", str(tmp_path / "x.pdf"))
@@ -275,7 +275,7 @@ def test_missing_pdflatex_is_a_tool_error(monkeypatch, tmp_path):
 
 def test_cli_pdf_writes_a_pdf(tmp_path, capsys):
     need_pdflatex()
-    from symelbo.cli import main
+    from symelbo.cli.commands import main
     out = tmp_path / "jensen.pdf"
     status = main(["derive", "jensen", "--pdf", "-o", str(out)])
     assert status == 0
@@ -283,7 +283,7 @@ def test_cli_pdf_writes_a_pdf(tmp_path, capsys):
 
 
 def test_cli_pdf_without_pdflatex_exits_2(monkeypatch, tmp_path, capsys):
-    from symelbo.cli import main
+    from symelbo.cli.commands import main
     monkeypatch.setattr(shutil, "which", lambda name: None)
     status = main(["derive", "jensen", "--pdf", "-o", str(tmp_path / "j.pdf")])
     assert status == 2

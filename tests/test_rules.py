@@ -2,9 +2,9 @@
 
 import pytest
 
-from symelbo.normalize import equal_by, one_rewrite
-from symelbo.parser import parse_text
-from symelbo.rules import RULES
+from symelbo.core.normalize import equal_by, one_rewrite
+from symelbo.io.parser import parse_text
+from symelbo.core.rules import RULES
 
 # A context fixing every density's variables, so E_q means E over q(Z).
 CONTEXT = "q(Z) = q(Z)\np(X, Z) = p(X, Z)\nq_phi(Z) = q_phi(Z)"
@@ -97,7 +97,7 @@ def test_design_vocabulary_is_registered():
 
 def _greedy_reference(lhs, rhs):
     """The plain greedy minimisation: every trial normalizes both sides from scratch."""
-    from symelbo.normalize import CANONICAL_RULES, equal_by
+    from symelbo.core.normalize import CANONICAL_RULES, equal_by
     current = equal_by(lhs, rhs, CANONICAL_RULES)
     if current is None:
         return None
@@ -116,8 +116,8 @@ def _greedy_reference(lhs, rhs):
     ("H[q(Z)]", "-E_q[log q(Z)]"),
 ])
 def test_minimal_rules_reusing_normal_forms_matches_plain_greedy(lhs, rhs):
-    from symelbo.normalize import minimal_rules
-    from symelbo.parser import parse_step
+    from symelbo.core.normalize import minimal_rules
+    from symelbo.io.parser import parse_step
     step = parse_step(lhs, "=", rhs)
     assert minimal_rules(step.lhs, step.rhs) == _greedy_reference(step.lhs, step.rhs)
 

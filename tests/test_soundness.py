@@ -12,12 +12,12 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symelbo.traversal import monotone_positions
-from symelbo.deadline import BudgetExceeded, time_budget
-from symelbo.normalize import NormalizationLoop, evaluate, normal_form
-from symelbo.notation import KL, Entropy, Expectation, Gradient, Marginal, density, parameter, variable
-from symelbo.rules import RULES
-from symelbo.semantics import Undefined, Universe, evaluate_on, instances
+from symelbo.core.traversal import monotone_positions
+from symelbo.core.deadline import BudgetExceeded, time_budget
+from symelbo.core.normalize import NormalizationLoop, evaluate, normal_form
+from symelbo.core.notation import KL, Entropy, Expectation, Gradient, Marginal, density, parameter, variable
+from symelbo.core.rules import RULES
+from symelbo.core.semantics import Undefined, Universe, evaluate_on, instances
 
 Z, X = variable("Z"), variable("X")
 PHI = parameter("phi")

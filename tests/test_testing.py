@@ -8,9 +8,9 @@ import pytest
 import sympy as sp
 
 import symelbo.testing
-from symelbo.errors import InputError
-from symelbo.notation import KL, Expectation, density
-from symelbo.parser import parse_text
+from symelbo.core.errors import InputError
+from symelbo.core.notation import KL, Expectation, density
+from symelbo.io.parser import parse_text
 from symelbo.testing import (DerivationError, assert_derivation_proved, assert_derivation_verdicts,
                              assert_refuted, assert_step, counterexample_table)
 
@@ -212,8 +212,8 @@ def test_counterexample_table_lines_up_columns():
     ("p(X)", "p(X) by jensen"),
 ])
 def test_a_side_that_would_change_the_claim_is_refused(lhs, rhs):
-    from symelbo.errors import InputError
-    from symelbo.parser import parse_step
+    from symelbo.core.errors import InputError
+    from symelbo.io.parser import parse_step
     with pytest.raises(ValueError):
         assert_step(lhs, "=", rhs)
     with pytest.raises(InputError):

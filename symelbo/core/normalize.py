@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.cache import cacheit
 
-from .deadline import check_deadline
-from .notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
-from .rules import _EXPAND, RULES
-from .traversal import replace_at, rewritable_positions
+from symelbo.core.deadline import check_deadline
+from symelbo.core.notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
+from symelbo.core.rules import EXPAND_OPTIONS, RULES
+from symelbo.core.traversal import replace_at, rewritable_positions
 
 __all__ = ["evaluate", "normal_form", "one_rewrite", "one_rewrite_steps", "equal_by",
            "minimal_rules", "tidy", "Normalized", "NormalizationLoop", "CANONICAL_RULES"]
@@ -34,7 +34,7 @@ CANONICAL_RULES = frozenset(name for name, rule in RULES.items() if not rule.is_
 _MAX_PASSES = 60
 _MAX_DEPTH = 400
 _LATE_RULES = frozenset({"definition_expectation", "differentiation"})
-_NODE_EXPAND = {**_EXPAND, "deep": False}
+_NODE_EXPAND = {**EXPAND_OPTIONS, "deep": False}
 
 
 @cacheit  # each stage of a check evaluates the step's sides; clear_cache() empties this
@@ -231,7 +231,7 @@ class _Normalizer:
     def normal_form(self, expr: sp.Expr) -> Normalized:
         result = self.full(evaluate(expr))
         # a last expansion lets terms from different operators cancel
-        return Normalized(sp.expand(result, **_EXPAND), frozenset(self.fired))
+        return Normalized(sp.expand(result, **EXPAND_OPTIONS), frozenset(self.fired))
 
 
 def normal_form(expr: sp.Expr, names=CANONICAL_RULES) -> Normalized:

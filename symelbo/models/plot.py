@@ -14,8 +14,8 @@ from pathlib import PurePath
 import mpmath
 import sympy as sp
 
-from symelbo.errors import InputError
-from symelbo.models import NoClosedForm, load_model
+from symelbo.core.errors import InputError
+from symelbo.models.model import NoClosedForm, load_model
 
 
 #: The formats a plot is written in, by the extension of its file name.
@@ -98,7 +98,7 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     except ImportError:
         raise InputError("plotting needs matplotlib: pip install symelbo[plot]", path) from None
 
-    from symelbo.models import mp_value
+    from symelbo.models.model import mp_value
     xs = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
     series = {"log p(X)": [], "ELBO": [], "KL(q || posterior)": []}
     curves = {"log p(X)": log_ev, "ELBO": elbo, "KL(q || posterior)": kl}

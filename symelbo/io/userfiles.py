@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import InputError
+from symelbo.core.errors import InputError
 
 __all__ = ["MAX_SOURCE_BYTES", "MAX_DATA_BYTES", "read_user_bytes", "read_user_text",
            "excerpt"]

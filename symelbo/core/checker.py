@@ -9,7 +9,7 @@ For each step ``lhs R rhs``:
    divergence, for ``gibbs_inequality``).
 2. No ``by`` (or a failed replay): the checker searches for a proof itself
    with every rule and reports the rules it used in ``found_by``.
-3. Concrete instances (:mod:`symelbo.semantics`) refute a false step with a
+3. Concrete instances (:mod:`symelbo.core.semantics`) refute a false step with a
    counterexample, or give ``tested`` when no proof was found and the step
    held on every instance. Numbers never prove.
 
@@ -27,17 +27,18 @@ import mpmath
 import sympy as sp
 from sympy.core import random as sympy_random
 
-from .deadline import BudgetExceeded, time_budget
-from .derivation import Chain, Derivation, Step, is_strict, relation_direction
-from .kernel import CertificateRejected, certificate_data, check_rule_names, replay
-from .normalize import NormalizationLoop, evaluate, normal_form
-from .notation import Density, Gradient, known_nonnegative, known_positive
-from .printing import calc_str
-from .rules import RULES
-from .search import INEQUALITY_RULES, Found, identical_sides, replay_named, search_proof
-from .semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, TooLarge, Undefined, Universe,
+from symelbo.core.deadline import BudgetExceeded, time_budget
+from symelbo.core.derivation import Chain, Derivation, Step
+from symelbo.core.kernel import CertificateRejected, certificate_data, check_rule_names, replay
+from symelbo.core.normalize import NormalizationLoop, evaluate, normal_form
+from symelbo.core.notation import Density, Gradient, known_nonnegative, known_positive
+from symelbo.core.printing import calc_str
+from symelbo.core.relations import relation as relation_of
+from symelbo.core.rules import RULES
+from symelbo.core.search import INEQUALITY_RULES, Found, identical_sides, replay_named, search_proof
+from symelbo.core.semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, TooLarge, Undefined, Universe,
                         evaluate_on, exactly_equal, instances, tabulation_problem)
-from .verdicts import PASSING, VERDICT_ORDER, weakest
+from symelbo.core.verdicts import PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
            "check_derivation", "check_chain", "check_step", "printed", "VERDICT_ORDER", "weakest"]
@@ -127,16 +128,6 @@ class CheckResult:
 
     def as_dict(self) -> dict:
         return {"verdict": self.verdict, "chains": [c.as_dict() for c in self.chains]}
-
-    def _repr_latex_(self) -> str:
-        """Jupyter: the checked chains as display math."""
-        from .render import latex_repr
-        return latex_repr(self)
-
-    def _repr_markdown_(self) -> str:
-        """Jupyter: the Markdown document."""
-        from .render import markdown_repr
-        return markdown_repr(self)
 
 
 # ---------------------------------------------------------------------------
@@ -375,7 +366,7 @@ def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: C
         gap = normal_form(lhs - rhs, frozenset()).expr
     except NormalizationLoop:
         return None
-    if not gap.is_Rational or _verdict_on_instance(_order_of(gap), step.relation) != "fails":
+    if not gap.is_Rational or relation_of(step.relation).holds(_order_of(gap)) != "fails":
         return None
     with mpmath.workdps(60):   # not str(gap): its digits may be thousands long
         size = mpmath.nstr(mpmath.mpf(gap.p) / gap.q, 12)
@@ -611,7 +602,7 @@ def _test(step: Step, universe: Universe, count: int, risk, thorough: bool = Tru
             right = evaluate_on(rhs, instance, screening=screening)
             order = _order(left, right, DIGITS)
             if (order == "close" or (order == "equal" and thorough)
-                    or _verdict_on_instance(order, step.relation) == "fails"):
+                    or relation_of(step.relation).holds(order) == "fails"):
                 # too close to call at 50 digits, equal to 35, or a refutation to confirm:
                 # look again at 250 digits, and exactly where the instance allows it
                 first_look = left - right
@@ -621,7 +612,7 @@ def _test(step: Step, universe: Universe, count: int, risk, thorough: bool = Tru
                     order, deep_checks, seen = _settle_equal(lhs, rhs, instance, step.relation,
                                                              deep_checks, finest)
                     left, right = seen or (left, right)
-                elif (_verdict_on_instance(order, step.relation) == "fails"
+                elif (relation_of(step.relation).holds(order) == "fails"
                       and not _steady(first_look, left - right)):
                     order, left, right = _confirm_failure(lhs, rhs, instance, order, left, right)
         except NotComputable:
@@ -635,7 +626,7 @@ def _test(step: Step, universe: Universe, count: int, risk, thorough: bool = Tru
         except (ValueError, OverflowError, TypeError):
             outcome.undefined += 1
             continue
-        status = _verdict_on_instance(order, step.relation)
+        status = relation_of(step.relation).holds(order)
         problem = _written_problem(step, instance, risk) if status == "fails" and risk else ""
         if problem:
             # SymPy's evaluation gave a value (exp(log(X)) is X) that the step as
@@ -681,7 +672,7 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: i
     if exact is True:
         return "exactly equal", deep_checks, None
     if exact is None and deep_checks <= 0:
-        return ("close" if is_strict(relation) else "equal"), deep_checks, None
+        return ("close" if relation_of(relation).strict else "equal"), deep_checks, None
     # a numerical derivative at 4000 digits is taken at 8000 and 12000: gradients stop at 1000
     gradient = lhs.has(Gradient) or rhs.has(Gradient)
     precisions = DEEP_DIGITS[:1] if gradient else DEEP_DIGITS
@@ -704,7 +695,7 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: i
             # (p(X)^(2^990) against 0)
             return ("less" if gap < 0 else "greater"), deep_checks - 1, (left, right)
         previous = gap
-    if exact is False or is_strict(relation):
+    if exact is False or relation_of(relation).strict:
         return "close", deep_checks - 1, None  # different, or maybe, but too near to say how
     return "equal", deep_checks - 1, None
 
@@ -740,22 +731,6 @@ def _order(left, right, digits: int) -> str:
     if abs(diff) <= mpmath.mpf(10) ** -(digits - 30):
         return "close"
     return "less" if diff < 0 else "greater"
-
-
-def _verdict_on_instance(order: str, relation: str) -> str:
-    """"holds", "fails" or "close" for a relation, given how the two sides compare."""
-    if order == "close":
-        return "close"
-    if relation == "=":
-        return "holds" if order in ("equal", "exactly equal") else "fails"
-    wanted = "greater" if relation_direction(relation) > 0 else "less"
-    if order == wanted:
-        return "holds"
-    if order in ("equal", "exactly equal"):
-        if relation in ("<=", ">="):
-            return "holds"
-        return "fails" if order == "exactly equal" else "close"
-    return "fails"
 
 
 def _counterexample(instance, left, right, step) -> dict:

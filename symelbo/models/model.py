@@ -40,12 +40,12 @@ from pathlib import Path
 import mpmath
 import sympy as sp
 
-from symelbo import families as fam
-from symelbo.deadline import BudgetExceeded, time_budget
-from symelbo.errors import InputError
-from symelbo.model_expr import DistCall, Where, decimal_problem, factor_names, \
+from symelbo.models import families as fam
+from symelbo.core.deadline import BudgetExceeded, time_budget
+from symelbo.core.errors import InputError
+from symelbo.models.model_expr import DistCall, Where, decimal_problem, factor_names, \
     magnitude_problem, names, parse_distribution, to_sympy
-from symelbo.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, excerpt, read_user_bytes, \
+from symelbo.io.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, excerpt, read_user_bytes, \
     read_user_text
 
 #: Decimal digits used to evaluate values and numeric checks.
@@ -1068,7 +1068,7 @@ class Model:
         orders = itertools.permutations(glob) if len(glob) <= 4 else [tuple(glob)]
         for order in orders:
             try:
-                result = _eliminate(joint, loc + list(order), supports, frozenset(loc))
+                result = eliminate(joint, loc + list(order), supports, frozenset(loc))
                 break
             except NoClosedForm as exc:
                 first_reason = first_reason or exc.reason
@@ -1458,7 +1458,7 @@ def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
             return None
     # the exact sum rounded once: what math.fsum gives, without a Python loop
     try:
-        total = _exact_sum(np, vals)
+        total = exact_sum(np, vals)
     except ValueError:   # it checks the values are finite: one pass over them, not two
         raise OverflowError(f"{g} of a data value overflows a float") from None
     return sp.Rational(Fraction(float(total)))
@@ -1478,7 +1478,7 @@ def _value_counts(np, arr) -> list[tuple[int, int]]:
     return list(zip(values.tolist(), counts.tolist()))
 
 
-def _exact_sum(np, values) -> Fraction:
+def exact_sum(np, values) -> Fraction:
     """The exact sum of finite float64 values, by integer arithmetic on their mantissas.
 
     Each value is m * 2**e with an integer |m| < 2**53; m splits into parts
@@ -1559,7 +1559,7 @@ def _log_split(expr: sp.Expr) -> sp.Expr:
     return sp.expand(sp.log(sp.factor_terms(expr)))
 
 
-def _eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = frozenset()) -> Evidence:
+def eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = frozenset()) -> Evidence:
     """Integrate (or sum) each latent out of exp(joint) in the given order.
 
     ``local`` latents (one per observation, first in ``order``) each touch only

@@ -15,9 +15,10 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError, SymelboError
+from symelbo.core.errors import InputError, SymelboError
+from symelbo.io.output import emit, format_of
 
-__all__ = ["main", "emit", "Terminated", "MAX_MESSAGE_CHARS"]
+__all__ = ["main", "Terminated", "MAX_MESSAGE_CHARS"]
 
 FORMATS = ("text", "latex", "markdown", "json")
 _RECURSION_LIMIT = 8000
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
     try:
         with _termination_raises():
-            return _COMMANDS[args.command](args)
+            return COMMANDS[args.command](args)
     except RecursionError:
         _say(f"{getattr(args, 'file', '<input>')}: the input is nested too deeply to process")
         return 2
@@ -148,7 +149,7 @@ def _say(message: str) -> None:
     sequence, a carriage return, a bidi override) are shown escaped, never
     sent to the terminal, and the line is cut to :data:`MAX_MESSAGE_CHARS`.
     """
-    from .report import terminal_line
+    from symelbo.io.report import terminal_line
     try:
         sys.stderr.write(f"symelbo: {terminal_line(message, MAX_MESSAGE_CHARS)}\n")
         sys.stderr.flush()
@@ -200,8 +201,8 @@ def _termination_raises():
 # ---------------------------------------------------------------------------
 
 def _list(args) -> int:
-    from .generate import BUILTIN
-    from .rules import RULES
+    from symelbo.core.generate import BUILTIN
+    from symelbo.core.rules import RULES
     lines = ["Built-in derivations (symelbo derive NAME):"]
     width = max(len(n) for n in BUILTIN)
     for name, builtin in BUILTIN.items():
@@ -216,14 +217,14 @@ def _list(args) -> int:
 
 
 def _derive(args) -> int:
-    from .checker import CheckOptions, check_derivation
-    from .generate import BUILTIN, generate
+    from symelbo.core.checker import CheckOptions, check_derivation
+    from symelbo.core.generate import BUILTIN, generate
     if args.name not in BUILTIN:
         raise InputError(f"unknown derivation '{args.name}'; choose one of {', '.join(BUILTIN)}",
                          "<command line>")
     derivation = generate(args.name)
     if args.model:
-        from .instantiate import instantiate_report
+        from symelbo.models.instantiate import instantiate_report
         with _model_arithmetic(args.model, args):
             return instantiate_report(derivation, args.name, args.model, args)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
@@ -232,8 +233,8 @@ def _derive(args) -> int:
 
 
 def _check(args) -> int:
-    from .checker import CheckOptions, check_derivation
-    from .parser import parse_file
+    from symelbo.core.checker import CheckOptions, check_derivation
+    from symelbo.io.parser import parse_file
     derivation = parse_file(args.file)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
     _write_certificates(result, args, args.file)
@@ -242,13 +243,13 @@ def _check(args) -> int:
 
 def _write_certificates(result, args, source: str) -> None:
     if getattr(args, "certificates", None):
-        from .certificates import certificates_json
+        from symelbo.io.certificates import certificates_json
         emit(certificates_json(result, source), args.certificates)
 
 
 def _replay(args) -> int:
     """One line per recorded certificate: replayed by the kernel, or rejected and why."""
-    from .certificates import replay_file
+    from symelbo.io.certificates import replay_file
     source, answers = replay_file(args.certificates, args.file)
     lines = []
     for answer in answers:
@@ -267,7 +268,7 @@ def _replay(args) -> int:
 def _model_arithmetic(path: str, args):
     """Models loaded inside read data as --data-root and --max-data-mb say; a model whose
     numbers cannot be evaluated (1e200 squared, a complex power) is bad input."""
-    from .models import DataAccess, data_access
+    from symelbo.models.model import DataAccess, data_access
     root = Path(args.data_root) if args.data_root else None
     try:
         with data_access(DataAccess(root, int(args.max_data_mb * 1024 * 1024))):
@@ -283,7 +284,7 @@ def _model_arithmetic(path: str, args):
 def _model(args) -> int:
     import io
 
-    from .model_report import run_model
+    from symelbo.models.model_report import run_model
     buffer = io.StringIO()
     with _model_arithmetic(args.file, args):
         status = run_model(args.file, args.json, buffer)
@@ -292,95 +293,34 @@ def _model(args) -> int:
 
 
 def _plot(args) -> int:
-    from .plot import run_plot
+    from symelbo.models.plot import run_plot
     out = args.output or f"{Path(args.file).stem}-{args.vary}.png"
     with _model_arithmetic(args.file, args):
         return run_plot(args.file, args.vary, out)
 
 
-_COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, "plot": _plot,
+COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, "plot": _plot,
              "replay": _replay}
-
-
-# ---------------------------------------------------------------------------
-# output
-# ---------------------------------------------------------------------------
-
-def _format_of(args) -> str:
-    """The output format asked for; contradictory options are a usage error."""
-    fmt = "json" if args.json else ("latex" if args.pdf else args.format)
-    if args.json and (args.pdf or args.format not in ("text", "json")):
-        raise InputError("--json cannot be combined with --pdf or another --format", "<command line>")
-    if args.fragment and (fmt != "latex" or args.pdf):
-        raise InputError("--fragment goes with --format latex (and not with --pdf)", "<command line>")
-    return fmt
 
 
 def _show(result, args, name: str) -> int:
     """Render a checked derivation in the requested format and return the exit status."""
-    fmt = _format_of(args)
+    fmt = format_of(args)
     if args.pdf:
-        from .render import compile_pdf, render
+        from symelbo.io.render import compile_pdf, render
         if not args.output:
             raise InputError("--pdf needs -o OUT.pdf", "<command line>")
         compile_pdf(render(result, "latex", name=name, fragment=False), args.output)
     elif fmt == "json":
-        from .report import json_report
+        from symelbo.io.report import json_report
         emit(json_report(result), args.output)
     elif fmt == "text":
-        from .report import text_report
+        from symelbo.io.report import text_report
         emit(text_report(result, name), args.output)
     else:
-        from .render import render
+        from symelbo.io.render import render
         emit(render(result, fmt, name=name, fragment=args.fragment), args.output)
     return 0 if result.passed else 1
-
-
-def emit(text: str, output: str | None) -> None:
-    """Write ``text`` to the file ``output`` (UTF-8), or to standard output when it is None.
-
-    Any failure to write (a full disk or ``/dev/full``, a closed pipe as in
-    ``symelbo derive jensen | head -1``, a folder or an unwritable place
-    given to ``-o``) is an :class:`~symelbo.errors.InputError` naming the
-    file: exit 2 with one line. Control characters are escaped
-    (:func:`~symelbo.report.terminal_text`), so a title or a model name cannot
-    drive the terminal that shows the output.
-    """
-    from .report import terminal_text
-    # every format may quote the user's text; no format needs a control character
-    text = terminal_text(text)
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-        except OSError as error:
-            raise InputError(f"cannot write the output ({error.strerror or error})", output) from None
-        return
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as error:
-        _abandon_stdout()
-        raise InputError(f"cannot write the output ({error.strerror or error})",
-                         "<standard output>") from None
-
-
-def _abandon_stdout() -> None:
-    """Point standard output at the null device after a failed write.
-
-    Otherwise the interpreter flushes what is left in the buffer at exit,
-    fails again and prints a second, unreadable message.
-    """
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture): nothing to flush
-        pass
-
-
-#: The old name of :func:`emit`, kept for the modules that still import it.
-_emit = emit
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,41 +12,8 @@ from dataclasses import dataclass, field
 
 from sympy import Expr
 
-from .errors import InputError
-
-#: The relations a step may state, and the direction each one points.
-RELATIONS = ("=", "<=", ">=", "<", ">")
-_DIRECTION = {"=": 0, "<=": -1, "<": -1, ">=": 1, ">": 1}
-
-
-def relation_direction(relation: str) -> int:
-    """+1 for >= and >, -1 for <= and <, 0 for =."""
-    return _DIRECTION[relation]
-
-
-def is_strict(relation: str) -> bool:
-    """True for < and >, which an equality refutes."""
-    return relation in ("<", ">")
-
-
-def compose_relations(relations) -> str:
-    """The relation of a chain's claim ``first R last`` from the relations of its steps.
-
-    ``=`` with ``>=`` gives ``>=``; a strict step makes the claim strict;
-    mixing the two directions is meaningless and raises ValueError.
-    """
-    direction, strict = 0, False
-    for rel in relations:
-        d = relation_direction(rel)
-        if d and direction and d != direction:
-            raise ValueError("a chain cannot mix <= and >=")
-        direction = direction or d
-        strict = strict or is_strict(rel)
-    if direction == 0:
-        return "="
-    base = ">" if direction > 0 else "<"
-    return base if strict else base + "="
-
+from symelbo.core.errors import InputError
+from symelbo.core.relations import RELATIONS, compose, relation
 
 @dataclass(frozen=True)
 class Step:
@@ -74,7 +41,7 @@ class Chain:
 
     @property
     def relation(self) -> str:
-        return compose_relations(step.relation for step in self.steps)
+        return compose(step.relation for step in self.steps)
 
     @staticmethod
     def from_terms(first: Expr, links, first_line: int = 0) -> "Chain":
@@ -101,10 +68,9 @@ class Derivation:
 
 def check_chain_relations(relations_with_places, path=None) -> None:
     """Raise InputError at the first relation that mixes <= with >= in one chain."""
-    direction = 0
-    for relation, line, column in relations_with_places:
-        d = relation_direction(relation)
-        if d and direction and d != direction:
+    claim = relation("=")
+    for symbol, line, column in relations_with_places:
+        if claim.direction and relation(symbol).direction not in (0, claim.direction):
             raise InputError("a chain cannot mix <= and >= (its claim would mean nothing)",
                              path, line, column)
-        direction = direction or d
+        claim = claim.then(relation(symbol))

@@ -1,6 +1,6 @@
 """The trusted kernel: the only code that may say a step is proved.
 
-Proof search (:mod:`symelbo.checker`) never decides ``proved``. It emits a
+Proof search (:mod:`symelbo.core.checker`) never decides ``proved``. It emits a
 *certificate*, a small record of the proof, and the kernel replays it: it
 applies the named rules' own rewrites (their side conditions are checked in
 the rewrite, every time) at the recorded positions, recomputes the normal
@@ -10,9 +10,9 @@ polarity or a decomposition that does not add up is a rejection, whatever
 the search believed. A step with ``by`` names is proved only by a
 certificate that uses those rules (and ``algebra``) alone.
 
-The trusted base is this module with the rules (:mod:`symelbo.rules`), the
-normal forms (:mod:`symelbo.normalize`), the positions
-(:mod:`symelbo.traversal`), the notation, SymPy and mpmath's interval
+The trusted base is this module with the rules (:mod:`symelbo.core.rules`), the
+normal forms (:mod:`symelbo.core.normalize`), the positions
+(:mod:`symelbo.core.traversal`), the notation, SymPy and mpmath's interval
 arithmetic.
 
 Certificates are plain data (JSON once their few expressions are printed);
@@ -21,6 +21,7 @@ every kind, with what the kernel checks, is in :data:`KINDS`::
     {"kind": "identical"}
     {"kind": "rewrite", "steps": [{"side": "lhs", "rule": R, "variant": i, "path": [..]}, ...]}
     {"kind": "normal_forms", "rules": [R, ...]}
+    {"kind": "algebra", "method": "expand" | "cancel"}
     {"kind": "bound", "big": "lhs" | "rhs", "strict": bool, "log": bool, "argument": A}
 
 An inequality's argument ``A`` is about ``big >= small`` (``>`` when strict):
@@ -39,14 +40,14 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from .normalize import NormalizationLoop, equal_by, evaluate, normal_form, tidy
-from .notation import KL, NOTATION_CLASSES, known_nonnegative, known_positive
-from .rules import RULES
-from .traversal import polarity_of, replace_at, subterm_at
+from symelbo.core.normalize import NormalizationLoop, equal_by, evaluate, normal_form, tidy
+from symelbo.core.notation import KL, NOTATION_CLASSES, known_nonnegative, known_positive
+from symelbo.core.rules import RULES
+from symelbo.core.traversal import polarity_of, replace_at, subterm_at
 
 __all__ = ["CertificateRejected", "UnknownRule", "Proof", "KINDS", "replay", "check_rule_names",
            "sign_of", "constant_sign", "GIBBS_FORM", "rules_of", "certificate_data",
-           "certificate_from_data"]
+           "certificate_from_data", "prove_identity"]
 
 #: The rules it takes to read KL(a || b) as E_a[log a] - E_a[log b] (Gibbs' inequality as written).
 GIBBS_FORM = frozenset({"definition_kl", "log_quotient", "linearity_expectation"})
@@ -199,6 +200,28 @@ def _rewrite(cert, lhs, relation, rhs) -> frozenset:
     return frozenset(used)
 
 
+def _algebra(cert, lhs, relation, rhs) -> frozenset:
+    """lhs - rhs is 0 by SymPy's field arithmetic: expanded, then (``cancel``) as one fraction.
+
+    For closed forms without probability notation (a model's ELBO, evidence and KL)."""
+    if relation not in _EQUAL_ENOUGH:
+        _reject(f"an identity proves an equality, not '{relation}'", cert)
+    difference = sp.expand(lhs - rhs)
+    if difference != 0 and not (cert.get("method") == "cancel" and sp.cancel(difference) == 0):
+        _reject("the difference of the sides is not 0 by algebra", cert)
+    return frozenset({"algebra"})
+
+
+def prove_identity(lhs: sp.Expr, rhs: sp.Expr) -> Proof | None:
+    """The kernel's proof that ``lhs = rhs`` by algebra alone, or None."""
+    for method in ("expand", "cancel"):
+        try:
+            return replay({"kind": "algebra", "method": method}, lhs, "=", rhs)
+        except CertificateRejected:
+            continue
+    return None
+
+
 def _normal_forms(cert, lhs, relation, rhs) -> frozenset:
     """The normal forms of both sides under exactly the recorded rules agree."""
     if relation not in _EQUAL_ENOUGH:
@@ -311,7 +334,7 @@ _ARGUMENTS = {"equal": _equal, "sign": _sign, "inequality_rule": _inequality_rul
 
 #: Every certificate kind and the replay that checks it.
 KINDS = {"identical": _identical, "rewrite": _rewrite, "normal_forms": _normal_forms,
-         "bound": _bound}
+         "bound": _bound, "algebra": _algebra}
 
 
 # ---------------------------------------------------------------------------

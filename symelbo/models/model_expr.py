@@ -6,7 +6,7 @@ This module reads that text with a lark grammar (numbers, identifiers,
 stages: :func:`parse_distribution` returns the family name and one syntax tree
 per argument, so the caller can decide the assumptions (real, positive, ...)
 of every identifier first; :func:`to_sympy` then builds the expression with
-the caller's symbols. Errors are :class:`~symelbo.errors.InputError` located at
+the caller's symbols. Errors are :class:`~symelbo.core.errors.InputError` located at
 the column of the offending character.
 """
 
@@ -22,14 +22,14 @@ import sympy as sp
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from symelbo.errors import InputError
-from symelbo.grammars import load_parser
-from symelbo.userfiles import excerpt
+from symelbo.core.errors import InputError
+from symelbo.io.grammars import load_parser
+from symelbo.io.userfiles import excerpt
 
 #: Numeric exponents beyond this would be computed exactly, digit by digit.
 MAX_EXPONENT = 10000
 
-# the grammar is symelbo/model.lark; its tables ship in the package (symelbo.grammars)
+# the grammar is symelbo/model.lark; its tables ship in the package (symelbo.io.grammars)
 _DIST_PARSER = load_parser("model_dist")
 _EXPR_PARSER = load_parser("model_expr")
 

@@ -1,7 +1,7 @@
 """Proof search: finds a proof of a step and writes it down as a certificate.
 
 Nothing here decides ``proved``: every function returns a :class:`Found`, the
-rules a proof used and its certificate, which :mod:`symelbo.kernel` replays.
+rules a proof used and its certificate, which :mod:`symelbo.core.kernel` replays.
 A search that is wrong costs a missed proof, never a false one.
 
 - :func:`replay_named`: a proof using only the rules a step names after ``by``.
@@ -21,13 +21,14 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .derivation import Step, is_strict, relation_direction
-from .kernel import GIBBS_FORM, sign_of
-from .normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
+from symelbo.core.derivation import Step
+from symelbo.core.kernel import GIBBS_FORM, sign_of
+from symelbo.core.normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
                         normal_form, one_rewrite_steps)
-from .notation import KL, Density, Expectation, Marginal, known_nonnegative, known_positive
-from .rules import RULES
-from .traversal import monotone_positions, replace_at
+from symelbo.core.notation import KL, Density, Expectation, Marginal, known_nonnegative, known_positive
+from symelbo.core.relations import relation
+from symelbo.core.rules import RULES
+from symelbo.core.traversal import monotone_positions, replace_at
 
 __all__ = ["Found", "INEQUALITY_RULES", "MAX_DIVERGENCES", "replay_named", "search_proof",
            "identical_sides", "ordered"]
@@ -104,9 +105,9 @@ def _search(step: Step, equalities: frozenset, inequalities: frozenset, replay: 
         if used is None:
             return None
         return Found(frozenset(used), {"kind": "normal_forms", "rules": ordered(used)})
-    direction = relation_direction(step.relation)
+    direction = relation(step.relation).direction
     big, small = (step.lhs, step.rhs) if direction > 0 else (step.rhs, step.lhs)
-    strict = is_strict(step.relation)
+    strict = relation(step.relation).strict
     bound = {"kind": "bound", "big": "lhs" if direction > 0 else "rhs", "strict": strict,
              "log": False}
     found = _search_inequality(big, small, strict, equalities, inequalities, replay)

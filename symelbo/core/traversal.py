@@ -17,7 +17,7 @@ from typing import Iterator
 
 import sympy as sp
 
-from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, known_positive
+from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, known_positive
 
 __all__ = ["Path", "subterm_at", "replace_at", "body_slots", "rewritable_positions",
            "monotone_children", "monotone_positions", "polarity_of"]

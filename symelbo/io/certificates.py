@@ -11,7 +11,7 @@ audited, or re-checked by another version of symelbo. The format::
                 "by": ["jensen"], "found_by": ["jensen"], "certificate": {...}}]}
 
 A certificate's expressions are ``{"expr": TEXT}`` in ``.calc`` notation,
-read back with the derivation's own densities (see :mod:`symelbo.kernel`).
+read back with the derivation's own densities (see :mod:`symelbo.core.kernel`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .kernel import CertificateRejected, certificate_data, certificate_from_data, replay
-from .printing import calc_str
-from .userfiles import read_user_text
+from symelbo.core.errors import InputError
+from symelbo.core.kernel import CertificateRejected, certificate_data, certificate_from_data, replay
+from symelbo.core.printing import calc_str
+from symelbo.io.userfiles import read_user_text
 
 __all__ = ["FORMAT", "certificate_records", "certificates_json", "Replayed", "replay_file"]
 
@@ -32,7 +32,7 @@ _BUILTIN = "builtin:"
 
 
 def certificate_records(result) -> list[dict]:
-    """One record per proved step of a :class:`~symelbo.checker.CheckResult`."""
+    """One record per proved step of a :class:`~symelbo.core.checker.CheckResult`."""
     records = []
     for number, chain in enumerate(result.chains, start=1):
         for index, step in enumerate(chain.steps, start=1):
@@ -63,8 +63,8 @@ class Replayed:
 
 
 def _derivation(source: str, given: str | None):
-    from .generate import BUILTIN, generate
-    from .parser import parse_file
+    from symelbo.core.generate import BUILTIN, generate
+    from symelbo.io.parser import parse_file
     name = given if given is not None else source
     if name.startswith(_BUILTIN):
         builtin = name[len(_BUILTIN):]
@@ -81,7 +81,7 @@ def replay_file(path: str, derivation_file: str | None = None) -> tuple[str, lis
     The derivation is ``derivation_file`` when given, else the source the
     certificate file names. Returns the source used and one answer per record.
     """
-    from .parser import parse_expression
+    from symelbo.io.parser import parse_expression
     try:
         document = json.loads(read_user_text(path, what="certificate file"))
     except json.JSONDecodeError as error:

@@ -28,7 +28,8 @@ from typing import TextIO
 import mpmath
 import sympy as sp
 
-from symelbo.models import DIGITS, Model, NoClosedForm, QuadratureFailed, load_model, \
+from symelbo.core.kernel import prove_identity
+from symelbo.models.model import DIGITS, Model, NoClosedForm, QuadratureFailed, load_model, \
     with_numbers
 
 PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
@@ -50,11 +51,9 @@ def _reportable(value) -> bool:
 
 
 def _is_zero(expr: sp.Expr) -> bool:
-    """Symbolic zero test: expand (logs split under known positivity), then cancel rational parts."""
-    e = sp.expand(expr)
-    if e == 0:
-        return True
-    return sp.cancel(e) == 0
+    """Symbolic zero test by the kernel: expand (logs split under known positivity), then
+    cancel rational parts."""
+    return prove_identity(expr, sp.S.Zero) is not None
 
 
 def _fmt(x) -> str:
@@ -445,7 +444,7 @@ def _finite(value):
 def run_model(path: str, as_json: bool, out: TextIO) -> int:
     """`symelbo model FILE.toml [--json]`: write the report to ``out``; return the exit status.
 
-    Bad input raises :class:`~symelbo.errors.InputError` (the command line prints it and exits 2).
+    Bad input raises :class:`~symelbo.core.errors.InputError` (the command line prints it and exits 2).
     """
     model = load_model(path)
     rep = report(model)

@@ -5,7 +5,7 @@ read line by line here; each line's content is parsed by ``grammar.lark`` and
 turned into SymPy notation node by node. Expressions are built with
 ``evaluate=False`` so they print as written; the checker evaluates them.
 
-Every problem raises :class:`~symelbo.errors.InputError` located at
+Every problem raises :class:`~symelbo.core.errors.InputError` located at
 ``file:line:column``.
 """
 
@@ -20,12 +20,12 @@ import sympy as sp
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .derivation import Chain, Derivation, Step, check_chain_relations
-from .characters import describe
-from .errors import InputError
-from .grammars import load_parser
-from .userfiles import excerpt, read_user_text
-from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
+from symelbo.core.derivation import Chain, Derivation, Step, check_chain_relations
+from symelbo.io.characters import describe
+from symelbo.core.errors import InputError
+from symelbo.io.grammars import load_parser
+from symelbo.io.userfiles import excerpt, read_user_text
+from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
 
 __all__ = ["parse_file", "parse_text", "parse_expression", "parse_step"]
 
@@ -317,7 +317,7 @@ class _Builder:
         return Chain(first, tuple(steps), first_lineno)
 
     def rules(self, just, lineno) -> tuple[str, ...]:
-        from .rules import RULES  # the registry is the one place that knows rule names
+        from symelbo.core.rules import RULES  # the registry is the one place that knows rule names
         if not just:
             return ()
         names = []

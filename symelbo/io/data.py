@@ -19,4 +19,4 @@ def data_dir(name: str):
     try:
         return resources.files(f"symelbo.{name}")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / name
+        return Path(__file__).resolve().parents[2] / name

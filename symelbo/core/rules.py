@@ -4,7 +4,7 @@ Each :class:`Rule` is a frozen record: its public name (the vocabulary of
 ``by``), the relation it yields, the law in LaTeX, its side conditions in
 words, and the node rewrites that implement it. A rewrite acts at ONE node
 and returns the rewritten node or None; traversal lives in
-:mod:`symelbo.normalize`, apart from the mathematics.
+:mod:`symelbo.core.normalize`, apart from the mathematics.
 
 Equality rules rewrite towards a normal form (definitions unfolded, logs of
 products split, conditionals written as joint over marginal, linear operators
@@ -26,9 +26,9 @@ from typing import Callable, Optional
 
 import sympy as sp
 
-from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, known_positive
+from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, known_positive
 
-__all__ = ["Rule", "RULES", "known_positive", "is_constant_in"]
+__all__ = ["Rule", "RULES", "EXPAND_OPTIONS", "known_positive", "is_constant_in"]
 
 Rewrite = Callable[[sp.Expr], Optional[sp.Expr]]
 
@@ -252,7 +252,7 @@ def _linear(kind, bound_of, rebuild):
     def rewrite(e):
         if not isinstance(e, kind):
             return None
-        body = sp.expand(e.body, **_EXPAND)
+        body = sp.expand(e.body, **EXPAND_OPTIONS)
         bound = bound_of(e)
         if body.is_Add:
             return sp.Add(*[rebuild(e, term) for term in body.args])
@@ -351,7 +351,7 @@ def _gibbs_weaken(e):
     return None
 
 
-_EXPAND = dict(deep=True, mul=True, multinomial=True, power_exp=False, power_base=False,
+EXPAND_OPTIONS = dict(deep=True, mul=True, multinomial=True, power_exp=False, power_base=False,
                log=False, basic=False)
 
 

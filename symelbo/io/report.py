@@ -18,9 +18,9 @@ import json
 from collections import Counter
 from fractions import Fraction
 
-from .checker import CheckResult, StepResult
-from .printing import calc_str
-from .verdicts import VERDICTS
+from symelbo.core.checker import CheckResult, StepResult
+from symelbo.core.printing import calc_str
+from symelbo.core.verdicts import VERDICTS
 
 __all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification",
            "terminal_text", "terminal_line", "rows_that_matter", "omitted_rows_note", "MAX_TABLE_ROWS"]

@@ -8,7 +8,7 @@ The LaTeX printed here compiles with the packages of a plain TeX Live
 TS1 encodings): ``\\mathscr`` (SymPy's ``Xscr``), whose fonts that
 installation lacks, is printed ``\\mathcal``, and a character outside
 ASCII goes through :func:`tex_char`, which the text filter of
-:mod:`symelbo.render` shares.
+:mod:`symelbo.io.render` shares.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class _CalcPrinter(StrPrinter):
     """The ``.calc`` syntax: what it prints, the parser reads back."""
 
     def _print_log(self, expr):
-        from .notation import Density
+        from symelbo.core.notation import Density
         if isinstance(expr.args[0], Density):  # the file format's `log p(X)`
             return f"log {self._print(expr.args[0])}"
         return f"log({self._print(expr.args[0])})"
@@ -147,7 +147,7 @@ class NotationLatexPrinter(LatexPrinter):
         return super()._print_Symbol(expr, style).replace(r"\mathscr{", r"\mathcal{")
 
     def _print_log(self, expr, exp=None):
-        from .notation import Density
+        from symelbo.core.notation import Density
         arg = expr.args[0]
         if isinstance(arg, (Density, sp.Symbol)):
             text = rf"\log {self._print(arg)}"

@@ -24,10 +24,10 @@ from itertools import product
 import mpmath
 import sympy as sp
 
-from .deadline import check_deadline
-from .notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
+from symelbo.core.deadline import check_deadline
+from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 
-__all__ = ["Universe", "Instance", "Undefined", "TooLarge", "instances", "evaluate_on",
+__all__ = ["Universe", "Instance", "Undefined", "TooLarge", "instances", "build_instance", "evaluate_on",
            "exactly_equal", "tabulation_problem", "DIGITS", "MAX_TABLE_CELLS"]
 
 #: Working precision (decimal digits) of every evaluation.
@@ -60,7 +60,7 @@ def tabulation_problem(universe: "Universe") -> str:
 
     Counted on two-point supports, the smallest any instance uses; a random
     instance whose three-point supports would exceed the limit falls back to
-    two points (see :func:`_build`).
+    two points (see :func:`build_instance`).
     """
     cells = sum(2 ** len(info.variables) for info in universe.densities.values())
     if cells <= MAX_TABLE_CELLS:
@@ -242,13 +242,13 @@ def instances(universe: Universe, count: int = DEFAULT_INSTANCES):
             rng = random.Random(seed * 7919 + 17)
             if seed < len(_PLAN):
                 kind, weight, tables, posterior = _PLAN[seed]
-                universe.built[seed] = _build(universe, kind, seed, rng, Fraction(weight), tables, posterior)
+                universe.built[seed] = build_instance(universe, kind, seed, rng, Fraction(weight), tables, posterior)
             else:
-                universe.built[seed] = _build(universe, "random", seed, rng, None, "random", seed % 3 == 0)
+                universe.built[seed] = build_instance(universe, "random", seed, rng, None, "random", seed % 3 == 0)
         yield universe.built[seed]
 
 
-def _build(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_weight,
+def build_instance(universe: Universe, kind: str, seed: int, rng: random.Random, fixed_weight,
            style: str, posterior) -> Instance:
     """``posterior``: False, True (q at p's posterior), "away" (q far from it) or "rare"
     (variables held at their least likely points)."""

@@ -3,7 +3,7 @@
 Every step is produced from the previous expression by a *move*: a named
 rule (or a short list of them) applied at the nodes it matches, in the
 direction a textbook derivation reads. The result is plain data, a
-:class:`~symelbo.derivation.Derivation`, which the checker verifies like any
+:class:`~symelbo.core.derivation.Derivation`, which the checker verifies like any
 hand-written file: the checker never trusts the generator.
 
 Expressions are built unevaluated so that they print in the order of the
@@ -17,8 +17,8 @@ from typing import Callable
 
 import sympy as sp
 
-from .derivation import Chain, Derivation
-from .notation import ELBO, KL, Density, Expectation, Gradient, Marginal, density, parameter
+from symelbo.core.derivation import Chain, Derivation
+from symelbo.core.notation import ELBO, KL, Density, Expectation, Gradient, Marginal, density, parameter
 
 __all__ = ["BUILTIN", "generate"]
 

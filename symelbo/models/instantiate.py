@@ -1,7 +1,7 @@
 """An abstract derivation instantiated on a model: each line in closed form, with its value.
 
 Every expression of the derivation is first brought to its normal form
-(:mod:`symelbo.normalize`), which is a combination of three atoms:
+(:mod:`symelbo.core.normalize`), which is a combination of three atoms:
 
 - ``log p(X)``                  -> the model's log evidence,
 - ``sum_Z[q(Z) log q(Z)]``      -> ``-H[q]``, the negative entropy of q,
@@ -25,11 +25,13 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from .derivation import Derivation, is_strict, relation_direction
-from .errors import InputError
-from .normalize import normal_form
-from .notation import Density, Gradient, Marginal
-from .printing import calc_str, latex_str
+from symelbo.core.derivation import Derivation
+from symelbo.core.kernel import prove_identity
+from symelbo.core.relations import relation as relation_of
+from symelbo.core.errors import InputError
+from symelbo.core.normalize import normal_form
+from symelbo.core.notation import Density, Gradient, Marginal
+from symelbo.core.printing import calc_str, latex_str
 
 __all__ = ["InstantiatedStep", "Instantiation", "instantiate", "instantiate_report"]
 
@@ -68,7 +70,7 @@ class Instantiation:
 
     @property
     def verdict(self) -> str:
-        from .checker import weakest
+        from symelbo.core.checker import weakest
         return weakest(s.verdict for chain in self.chains for s in chain[1:])
 
     @property
@@ -93,7 +95,7 @@ class _ClosedForms:
     """The model's closed forms of the three atoms, and the variational parameters."""
 
     def __init__(self, model):
-        from .models import NoClosedForm
+        from symelbo.models.model import NoClosedForm
         self.model = model
         self.parameters = list(model.variational_parameters)
         self.missing = {}   # atom -> why the model has no closed form for it
@@ -182,7 +184,7 @@ def _combine(expr, parts):
 
 
 def _has_notation(expr) -> bool:
-    from .normalize import contains_notation
+    from symelbo.core.normalize import contains_notation
     return contains_notation(expr)
 
 
@@ -209,9 +211,9 @@ def _check(model, relation, left, right) -> tuple[str, str]:
     if isinstance(left, list) != isinstance(right, list):
         return "refuted", "one side is a gradient, the other is not"
     pairs = list(zip(left, right)) if isinstance(left, list) else [(left, right)]
-    if relation == "=" and all(sp.expand(a - b) == 0 for a, b in pairs):
+    if relation == "=" and all(prove_identity(a, b) is not None for a, b in pairs):
         return "proved", "the closed forms agree symbolically"
-    direction = relation_direction(relation)
+    direction = relation_of(relation).direction
     for a, b in pairs:
         try:
             va, vb = _exact(model, a), _exact(model, b)
@@ -222,7 +224,7 @@ def _check(model, relation, left, right) -> tuple[str, str]:
             return "refuted", f"the values differ: {mpmath.nstr(va, 12)} vs {mpmath.nstr(vb, 12)}"
         if direction and gap * direction < -_TOLERANCE:
             return "refuted", f"{mpmath.nstr(va, 12)} {relation} {mpmath.nstr(vb, 12)} is false"
-        if is_strict(relation) and abs(gap) <= _TOLERANCE:
+        if relation_of(relation).strict and abs(gap) <= _TOLERANCE:
             return "refuted", "the two sides are equal at the values"
     return "tested", "holds at the model's [values]"
 
@@ -257,7 +259,7 @@ def _closed_latex(closed) -> str:
     """The closed form as the documents print it (digamma as psi, loggamma as log Gamma)."""
     if closed is None:
         return ""
-    from .render import closed_latex  # jinja2 is loaded only when a closed form is printed
+    from symelbo.io.render import closed_latex  # jinja2 is loaded only when a closed form is printed
     if isinstance(closed, list):
         return r"\left(" + ",\\ ".join(closed_latex(c) for c in closed) + r"\right)"
     return closed_latex(closed)
@@ -294,22 +296,22 @@ def _format_value(value) -> str:
 
 def instantiate_report(derivation: Derivation, name: str, model_path: str, args) -> int:
     """``symelbo derive NAME --model FILE.toml``: print the instantiated derivation."""
-    from .cli import _emit, _format_of
-    from .models import load_model
+    from symelbo.io.output import emit, format_of
+    from symelbo.models.model import load_model
     model = load_model(model_path)
     inst = instantiate(derivation, name, model)
-    fmt = _format_of(args)
+    fmt = format_of(args)
     if fmt == "json":
-        _emit(json.dumps(inst.as_dict(), indent=2, ensure_ascii=False) + "\n", args.output)
+        emit(json.dumps(inst.as_dict(), indent=2, ensure_ascii=False) + "\n", args.output)
     elif fmt == "text":
-        _emit(text_report(inst), args.output)
+        emit(text_report(inst), args.output)
     else:
-        from .render import compile_pdf, render_instantiation
+        from symelbo.io.render import compile_pdf, render_instantiation
         tex = render_instantiation(inst, "latex" if args.pdf else fmt, fragment=args.fragment)
         if args.pdf:
             if not args.output:
                 raise InputError("--pdf needs -o OUT.pdf", "<command line>")
             compile_pdf(tex, args.output)
         else:
-            _emit(tex, args.output)
+            emit(tex, args.output)
     return 0 if inst.passed else 1

@@ -5,7 +5,7 @@ Map of this module:
 - :func:`render`       a checked derivation as a LaTeX article, a LaTeX fragment
                        (the ``align*`` blocks only, for ``\\input``) or Markdown.
 - :func:`render_instantiation`  a derivation instantiated on a model
-                       (:mod:`symelbo.instantiate`): abstract line, closed
+                       (:mod:`symelbo.models.instantiate`): abstract line, closed
                        form, value and check, as LaTeX or Markdown.
 - :func:`compile_pdf`  LaTeX source to a PDF with pdflatex, reproducibly.
 - :func:`latex_repr`, :func:`markdown_repr`  what Jupyter shows
@@ -13,8 +13,8 @@ Map of this module:
 - :func:`tex_escape`, :func:`markdown_escape`  the filters applied to user text.
 
 Templates (``symelbo.templates``) hold layout only. Every formula comes from
-:func:`symelbo.printing.latex_str`; this module turns a
-:class:`~symelbo.checker.CheckResult` into plain view records and the
+:func:`symelbo.core.printing.latex_str`; this module turns a
+:class:`~symelbo.core.checker.CheckResult` into plain view records and the
 templates place them. The LaTeX environment is sandboxed, uses delimiters
 that do not clash with TeX braces (``\\VAR{...}``, ``\\BLOCK{...}``, ``%#``
 comments) and escapes by default: any string that is not a :class:`TeX`
@@ -34,26 +34,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from .data import data_dir
+from symelbo.io.data import data_dir
 from pathlib import Path
 
 import jinja2
 import sympy as sp
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import SymelboError, ToolMissingError
-from .notation import ELBO, KL, Density, Entropy, Expectation, Marginal
-from .printing import NotationLatexPrinter, latex_str, tex_char
-from .report import omitted_rows_note, rows_that_matter
-from .verdicts import VERDICTS, weakest
+from symelbo.core.errors import SymelboError, ToolMissingError
+from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Marginal
+from symelbo.core.printing import NotationLatexPrinter, latex_str, tex_char
+from symelbo.core.relations import RELATIONS, MixedDirections, compose
+from symelbo.io.report import omitted_rows_note, rows_that_matter
+from symelbo.core.verdicts import VERDICTS, weakest
 
-__all__ = ["render", "render_instantiation", "compile_pdf", "latex_repr", "markdown_repr", "tex_escape",
+__all__ = ["render", "render_instantiation", "compile_pdf", "compile_latex", "latex_repr", "markdown_repr", "tex_escape",
            "markdown_escape", "breakable_name", "fold_tex_lines", "shortened", "TeX", "FORMATS"]
 
 FORMATS = ("latex", "markdown")
 
 #: The TeX symbol of each relation a step may state.
-RELATION_TEX = {"=": "=", "<=": r"\le", ">=": r"\ge", "<": "<", ">": ">"}
+RELATION_TEX = {symbol: r.tex for symbol, r in RELATIONS.items()}
 
 #: Width (in the units of :func:`math_width`) beyond which a right-hand side is
 #: broken at its top-level terms, and the width of one continuation line.
@@ -90,7 +91,7 @@ def tex_escape(text) -> TeX:
     """User text as LaTeX that prints it literally (text mode); whitespace runs become one space.
 
     TeX's special characters print as themselves; a character outside ASCII
-    goes through :func:`~symelbo.printing.tex_char` (Greek as math, T1's
+    goes through :func:`~symelbo.core.printing.tex_char` (Greek as math, T1's
     accented letters as they are, the rest as a transliteration or its code
     point), so any text compiles with the packages of a plain TeX Live.
     Control characters are dropped: TeX would read them as invalid input.
@@ -548,7 +549,7 @@ def _rows(first: TeX, steps) -> tuple[RowView, ...]:
 
 def document_view(result, name: str | None = None) -> DocumentView:
     """The view records of a checked derivation: every formula printed, nothing laid out."""
-    from .rules import RULES
+    from symelbo.core.rules import RULES
 
     derivation = result.derivation
     chains, counterexamples, used = [], [], []
@@ -669,7 +670,7 @@ def markdown_environment() -> jinja2.Environment:
 # ---------------------------------------------------------------------------
 
 def render(result, fmt: str, name: str | None = None, fragment: bool = False) -> str:
-    """A checked derivation (a :class:`~symelbo.checker.CheckResult`) as a document.
+    """A checked derivation (a :class:`~symelbo.core.checker.CheckResult`) as a document.
 
     ``fmt``: ``"latex"`` (a full article, or with ``fragment=True`` only the
     ``align*`` blocks, for ``\\input`` into a paper) or ``"markdown"`` (``$$``
@@ -834,7 +835,7 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _compile(tex: str, timeout: float = PDFLATEX_TIMEOUT) -> tuple[bytes, str]:
+def compile_latex(tex: str, timeout: float = PDFLATEX_TIMEOUT) -> tuple[bytes, str]:
     """Run pdflatex on ``tex``: (the PDF bytes, the log of the last run)."""
     program = shutil.which("pdflatex")
     if program is None:
@@ -859,11 +860,11 @@ def _compile(tex: str, timeout: float = PDFLATEX_TIMEOUT) -> tuple[bytes, str]:
 def compile_pdf(tex: str, out_path: str) -> None:
     """Compile LaTeX source with pdflatex into ``out_path``; the same source gives the same bytes.
 
-    Raises :class:`~symelbo.errors.ToolMissingError` when pdflatex is not
-    installed and :class:`~symelbo.errors.SymelboError` with the first TeX
+    Raises :class:`~symelbo.core.errors.ToolMissingError` when pdflatex is not
+    installed and :class:`~symelbo.core.errors.SymelboError` with the first TeX
     error when the document does not compile.
     """
-    data, _ = _compile(tex)
+    data, _ = compile_latex(tex)
     try:
         Path(out_path).write_bytes(data)
     except OSError as error:
@@ -1022,14 +1023,11 @@ def _closed_views(closed, budget: float, parameters=()) -> tuple[ClosedView, ...
 
 
 def _claim(relations) -> str:
-    kinds = {r for r in relations if r != "="}
-    if not kinds:
-        return "="
-    if kinds <= {"<=", "<"}:
-        return "<" if "<" in kinds else "<="
-    if kinds <= {">=", ">"}:
-        return ">" if ">" in kinds else ">="
-    return ""
+    """The relation of a chain's claim, or "" when its steps mix directions."""
+    try:
+        return compose(relations)
+    except MixedDirections:
+        return ""
 
 
 def _same_closed(a, b) -> bool:
@@ -1043,7 +1041,7 @@ def _same_closed(a, b) -> bool:
 
 
 def instantiation_view(inst, budget: float = CLOSED_BUDGET) -> InstantiationView:
-    """The view records of an :class:`~symelbo.instantiate.Instantiation`: every formula printed."""
+    """The view records of an :class:`~symelbo.models.instantiate.Instantiation`: every formula printed."""
     chains = []
     for index, chain in enumerate(inst.chains, start=1):
         rows, previous = [], None
@@ -1077,7 +1075,7 @@ def instantiation_view(inst, budget: float = CLOSED_BUDGET) -> InstantiationView
 
 
 def render_instantiation(inst, fmt: str, fragment: bool = False) -> str:
-    """An instantiated derivation (:func:`symelbo.instantiate.instantiate`) as a document.
+    """An instantiated derivation (:func:`symelbo.models.instantiate.instantiate`) as a document.
 
     Each line shows its abstract form, its closed form on the model and its
     value at the model's ``[values]``; each step its relation, verdict and
