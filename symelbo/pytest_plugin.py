@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from symelbo.core.verdicts import PASSING
+from symelbo.core.verdicts import passing
 
 CALC_SUFFIX = ".calc"
 DEFAULT_BUDGET = 5.0
@@ -100,7 +100,7 @@ class _Settings:
 
     @property
     def passing(self) -> frozenset:
-        return frozenset({"proved"}) if self.strict else PASSING
+        return passing(self.strict)
 
 
 def _first(*values):

@@ -35,7 +35,7 @@ from symelbo.core.checker import (CheckOptions, CheckResult, ChainResult, StepRe
 from symelbo.core.derivation import RELATIONS, Derivation, Step
 from symelbo.core.errors import InputError
 from symelbo.io.parser import breaks_claim, parse_file, parse_text
-from symelbo.core.verdicts import PASSING, VERDICTS
+from symelbo.core.verdicts import VERDICTS, passing
 from symelbo.core.printing import calc_str
 from symelbo.io.report import counterexample_table, justification
 from symelbo.core.rules import RULES
@@ -81,7 +81,7 @@ def assert_step(lhs, relation: str, rhs, by=None, *, context="", strict: bool = 
     """
     __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     result = _check_one(lhs, relation, rhs, by, context, budget)
-    wanted = {"proved"} if strict else PASSING
+    wanted = passing(strict)
     if result.verdict not in wanted:
         expected = "proved" if strict else "proved or tested"
         raise DerivationError(_step_message(result, f"the step is {result.verdict}; expected {expected}"),
@@ -113,7 +113,7 @@ def assert_derivation_proved(source, strict: bool = True, *, budget: float | Non
     __tracebackhide__ = True  # pytest shows the test's line, not this helper's
     derivation = _derivation(source)
     check = check_derivation(derivation, _options(budget))
-    wanted = {"proved"} if strict else PASSING
+    wanted = passing(strict)
     bad = [s for c in check.chains for s in c.steps if s.verdict not in wanted]
     if bad:
         expected = "proved" if strict else "proved or tested"
@@ -139,7 +139,7 @@ def assert_derivation_verdicts(source, expected: Mapping[int, str], *, strict: b
         raise ValueError(f"unknown verdict {unknown[0]!r}; use one of {', '.join(VERDICTS)}")
     derivation = _derivation(source)
     check = check_derivation(derivation, _options(budget))
-    wanted = {"proved"} if strict else PASSING
+    wanted = passing(strict)
     steps = {s.step.line: s for c in check.chains for s in c.steps}
     missing = sorted(set(expected) - set(steps))
     problems, bad = [], []

@@ -38,7 +38,7 @@ from symelbo.core.rules import RULES
 from symelbo.core.search import INEQUALITY_RULES, Found, identical_sides, replay_named, search_proof
 from symelbo.core.semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, TooLarge, Undefined, Universe,
                         evaluate_on, exactly_equal, instances, tabulation_problem)
-from symelbo.core.verdicts import PASSING, VERDICT_ORDER, weakest
+from symelbo.core.verdicts import ASSERTS_TRUTH, PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
            "check_derivation", "check_chain", "check_step", "printed", "VERDICT_ORDER", "weakest"]
@@ -75,6 +75,12 @@ class CheckOptions:
     sanity_instances: int = 3
 
 
+#: The structured reasons a result may carry: "counterexample" (refuted on an instance,
+#: the counterexample says it all), "counterexample_against_rules" (refuted although
+#: rules claimed a proof: an unsound rule).
+REASONS = ("counterexample", "counterexample_against_rules")
+
+
 @dataclass(frozen=True)
 class StepResult:
     """The verdict on one step, with what justified or refuted it."""
@@ -86,6 +92,9 @@ class StepResult:
     message: str = ""
     #: the proof the kernel accepted (proved steps only), as plain data
     certificate: dict | None = None
+    #: why, as data for other modules to act on (the message is for people): "" or one
+    #: of REASONS
+    reason: str = ""
 
     def as_dict(self) -> dict:
         s = self.step
@@ -332,10 +341,11 @@ def _check(step: Step, options: CheckOptions, universe: Universe, risk) -> StepR
     outcome = _test(step, universe, options.instances if proof is None else options.sanity_instances,
                     risk, thorough=proof is None)
     if outcome.refuted:
-        message = "false on a concrete instance"
+        message, reason = "false on a concrete instance", "counterexample"
         if proof is not None:  # a rule claimed a proof that the semantics contradicts
             message += f"; the rules {', '.join(_ordered(proof))} are unsound here"
-        return StepResult(step, "refuted", (), outcome.counterexample, message)
+            reason = "counterexample_against_rules"
+        return StepResult(step, "refuted", (), outcome.counterexample, message, reason=reason)
     if named:
         why = _why_not(step, named)
         if proof is not None:
@@ -391,7 +401,7 @@ def _order_of(gap: sp.Rational) -> str:
 
 
 #: Verdicts that say the step is true.
-_ASSERTS_TRUTH = ("proved", "tested", "misjustified")
+_ASSERTS_TRUTH = ASSERTS_TRUTH
 
 
 @dataclass(frozen=True)

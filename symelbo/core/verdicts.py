@@ -1,18 +1,56 @@
-"""The five verdicts on a step, and how they order.
+"""The five verdicts on a step: what each says, how it is shown, whether it passes.
 
 A chain's verdict is its weakest step's; a file's is its weakest chain's.
-``proved`` and ``tested`` pass (exit status 0), the others do not.
+``proved`` and ``tested`` pass (exit status 0); under ``--strict`` only
+``proved`` does. Every module that shows or judges a verdict asks here.
+
+    >>> VERDICT["tested"].passes(strict=True)
+    False
+    >>> weakest(["proved", "refuted", "tested"])
+    'refuted'
 """
 
 from __future__ import annotations
 
-__all__ = ["VERDICTS", "VERDICT_ORDER", "PASSING", "weakest"]
+from dataclasses import dataclass
+
+__all__ = ["Verdict", "VERDICT", "VERDICTS", "VERDICT_ORDER", "PASSING", "STRICTLY_PASSING",
+           "ASSERTS_TRUTH", "weakest", "passing"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verdict: its name, its mark in text reports, what it asserts."""
+
+    name: str
+    mark: str                 # in text reports; a failing verdict shouts
+    passing: bool             # exit status 0 (the pytest plugin's item passes)
+    passing_strict: bool      # ... under --strict / --symelbo-strict
+    asserts_truth: bool       # the step is true (proved, or true but not by the named rules, or tested)
+
+    def passes(self, strict: bool = False) -> bool:
+        return self.passing_strict if strict else self.passing
+
 
 #: Strongest first: the order in which summaries list them.
-VERDICTS = ("proved", "tested", "misjustified", "refuted", "unknown")
+VERDICT: dict[str, Verdict] = {v.name: v for v in (
+    Verdict("proved", "proved", True, True, True),
+    Verdict("tested", "tested", True, False, True),
+    Verdict("misjustified", "MISJUSTIFIED", False, False, True),
+    Verdict("refuted", "REFUTED", False, False, False),
+    Verdict("unknown", "UNKNOWN", False, False, False),
+)}
+VERDICTS = tuple(VERDICT)
 #: Weakest first: a chain's verdict is the first of these among its steps.
 VERDICT_ORDER = ("refuted", "unknown", "misjustified", "tested", "proved")
-PASSING = frozenset({"proved", "tested"})
+PASSING = frozenset(name for name, v in VERDICT.items() if v.passing)
+STRICTLY_PASSING = frozenset(name for name, v in VERDICT.items() if v.passing_strict)
+ASSERTS_TRUTH = tuple(name for name, v in VERDICT.items() if v.asserts_truth)
+
+
+def passing(strict: bool = False) -> frozenset:
+    """The verdicts that pass, with or without ``--strict``."""
+    return STRICTLY_PASSING if strict else PASSING
 
 
 def weakest(verdicts) -> str:

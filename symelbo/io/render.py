@@ -518,7 +518,7 @@ def _note(step_result) -> str:
     """What to say under a step's justification: why it is not proved, if that adds anything."""
     if step_result.verdict == "proved":
         return ""
-    if step_result.counterexample and step_result.message == "false on a concrete instance":
+    if step_result.reason == "counterexample":   # the counterexample says it all
         return ""
     return step_result.message
 

@@ -20,13 +20,12 @@ from fractions import Fraction
 
 from symelbo.core.checker import CheckResult, StepResult
 from symelbo.core.printing import calc_str
-from symelbo.core.verdicts import VERDICTS
+from symelbo.core.verdicts import VERDICT, VERDICTS
 
 __all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification",
            "terminal_text", "terminal_line", "rows_that_matter", "omitted_rows_note", "MAX_TABLE_ROWS"]
 
-_MARK = {"proved": "proved", "tested": "tested", "misjustified": "MISJUSTIFIED",
-         "refuted": "REFUTED", "unknown": "UNKNOWN"}
+_MARK = {name: verdict.mark for name, verdict in VERDICT.items()}
 
 
 def _escaped(char: str) -> str:

@@ -29,10 +29,12 @@ import mpmath
 import sympy as sp
 
 from symelbo.core.kernel import prove_identity
+from symelbo.core.verdicts import PASSING, VERDICT
 from symelbo.models.model import DIGITS, Model, NoClosedForm, QuadratureFailed, load_model, \
     with_numbers
 
-PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
+# the verdict names, from the one table of them
+PROVED, TESTED, REFUTED, UNKNOWN = (VERDICT[name].name for name in ("proved", "tested", "refuted", "unknown"))
 #: Magnitude of log p(X) and the ELBO past which the 30-digit quadrature may not refute.
 QUAD_TRUSTED = 10 ** 12
 #: The largest double: a value beyond it cannot be reported (the JSON value is a double).
@@ -403,7 +405,7 @@ def report(model: Model) -> dict:
 
 def exit_status(rep: dict) -> int:
     """0 when every check is proved or tested, else 1."""
-    return 0 if all(c["verdict"] in (PROVED, TESTED) for c in rep["checks"]) else 1
+    return 0 if all(c["verdict"] in PASSING for c in rep["checks"]) else 1
 
 
 def format_text(rep: dict, path: str | None = None) -> str:
