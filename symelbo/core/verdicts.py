@@ -27,6 +27,7 @@ class Verdict:
     passing: bool             # exit status 0 (the pytest plugin's item passes)
     passing_strict: bool      # ... under --strict / --symelbo-strict
     asserts_truth: bool       # the step is true (proved, or true but not by the named rules, or tested)
+    glyph: str                # its sign in documents: "check", "bang", "cross" or "query"
 
     def passes(self, strict: bool = False) -> bool:
         return self.passing_strict if strict else self.passing
@@ -34,11 +35,11 @@ class Verdict:
 
 #: Strongest first: the order in which summaries list them.
 VERDICT: dict[str, Verdict] = {v.name: v for v in (
-    Verdict("proved", "proved", True, True, True),
-    Verdict("tested", "tested", True, False, True),
-    Verdict("misjustified", "MISJUSTIFIED", False, False, True),
-    Verdict("refuted", "REFUTED", False, False, False),
-    Verdict("unknown", "UNKNOWN", False, False, False),
+    Verdict("proved", "proved", True, True, True, "check"),
+    Verdict("tested", "tested", True, False, True, "check"),
+    Verdict("misjustified", "MISJUSTIFIED", False, False, True, "bang"),
+    Verdict("refuted", "REFUTED", False, False, False, "cross"),
+    Verdict("unknown", "UNKNOWN", False, False, False, "query"),
 )}
 VERDICTS = tuple(VERDICT)
 #: Weakest first: a chain's verdict is the first of these among its steps.

@@ -46,7 +46,7 @@ from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Margi
 from symelbo.core.printing import NotationLatexPrinter, latex_str, tex_char
 from symelbo.core.relations import RELATIONS, MixedDirections, compose
 from symelbo.io.report import omitted_rows_note, rows_that_matter
-from symelbo.core.verdicts import VERDICTS, weakest
+from symelbo.core.verdicts import VERDICT, VERDICTS, weakest
 
 __all__ = ["render", "render_instantiation", "compile_pdf", "compile_latex", "latex_repr", "markdown_repr", "tex_escape",
            "markdown_escape", "breakable_name", "fold_tex_lines", "shortened", "TeX", "FORMATS"]
@@ -620,9 +620,25 @@ def _finalize_with(escape):
     return finalize
 
 
+#: Each verdict's glyph (symelbo.core.verdicts) as documents write it: in TeX text, in
+#: TeX math (also Markdown's math), and in Markdown text.
+MARKS = {
+    "tex_text": {"check": r"$\checkmark$", "bang": r"\textbf{!}", "cross": r"$\times$",
+                 "query": r"\textbf{?}"},
+    "math": {"check": r"\checkmark", "bang": r"\mathbf{!}", "cross": r"\times", "query": r"\mathbf{?}"},
+    "md_text": {"check": "\u2713", "bang": "**!**", "cross": "\u00d7", "query": "**?**"},
+}
+
+
+def verdict_mark(verdict: str, style: str) -> TeX:
+    """The mark of ``verdict`` in ``style`` (a key of :data:`MARKS`); nothing for no verdict."""
+    return TeX(MARKS[style][VERDICT[verdict].glyph] if verdict else "")
+
+
 def _common(env: jinja2.Environment) -> jinja2.Environment:
     # the output of a macro of these templates is layout whose user text was escaped inside it
     env.filters["layout"] = lambda text: TeX(str(text).strip())
+    env.filters["mark"] = verdict_mark
     return env
 
 
