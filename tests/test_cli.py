@@ -90,7 +90,7 @@ def test_output_file_and_determinism(tmp_path, capsys, shared_examples):
 
 @pytest.mark.parametrize("content, expected", [
     (b"log p(X)\n  = log(sum_Z[p(X, Z)])   by nonsense\n", ":2:30: unknown rule 'nonsense'"),
-    (b"log p(X)\n  = log(sum_Z[p(X, Z)\n", ":2:21: the expression ends too early"),
+    (b"log p(X)\n  = log(sum_Z[p(X, Z)\n", ":2:14: this '[' is never closed"),
     (b"a\n  <= b\n  >= c\n", ":3:3: a chain cannot mix <= and >="),
     (b"log p(X)\n  = \xff\n", ":2:5: the file is not UTF-8 text"),
 ])

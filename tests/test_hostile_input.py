@@ -189,7 +189,7 @@ def test_a_form_feed_in_an_expression_is_named():
     ("log \u0440(X) = 1\n", "f.calc:1:5: unexpected character U+0440 CYRILLIC SMALL LETTER ER, "
                             "which looks like 'p'"),
     ("p(X) \u2264 1\n", "f.calc:1:6: unexpected character U+2264 LESS-THAN OR EQUAL TO, "
-                        "which looks like '<='"),
+                        "which looks like '<='; write <= (the .calc notation is ASCII)"),
     ("p(X) = 1 \u2212 p(X)\n", "f.calc:1:10: unexpected character U+2212 MINUS SIGN, "
                                "which looks like '-'"),
     ("p(X)\u00a0= 1\n", "f.calc:1:5: unexpected character U+00A0 NO-BREAK SPACE, "

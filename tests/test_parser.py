@@ -21,9 +21,10 @@ def test_chains_headers_and_lines():
 
 @pytest.mark.parametrize("text, message", [
     ("log p(X)\n  = log(sum_Z[p(X, Z)])   by marginalisation\n",
-     "f.calc:2:30: unknown rule 'marginalisation' (`symelbo list` shows the rules)"),
+     "f.calc:2:30: unknown rule 'marginalisation'; did you mean marginalization? "
+     "(`symelbo list` shows the rules)"),
     ("log p(X)\n  = log(sum_Z[p(X, Z)]\n",
-     "f.calc:2:22: the expression ends too early; expected one of ')', '+', '-'"),
+     "f.calc:2:8: this '(' is never closed"),
     ("a\n  <= b\n  >= c\n", "f.calc:3:3: a chain cannot mix <= and >= (its claim would mean nothing)"),
     ("sum_phi[q_phi(Z)] = 1\n",
      "f.calc:1:1: sum_phi: 'phi' is a parameter (as in q_phi), not a variable to sum over"),

@@ -8,13 +8,22 @@ looks like, or the user cannot find the fault.
     "U+0440 CYRILLIC SMALL LETTER ER, which looks like 'p'"
     >>> describe("@")
     "'@'"
+
+A mathematical sign typed for its ASCII spelling (``≥``, ``∑``, ``𝔼``, a
+Greek letter) is also told how to write it in the ``.calc`` notation:
+
+    >>> advice("\u2265")
+    'write >= (the .calc notation is ASCII)'
+    >>> advice("\u03b8")
+    'write theta (the .calc notation is ASCII; documents print it as a Greek letter)'
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
-__all__ = ["describe", "LOOKALIKES"]
+__all__ = ["describe", "advice", "LOOKALIKES", "ASCII_SPELLINGS"]
 
 #: Characters that look like ASCII ones (or stand for an ASCII operator) but are not.
 LOOKALIKES: dict[str, str] = {
@@ -32,7 +41,7 @@ LOOKALIKES: dict[str, str] = {
     # operators and punctuation from word processors
     "\u2212": "-", "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-",
     "\u00d7": "*", "\u22c5": "*", "\u00b7": "*", "\u2217": "*", "\u2215": "/", "\u2044": "/",
-    "\u2264": "<=", "\u2265": ">=", "\u2260": "!=", "\u2018": "'", "\u2019": "'",
+    "\u2264": "<=", "\u2265": ">=", "\u2018": "'", "\u2019": "'",
     "\u201c": '"', "\u201d": '"', "\u2223": "|", "\u2225": "||", "\u00a0": "a space",
     "\u2009": "a space", "\u202f": "a space", "\u200b": "nothing (a zero-width space)",
     "\u200c": "nothing (a zero-width non-joiner)", "\u200d": "nothing (a zero-width joiner)",
@@ -40,7 +49,50 @@ LOOKALIKES: dict[str, str] = {
 }
 
 
+#: Mathematical signs and how the ``.calc`` notation spells what they mean.
+ASCII_SPELLINGS: dict[str, str] = {
+    "\u2265": ">=", "\u2a7e": ">=", "\u2264": "<=", "\u2a7d": "<=", "\u00f7": "/",
+    "\u2016": "||", "\u2211": "sum_Z[...]", "\u222b": "int_Z[...]",
+    "\U0001d53c": "E_q[...]", "\u2207": "grad_phi[...]", "\u2202": "grad_phi[...]",
+    "\u2112": "ELBO(q(Z), p(X, Z))", "\u221a": "(...)^(1/2)", "\u221e": "a number",
+}
+
+#: Signs with no spelling at all in the notation, and what to write instead.
+_NO_SPELLING = {
+    "\u2260": "a step's relation is one of =, <=, >=, <, >; there is no 'not equal'",
+    "\u2248": "a step's relation is one of =, <=, >=, <, >; there is no 'approximately'",
+    "\u221d": "proportionality is not part of the notation; write the step with =",
+}
+
+_GREEK = re.compile(r"(?:MATHEMATICAL [A-Z -]+? |GREEK )(SMALL |CAPITAL )?(?:LETTER )?(FINAL )?"
+                    r"(ALPHA|BETA|GAMMA|DELTA|EPSILON|ZETA|ETA|THETA|IOTA|KAPPA|LAMDA|MU|NU|XI|"
+                    r"OMICRON|PI|RHO|SIGMA|TAU|UPSILON|PHI|CHI|PSI|OMEGA)(?: SYMBOL)?")
+
+
+def _greek_letter(char: str) -> str | None:
+    """The ASCII name of a Greek letter (any style: plain, italic, bold), capitalised for a capital."""
+    match = _GREEK.fullmatch(unicodedata.name(char, ""))
+    if not match:
+        return None
+    letter = "lambda" if match.group(3) == "LAMDA" else match.group(3).lower()
+    return letter.capitalize() if match.group(1) == "CAPITAL " else letter
+
+
+def advice(char: str) -> str | None:
+    """How to write ``char`` in the ``.calc`` notation, when there is a way; else None."""
+    if char in _NO_SPELLING:
+        return _NO_SPELLING[char]
+    if char in ASCII_SPELLINGS:
+        return f"write {ASCII_SPELLINGS[char]} (the .calc notation is ASCII)"
+    greek = _greek_letter(char)
+    if greek:
+        return f"write {greek} (the .calc notation is ASCII; documents print it as a Greek letter)"
+    return None  # a look-alike is named by describe(); saying "write p" again adds nothing
+
+
 def _looks_like(char: str) -> str | None:
+    if char in _NO_SPELLING:  # "≠" decomposes to "=" and a stroke: it does not look like "="
+        return None
     if char in LOOKALIKES:
         return LOOKALIKES[char]
     # fullwidth forms, ligatures, accented letters: their compatibility decomposition

@@ -11,8 +11,10 @@ Every problem raises :class:`~symelbo.core.errors.InputError` located at
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,13 +23,15 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from symelbo.core.derivation import Chain, Derivation, Step, check_chain_relations
-from symelbo.io.characters import describe
+from symelbo.io.characters import advice, describe
 from symelbo.core.errors import InputError
 from symelbo.io.grammars import load_parser
+from symelbo.io.mistakes import bracket_fault, spelling_fault, tex_advice
 from symelbo.io.userfiles import excerpt, read_user_text
 from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
 
-__all__ = ["parse_file", "parse_text", "parse_expression", "parse_step"]
+__all__ = ["parse_file", "parse_text", "parse_expression", "parse_step", "HeaderWarning",
+           "KNOWN_HEADERS", "did_you_mean"]
 
 _BUILD_RECURSION = 6000
 _MAX_DIGITS = 1000
@@ -44,6 +48,23 @@ _TOKEN_NAMES = {
     "POW": "'^'", "LOG": "'log'", "EXP": "'exp'", "KL": "'KL'", "ELBO": "'ELBO'", "BY": "'by'",
     "$END": "the end of the line",
 }
+
+
+#: Headers the tool reads; any other header is kept as the document's metadata.
+KNOWN_HEADERS = ("title", "assume", "define")
+#: Names other notations use for a function, refused as density names with the spelling here.
+_FOREIGN_FUNCTIONS = {"ln": "the natural logarithm is written log, as in log p(X) or log(x)",
+                      "sqrt": "sqrt is not part of the notation; write (...)^(1/2)"}
+
+
+class HeaderWarning(UserWarning):
+    """A header that looks like a misspelling of one the tool reads (``titel:`` for ``title:``)."""
+
+
+def did_you_mean(word: str, choices) -> str:
+    """``"; did you mean NAME?"`` for the closest of ``choices``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def _line_parser() -> Lark:
@@ -99,6 +120,7 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
             key = header.group(1)
             if key in headers:
                 raise InputError(f"the header '{key}' is given twice", path, lineno, 1)
+            _warn_unknown_header(key, path, lineno, content)
             headers[key] = header.group(2).strip()
             continue
         tree = _parse_line(content, path, lineno)
@@ -144,6 +166,15 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
     return Derivation(tuple(chains), headers, path)
 
 
+def _warn_unknown_header(key: str, path, lineno: int, content: str) -> None:
+    """Warn about a header one letter or two from a known one: it is most likely a typo."""
+    hint = did_you_mean(key.lower(), KNOWN_HEADERS) if key not in KNOWN_HEADERS else ""
+    if hint:
+        located = InputError(f"warning: the header '{key}' is not one symelbo reads{hint} "
+                             "(it is kept as metadata)", path, lineno, _first_column(content))
+        warnings.warn(HeaderWarning(str(located)), stacklevel=3)
+
+
 def nesting_depth(tree: Tree) -> int:
     """How deeply a line's tree nests, a run of one operation (a + b + c) counting as one level."""
     deepest, stack = 0, [(tree, 1)]
@@ -165,14 +196,36 @@ def _parse_line(content: str, path, lineno: int) -> Tree:
     try:
         return _line_parser().parse(content)
     except UnexpectedInput as error:
-        raise InputError(_describe_syntax_error(error, content), path, lineno,
-                         getattr(error, "column", None)) from None
+        column, message = _syntax_fault(error, content)
+        raise InputError(message, path, lineno, column) from None
+
+
+def _syntax_fault(error: UnexpectedInput, content: str) -> tuple[int | None, str]:
+    """Where a line's fault is and what it is: a character, a bracket, a spelling from elsewhere.
+
+    lark reports where it stopped; the cause is often to the left (an
+    unclosed '(' read until ``by``), so brackets and known spellings are
+    looked for first (see :mod:`symelbo.io.mistakes`).
+    """
+    column = getattr(error, "column", None)
+    stop = getattr(error, "pos_in_stream", None)
+    stop = len(content) if stop is None or stop < 0 else stop
+    char = content[stop] if isinstance(error, UnexpectedCharacters) and stop < len(content) else ""
+    tex = tex_advice(content, stop) if char == "\\" else None
+    if tex:
+        return column, tex
+    hint = advice(char) if char else None
+    if hint or not (char.isascii() and char.isprintable()):
+        return column, f"unexpected character {describe(char)}" + (f"; {hint}" if hint else "")
+    for fault in (bracket_fault(content), spelling_fault(content, stop)):
+        if fault:
+            return fault
+    if char:
+        return column, f"unexpected character {describe(char)}"
+    return column, _describe_syntax_error(error, content)
 
 
 def _describe_syntax_error(error: UnexpectedInput, content: str) -> str:
-    if isinstance(error, UnexpectedCharacters):
-        char = content[error.pos_in_stream] if error.pos_in_stream < len(content) else ""
-        return f"unexpected character {describe(char)}"
     if isinstance(error, UnexpectedEOF):
         return "the expression ends too early"
     if isinstance(error, UnexpectedToken):
@@ -324,8 +377,8 @@ class _Builder:
         for node in just[0].children:
             token = node.children[0]
             if str(token) not in RULES:
-                raise self.error(f"unknown rule '{token}' (`symelbo list` shows the rules)",
-                                 token, lineno)
+                raise self.error(f"unknown rule '{token}'{did_you_mean(str(token), RULES)} "
+                                 "(`symelbo list` shows the rules)", token, lineno)
             if str(token) in names:
                 raise self.error(f"the rule '{token}' is named twice", token, lineno)
             names.append(str(token))
@@ -417,6 +470,8 @@ class _Builder:
         name = str(name_token)
         if name in _RESERVED:
             raise self.error(f"'{name}' is reserved and cannot name a density", name_token, lineno)
+        if name in _FOREIGN_FUNCTIONS:
+            raise self.error(_FOREIGN_FUNCTIONS[name], name_token, lineno)
         variables = [variable(str(tok)) for tok in groups[0].children]
         given = [variable(str(tok)) for tok in groups[1].children] if len(groups) > 1 else []
         all_names = [v.name for v in variables + given]
