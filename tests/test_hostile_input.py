@@ -248,3 +248,25 @@ def test_nesting_beyond_the_limit_is_refused_with_the_limit():
                                "no such limit")
     shallow = "-(" * 900 + "p(X)" + ")" * 900
     assert parse_text(f"{shallow} = p(X)\n", "f.calc").chains[0].steps[0].line == 1
+
+
+def test_a_resolved_data_path_is_opened_without_following_any_link(tmp_path):
+    inside = tmp_path / "model"
+    inside.mkdir()
+    (inside / "x.csv").write_text("1\n2\n", encoding="utf-8")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("hunter2\n", encoding="utf-8")
+    real = (inside / "x.csv").resolve()
+    assert read_user_bytes(real, resolved=True) == b"1\n2\n"
+    # the checked name swapped for a link after the check: the open follows no link
+    (inside / "x.csv").unlink()
+    (inside / "x.csv").symlink_to(secret)
+    with pytest.raises(InputError, match="cannot read the data file"):
+        read_user_bytes(real, what="data file", resolved=True)
+    # a folder on the way swapped for a link: the descriptor does not lead to the checked path
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "y.csv").write_text("3\n", encoding="utf-8")
+    link = tmp_path / "hop"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InputError, match="moved while it was opened"):
+        read_user_bytes(link / "y.csv", what="data file", resolved=True)

@@ -40,20 +40,28 @@ def _kind(mode: int) -> str:
 
 
 def read_user_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
-                    what: str = "file") -> bytes:
+                    what: str = "file", resolved: bool = False) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them, or InputError.
 
     The file is opened with ``O_NONBLOCK`` (a FIFO planted between the check
     and the open cannot block) and checked with ``fstat`` on the open
-    descriptor, so what is checked is what is read.
+    descriptor, so what is checked is what is read. ``resolved``: ``path`` is a
+    real path (symbolic links resolved) that was checked to lie where it may;
+    the open then follows no link, and the descriptor must lead to exactly that
+    path (a folder swapped for a link after the check is refused).
     """
     name = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    if resolved:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         descriptor = os.open(name, flags)
     except OSError as error:
         raise InputError(f"cannot read the {what} ({error.strerror or error})", name) from None
     try:
+        if resolved and not _leads_to(descriptor, name):
+            raise InputError(f"the {what} moved while it was opened (a link in its path "
+                             "changed); not read", name)
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"not a regular file ({_kind(info.st_mode)}); give a {what}", name)
@@ -77,13 +85,26 @@ def read_user_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
         os.close(descriptor)
 
 
+def _leads_to(descriptor: int, name: str) -> bool:
+    """True when the open ``descriptor`` is the file at the real path ``name`` (Linux's
+    /proc tells; elsewhere the inode is compared with what ``name`` names now)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{descriptor}") == name
+    except OSError:
+        try:
+            here, there = os.fstat(descriptor), os.stat(name, follow_symlinks=False)
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def read_user_text(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
-                   what: str = "file") -> str:
+                   what: str = "file", resolved: bool = False) -> str:
     """The UTF-8 text of a regular file (a leading byte-order mark dropped), or InputError.
 
     A byte that is not UTF-8 is reported at its line and column.
     """
-    data = read_user_bytes(path, limit, what)
+    data = read_user_bytes(path, limit, what, resolved)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -272,8 +272,9 @@ def _read_data_file(file: Path, shown: str, where: Where, access: DataAccess) ->
     ``file``; errors name the file as ``shown`` (and the line), never its content."""
     try:
         if file.suffix == ".npy":
-            return _read_npy(read_user_bytes(file, access.max_bytes, "data file"), shown, where)
-        text = read_user_text(file, access.max_bytes, "data file")
+            return _read_npy(read_user_bytes(file, access.max_bytes, "data file", resolved=True),
+                             shown, where)
+        text = read_user_text(file, access.max_bytes, "data file", resolved=True)
     except InputError as exc:
         # named as the model wrote it, not by its real path
         raise InputError(exc.message, shown, exc.line, exc.column) from None
@@ -1427,6 +1428,11 @@ def _sum_over(g: sp.Expr, x: sp.Symbol, data: list, array=None) -> sp.Expr:
         raise NoClosedForm(f"cannot sum {g} over the data: it depends on "
                            + ", ".join(sorted(str(s) for s in g.free_symbols - {x})))
     return sp.Rational(Fraction(math.fsum(vals)))
+
+
+def sum_over(g: sp.Expr, x: sp.Symbol, data, array=None) -> sp.Expr:
+    """sum_i g(x_i) over a model's data, as the model's own statistics are summed (public form)."""
+    return _sum_over(g, x, data, array)
 
 
 def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
