@@ -23,7 +23,8 @@ from lark import Lark
 from symelbo.io import grammars
 from symelbo.io.characters import describe
 from symelbo.core.errors import InputError
-from symelbo.io.parser import MAX_NESTING, parse_file, parse_text, source_lines
+from symelbo.io.parser import MAX_NESTING, parse_file, parse_text
+from symelbo.io.userfiles import source_lines
 from symelbo.io.userfiles import read_user_bytes
 
 from .conftest import DERIVATIONS, REPO, SHARED_EXAMPLES

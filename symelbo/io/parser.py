@@ -27,10 +27,10 @@ from symelbo.io.characters import advice, describe
 from symelbo.core.errors import InputError
 from symelbo.io.grammars import load_parser
 from symelbo.io.mistakes import bracket_fault, spelling_fault, tex_advice
-from symelbo.io.userfiles import excerpt, read_user_text
+from symelbo.io.userfiles import MAX_SOURCE_BYTES, excerpt, read_user_text, source_lines
 from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
 
-__all__ = ["parse_file", "parse_text", "parse_expression", "parse_step", "HeaderWarning",
+__all__ = ["parse_file", "parse_stream", "parse_text", "parse_expression", "parse_step", "HeaderWarning",
            "KNOWN_HEADERS", "did_you_mean"]
 
 _BUILD_RECURSION = 6000
@@ -82,14 +82,19 @@ def parse_file(path: str | Path) -> Derivation:
     return parse_text(text, path)
 
 
-def source_lines(text: str) -> list[str]:
-    """The lines of a file as editors and error messages count them: split at LF only.
-
-    ``str.splitlines`` also splits at form feeds, U+2028 and other separators,
-    which would shift every later line number and could end a comment early,
-    turning its rest into a checked line. A CR before the LF (Windows) is dropped.
-    """
-    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+def parse_stream(stream, name: str = "<stdin>", limit: int = MAX_SOURCE_BYTES) -> Derivation:
+    """Parse a derivation read from a binary stream (standard input), capped like a file."""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(f"the input is over the limit of {limit:,} bytes", name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise InputError(f"the input is not UTF-8 text (byte 0x{data[error.start]:02x})",
+                         name, line, column) from None
+    return parse_text(text, name)
 
 
 def _strip_comment(line: str) -> str:

@@ -18,7 +18,7 @@ import stat
 from symelbo.core.errors import InputError
 
 __all__ = ["MAX_SOURCE_BYTES", "MAX_DATA_BYTES", "read_user_bytes", "read_user_text",
-           "excerpt"]
+           "source_lines", "excerpt"]
 
 #: A derivation or model file larger than this is refused (50 MB).
 MAX_SOURCE_BYTES = 50 * 1024 * 1024
@@ -113,6 +113,16 @@ def read_user_text(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
         raise InputError(f"the {what} is not UTF-8 text (byte 0x{data[error.start]:02x})",
                          os.fspath(path), line, column) from None
     return text[1:] if text.startswith("\ufeff") else text
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of a file as editors and error messages count them: split at LF only.
+
+    ``str.splitlines`` also splits at form feeds, U+2028 and other separators,
+    which would shift every later line number and could end a comment early,
+    turning its rest into a checked line. A CR before the LF (Windows) is dropped.
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def excerpt(text: str, width: int = 40) -> str:

@@ -46,7 +46,7 @@ from symelbo.core.errors import InputError
 from symelbo.models.model_expr import DistCall, Where, decimal_problem, factor_names, \
     magnitude_problem, names, parse_distribution, to_sympy
 from symelbo.io.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, excerpt, read_user_bytes, \
-    read_user_text
+    read_user_text, source_lines
 
 #: Decimal digits used to evaluate values and numeric checks.
 DIGITS = 50
@@ -174,7 +174,7 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*=")
 def _locate(text: str, table: str | None, key: str, sub: str | None = None):
     """(line, column) of the string value of ``[table] key`` (or of its ``sub`` field); best effort."""
     current = None
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(source_lines(text), start=1):
         header = _HEADER.match(line)
         if header:
             current = header.group(1).strip().strip("\"'")
@@ -279,7 +279,7 @@ def _read_data_file(file: Path, shown: str, where: Where, access: DataAccess) ->
         # named as the model wrote it, not by its real path
         raise InputError(exc.message, shown, exc.line, exc.column) from None
     values = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(source_lines(text), start=1):
         item = line.split("#", 1)[0].strip().rstrip(",")
         if not item:
             continue
@@ -480,7 +480,7 @@ def load_model(path: str, access: DataAccess | None = None) -> "Model":
 def _long_integer_error(text: str, path: str) -> InputError:
     """The error of a TOML integer too long to convert, located at its first digit."""
     limit = sys.get_int_max_str_digits()
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(source_lines(text), start=1):
         m = re.search(r"[0-9_]{%d,}" % (limit + 1), line)
         if m:
             return InputError(f"an integer of {len(m.group().replace('_', ''))} digits (numbers "
@@ -1352,7 +1352,7 @@ def _argmax(f, grid, lo, hi):
 def _locate_table(text, table):
     if text is None:
         return None, None
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(source_lines(text), start=1):
         m = _HEADER.match(line)
         if m and m.group(1).strip().strip("\"'") == table:
             return number, 1
