@@ -57,6 +57,15 @@ def _data_options(p) -> None:
                    help="refuse a data file larger than N megabytes (default: 200)")
 
 
+def _source_options(p) -> None:
+    """How ``check`` reads its file: .calc, or the display math of a TeX or Markdown source."""
+    p.add_argument("--from", dest="source_format", choices=("tex", "markdown", "calc"), default=None,
+                   help="read FILE as LaTeX, Markdown (also .ipynb) or .calc "
+                        "(default: by its suffix: .tex, .md, .ipynb, else .calc)")
+    p.add_argument("--to-calc", action="store_true",
+                   help="print the .calc translation of a LaTeX or Markdown file and stop")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symelbo",
@@ -85,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check a derivation file")
     check.add_argument("file", metavar="FILE.calc")
     output_options(check)
+    _source_options(check)
     for command in (check, derive):
         command.add_argument("--certificates", metavar="OUT.json",
                              help="also write the proof certificate of every proved step to OUT.json")
@@ -235,10 +245,37 @@ def _derive(args) -> int:
 def _check(args) -> int:
     from symelbo.core.checker import CheckOptions, check_derivation
     from symelbo.io.parser import parse_file
+    from symelbo.io.tex_source import kind_of
+    kind = kind_of(args.file, args.source_format)
+    if kind != "calc":
+        return _check_tex(args, kind)
+    if args.to_calc:
+        raise InputError("--to-calc translates a LaTeX or Markdown file; this one is read as .calc "
+                         "(use --from tex or --from markdown)", "<command line>")
     derivation = parse_file(args.file)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
     _write_certificates(result, args, args.file)
     return _show(result, args, name=Path(args.file).name)
+
+
+def _check_tex(args, kind: str) -> int:
+    """Check the display-math chains of a LaTeX, Markdown or notebook file (see io/tex_reader)."""
+    from symelbo.core.checker import CheckOptions
+    from symelbo.io.tex_reader import check_reading, read_tex, skipped_lines, unread_lines
+    reading = read_tex(args.file, kind)
+    if args.to_calc:
+        notes = ["# " + line for line in unread_lines(reading)]
+        notes += ["# skipped: " + line for line in skipped_lines(reading)]
+        emit(reading.calc_text.rstrip("\n") + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else ""),
+             args.output)
+        return 0
+    if not reading.chains:
+        raise InputError("no chain of relations found in its display math "
+                         "(align, equation, \\[...\\], $$...$$)", args.file, 1, 1)
+    result = check_reading(reading, CheckOptions(budget=args.budget))
+    _write_certificates(result, args, args.file)
+    status = _show(result, args, name=Path(args.file).name, skipped=skipped_lines(reading))
+    return status
 
 
 def _write_certificates(result, args, source: str) -> None:
@@ -303,8 +340,12 @@ COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, 
              "replay": _replay}
 
 
-def _show(result, args, name: str) -> int:
-    """Render a checked derivation in the requested format and return the exit status."""
+def _show(result, args, name: str, skipped=None) -> int:
+    """Render a checked derivation in the requested format and return the exit status.
+
+    ``skipped`` (TeX and Markdown sources): the parts passed over, listed at the
+    end of a text report and as ``"skipped"`` in JSON.
+    """
     fmt = format_of(args)
     if args.pdf:
         from symelbo.io.render import compile_pdf, render
@@ -313,10 +354,19 @@ def _show(result, args, name: str) -> int:
         compile_pdf(render(result, "latex", name=name, fragment=False), args.output)
     elif fmt == "json":
         from symelbo.io.report import json_report
-        emit(json_report(result), args.output)
+        text = json_report(result)
+        if skipped is not None:
+            import json
+            data = json.loads(text)
+            data["skipped"] = skipped
+            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        emit(text, args.output)
     elif fmt == "text":
-        from symelbo.io.report import text_report
-        emit(text_report(result, name), args.output)
+        from symelbo.io.report import terminal_text, text_report
+        text = text_report(result, name)
+        if skipped:
+            text += "\nskipped:\n" + terminal_text("".join(f"  {line}\n" for line in skipped))
+        emit(text, args.output)
     else:
         from symelbo.io.render import render
         emit(render(result, fmt, name=name, fragment=args.fragment), args.output)

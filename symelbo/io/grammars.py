@@ -37,6 +37,8 @@ GRAMMARS: dict[str, tuple[str, dict]] = {
                                    "propagate_positions": True, "maybe_placeholders": False}),
     "model_dist": ("model.lark", {"start": "dist", "parser": "lalr", "propagate_positions": True}),
     "model_expr": ("model.lark", {"start": "expr", "parser": "lalr", "propagate_positions": True}),
+    "tex_term": ("tex.lark", {"start": "start", "parser": "lalr", "propagate_positions": True,
+                              "maybe_placeholders": False}),
 }
 
 
