@@ -116,6 +116,22 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", metavar="OUT",
                       help="a .png, .pdf or .svg file (default: FILE-PARAM.png)")
     _data_options(plot)
+
+    cavi = sub.add_parser("cavi", help="optimal mean-field factors of a model file: updates "
+                                       "derived, checked and run to the fixed point")
+    cavi.add_argument("file", metavar="FILE.toml")
+    cavi.add_argument("--format", choices=("text", "latex", "markdown", "json"), default=None,
+                      help="output format (default: text; latex with --pdf)")
+    cavi.add_argument("--json", action="store_true", help="same as --format json")
+    cavi.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of standard output")
+    cavi.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex into OUT")
+    cavi.add_argument("--iterations", type=int, default=200, metavar="N",
+                      help="at most N sweeps over the factors (default: 200)")
+    cavi.add_argument("--tol", type=float, default=1e-10, metavar="T",
+                      help="stop when no parameter moves by more than T, relatively (default: 1e-10)")
+    cavi.add_argument("--plot", metavar="OUT.png",
+                      help="also draw the ELBO trace into a .png, .pdf or .svg file (matplotlib)")
+    _data_options(cavi)
     return parser
 
 
@@ -336,8 +352,14 @@ def _plot(args) -> int:
         return run_plot(args.file, args.vary, out)
 
 
+def _cavi(args) -> int:
+    from symelbo.models.cavi_document import run_cavi
+    with _model_arithmetic(args.file, args):
+        return run_cavi(args)
+
+
 COMMANDS = {"list": _list, "derive": _derive, "check": _check, "model": _model, "plot": _plot,
-             "replay": _replay}
+             "replay": _replay, "cavi": _cavi}
 
 
 def _show(result, args, name: str, skipped=None) -> int:
