@@ -160,6 +160,7 @@ class TexReading:
 def _normal(text: str) -> str:
     text = text.replace("\\_", "_").replace("\\ge", ">=").replace("\\geq", ">=")
     text = re.sub(r"\\[A-Za-z]+", " ", text)
+    text = re.sub(r"\\[^A-Za-z]", " ", text)
     text = re.sub(r"[(){}\[\].:$`~]", " ", text.lower()).replace("’", "'")
     return re.sub(r"\s+", " ", text).strip()
 
@@ -185,13 +186,18 @@ def rules_from_text(text: str) -> tuple[str, ...]:
 
 
 def _annotation_rules(text: str) -> tuple[str, ...]:
-    """Rules of an annotation cell; symelbo's own ``by \\textsf{rule}`` marks read exactly."""
+    """Rules of an annotation cell; symelbo's own ``by \\textsf{rule}, ...`` marks read exactly.
+
+    What symelbo's output adds after them (``\\textit{misjustified}``, ``\\textit{found:}``
+    and the checker's reasons) is the checker's, not the author's, and is not read.
+    """
+    from symelbo.core.rules import RULES
+    own = re.search(r"(?<![A-Za-z])by\s+((?:\\textsf\s*\{[^{}]*\}\s*,?\s*)+)", text)
+    if own:
+        named = (n.replace("\\_", "_") for n in re.findall(r"\\textsf\s*\{([^{}]*)\}", own.group(1)))
+        return tuple(dict.fromkeys(n for n in named if n in RULES))
     if re.search(r"\\textit\s*\{\s*(found|refuted|unknown|misjustified|tested)", text):
-        return ()  # the checker's findings, not the author's justification
-    named = re.findall(r"\\textsf\s*\{([^{}]*)\}", text)
-    if named and re.search(r"(?<![A-Za-z])by(?![A-Za-z])", text):
-        from symelbo.core.rules import RULES
-        return tuple(dict.fromkeys(n.replace("\\_", "_") for n in named if n.replace("\\_", "_") in RULES))
+        return ()
     return rules_from_text(text)
 
 
@@ -264,8 +270,10 @@ def _cut_block(block: Math, comments_of, is_eqnarray: bool):
     for match in _JUSTIFYING.finditer(body):
         if depths[match.start()] != 0 or chars[match.start()] == " ":
             continue
-        before = body[:match.start()].rstrip()
-        if before.endswith(("_", "^")):
+        back = match.start() - 1
+        while back >= 0 and body[back].isspace():
+            back -= 1
+        if back >= 0 and body[back] in "_^":  # D_\text{KL}: notation, not a justification
             continue
         if match.group(0).startswith("\\because"):
             row_end = next(e for s, e, _ in row_notes if s <= match.start() <= e)
@@ -404,8 +412,18 @@ def _name_text(token: str) -> str:
 class _Writer:
     """Writes one parsed side in ``.calc`` notation, knowing the file's densities."""
 
-    def __init__(self, densities: dict):
+    def __init__(self, densities: dict, applications=()):
         self.densities = densities   # calc name -> set of variable names
+        self.applications = list(applications)   # (calc name, variable names) as written
+
+    def related(self, name: str, variables: set) -> set:
+        """The variables ``name`` is applied to together with any of ``variables``: a file
+        about two models (X, Z and x, theta) gives each ELBO its own model's joint."""
+        out = set(variables)
+        for other, applied in self.applications:
+            if other == name and applied & variables:
+                out |= applied
+        return out
 
     # -- names ----------------------------------------------------------------
     def vname(self, node: Tree) -> str:
@@ -453,8 +471,8 @@ class _Writer:
         name = "p" if "p" in others else (others[0] if len(others) == 1 else None)
         if name is None:
             raise _NotRead("the ELBO needs the model's joint density p in the file", _pos(node))
-        variables = sorted(self.densities[name] | self.densities.get(variational, set()))
-        return f"{name}({', '.join(variables)})"
+        own = self.densities.get(variational, set())
+        return f"{name}({', '.join(sorted(self.related(name, own)))})"
 
     # -- expressions ----------------------------------------------------------
     def write(self, node) -> tuple[str, int]:
@@ -482,20 +500,28 @@ class _Writer:
         return self.density_text(node), 5
 
     def w_add(self, node):
-        return f"{self.at(node.children[0], 1)} + {self.at(node.children[1], 2)}", 1
+        return self.run(node, ("add", "sub"), 1)
 
-    def w_sub(self, node):
-        return f"{self.at(node.children[0], 1)} - {self.at(node.children[1], 2)}", 1
+    w_sub = w_add
 
     def w_neg(self, node):
         return f"-{self.at(node.children[0], 2)}", 3
 
     def w_mul(self, node):
-        operands = [c for c in node.children if isinstance(c, Tree)]
-        return f"{self.at(operands[0], 2)} * {self.at(operands[1], 3)}", 2
+        return self.run(node, ("mul", "div"), 2)
 
-    def w_div(self, node):
-        return f"{self.at(node.children[0], 2)} / {self.at(node.children[1], 3)}", 2
+    w_div = w_mul
+
+    def run(self, node, kinds, prec):
+        """A run ``a + b - c`` (or ``a b / c``) walked along its left spine without recursion,
+        so that a long flat sum cannot exhaust the stack."""
+        pieces = []
+        while isinstance(node, Tree) and node.data in kinds:
+            operands = [c for c in node.children if isinstance(c, Tree)]
+            sign = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[node.data]
+            pieces.append(f" {sign} {self.at(operands[1], prec + 1)}")
+            node = operands[0]
+        return self.at(node, prec) + "".join(reversed(pieces)), prec
 
     def w_frac(self, node):
         num, den = node.children[1], node.children[2]
@@ -561,7 +587,7 @@ class _Writer:
         first = set(re.search(r"\((.*)\)", other).group(1).split(", "))
         if name not in self.densities:
             self.full(name, child)
-        given = sorted(self.densities[name] - first)
+        given = sorted(self.related(name, first) - first)
         over = ", ".join(sorted(first))
         return f"{name}({over}{' | ' + ', '.join(given) if given else ''})"
 
@@ -618,8 +644,8 @@ class _Writer:
     def w_grad_frac(self, node):
         token = str(node.children[0])
         name = re.search(r"\\partial\s*(\\[A-Za-z]+|[A-Za-z])(_\{?[A-Za-z0-9]+\}?)?\s*\}\s*$", token)
-        variable = _name_text(name.group(1)) + (re.sub(r"[_{}]", "", name.group(2)) and
-                                                "_" + re.sub(r"[_{}]", "", name.group(2) or ""))
+        suffix = re.sub(r"[_{}]", "", name.group(2) or "")
+        variable = _name_text(name.group(1)) + ("_" + suffix if suffix else "")
         return f"grad_{variable}[{self.write(node.children[1])[0]}]", 5
 
 
@@ -664,10 +690,9 @@ def read_source_chains(source: Source) -> TexReading:
         line, column = source.place(offset)
         return Unread(line, column, message)
 
-    def comments_of(first: int, last: int) -> list:
+    def comments_of(block: Math, first: int, last: int) -> list:
         lines = range(source.text_line(first), source.text_line(last) + 1)
-        return [block_comment for block in blocks for n, block_comment in block.comments.items()
-                if n in lines][:1]
+        return [text for n, text in block.comments.items() if n in lines][:1]
 
     chains: list[_Chain] = []
     for block in blocks:
@@ -675,7 +700,8 @@ def read_source_chains(source: Source) -> TexReading:
         if block.problem:
             skipped.append(Skip(line, column, block.problem))
             continue
-        chain, why = _cut_block(block, comments_of, block.env.startswith("eqnarray"))
+        chain, why = _cut_block(block, lambda a, b, m=block: comments_of(m, a, b),
+                                block.env.startswith("eqnarray"))
         if chain is None:
             if why != "no relation" or _DENSITY_HINT.search(block.text):
                 skipped.append(Skip(line, column, f"{why}; skipped"))
@@ -700,7 +726,7 @@ def read_source_chains(source: Source) -> TexReading:
         if flag:
             for name, variables in a:
                 densities.setdefault(name, set()).update(variables)
-    writer = _Writer(densities)
+    writer = _Writer(densities, [a for flag, found in zip(about, applied) if flag for a in found])
     for chain in kept:
         for term in chain.terms:
             if term.tree is None:

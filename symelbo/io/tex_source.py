@@ -41,7 +41,7 @@ _SUFFIXES = {".tex": "tex", ".ltx": "tex", ".latex": "tex", ".md": "markdown",
 #: Macro expansions allowed in one math block; a definition that calls itself stops here.
 MAX_EXPANSIONS = 2000
 #: The longest a math block may be, before or after expansion, in characters.
-MAX_BLOCK_CHARS = 200_000
+MAX_BLOCK_CHARS = 50_000
 _ENVS = ("align", "aligned", "split", "eqnarray", "equation", "gather", "gathered", "multline",
          "alignat", "flalign")
 _OPEN = re.compile(r"\\begin\s*\{(" + "|".join(_ENVS) + r")(\*?)\}|\\\[|\$\$")
@@ -284,11 +284,17 @@ def _argument(chars: list, i: int):
     if i >= len(chars):
         return None, i
     if chars[i][0] == "{":
-        text = "".join(c for c, _ in chars[i:i + MAX_BLOCK_CHARS])
-        end = matching_brace(text, 0)
-        if end < 0:
-            return None, i
-        return chars[i + 1:i + end - 1], i + end
+        depth, j = 0, i
+        while j < len(chars):
+            ch = chars[j][0]
+            if ch == "\\":
+                j += 2
+                continue
+            depth += (ch == "{") - (ch == "}")
+            if depth == 0:
+                return chars[i + 1:j], j + 1
+            j += 1
+        return None, i
     if chars[i][0] == "\\":
         j = i + 1
         while j < len(chars) and chars[j][0].isalpha():
@@ -320,8 +326,8 @@ def _expand(text: str, offsets: list, macros: dict):
             continue
         count += 1
         if count > MAX_EXPANSIONS:
-            return "", [], (f"macro expansion does not end (more than {MAX_EXPANSIONS} expansions; "
-                            f"is \\{name} defined in terms of itself?)")
+            hint = f"; \\{name} is defined in terms of itself" if f"\\{name}" in macro.body else ""
+            return "", [], f"macro expansion does not end (more than {MAX_EXPANSIONS} expansions{hint})"
         place = chars[i][1]
         args, k = [], j
         for index in range(macro.arguments):
