@@ -16,6 +16,10 @@ Map of this module:
   user opts in.
 - :class:`CalcFile`          parses the file; a syntax error is one
   collection error located at ``file:line:column``, without a traceback.
+- :class:`TexFile`           a ``.tex``, ``.md`` or ``.ipynb`` source, collected under
+  ``--symelbo-tex`` (ini ``symelbo_collect_tex``) or when named: its display-math
+  chains as :class:`CalcChain` items, each step it could not read a failing
+  :class:`TexUnread` at its line and column.
 - :class:`CalcChain`         one chain, named ``chain@lineN`` after the line
   of its first expression; it fails when a step is not ``proved`` or
   ``tested`` (only ``proved`` under ``--symelbo-strict``).
@@ -34,6 +38,8 @@ import pytest
 from symelbo.core.verdicts import passing
 
 CALC_SUFFIX = ".calc"
+#: Sources whose display math is collected under ``--symelbo-tex``.
+TEX_SUFFIXES = (".tex", ".md", ".ipynb")
 DEFAULT_BUDGET = 5.0
 
 
@@ -76,6 +82,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="require every step to be 'proved': a step that was only 'tested' fails.")
     parser.addini("symelbo_collect_calc", type="bool", default=False,
                   help="collect .calc derivation files found under the test paths.")
+    group.addoption(
+        "--symelbo-tex", action="store_true", default=None, dest="symelbo_tex",
+        help="collect the display-math chains of .tex, .md and .ipynb files found under the "
+             "test paths (one named on the command line is always collected).")
+    parser.addini("symelbo_collect_tex", type="bool", default=False,
+                  help="collect the display-math chains of .tex, .md and .ipynb files.")
     parser.addini("symelbo_budget", type="string", default=str(DEFAULT_BUDGET),
                   help="time budget in seconds per derivation step.")
     parser.addini("symelbo_strict", type="bool", default=False,
@@ -88,6 +100,7 @@ class _Settings:
     def __init__(self, config: pytest.Config):
         self.collect = bool(_first(config.getoption("symelbo_calc"),
                                    config.getini("symelbo_collect_calc")))
+        self.tex = bool(_first(config.getoption("symelbo_tex"), config.getini("symelbo_collect_tex")))
         self.strict = bool(_first(config.getoption("symelbo_strict"),
                                   config.getini("symelbo_strict")))
         budget = config.getoption("symelbo_budget")
@@ -133,6 +146,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 # ---------------------------------------------------------------------------
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix in TEX_SUFFIXES:
+        wanted = parent.session.isinitpath(file_path) or _settings(parent.config).tex
+        return TexFile.from_parent(parent, path=file_path) if wanted else None
     if file_path.suffix != CALC_SUFFIX:
         return None
     if parent.session.isinitpath(file_path) or _settings(parent.config).collect:
@@ -170,6 +186,55 @@ class CalcFile(pytest.File):
             chains = self.derivation.chains
             self._universe = Universe.of([e for c in chains for e in [c.first] + [s.rhs for s in c.steps]])
         return self._universe
+
+
+class TexFile(CalcFile):
+    """A LaTeX, Markdown or notebook source: each readable run of a display-math chain is a
+    :class:`CalcChain`, each step that could not be read a failing :class:`TexUnread`."""
+
+    def collect(self):
+        from symelbo.core.errors import InputError
+        from symelbo.io.tex_reader import read_tex, unread_steps
+        from symelbo.io.tex_source import kind_of
+        try:
+            reading = read_tex(str(self.path), kind_of(str(self.path)))
+        except InputError as error:
+            located = InputError(error.message, self._display_path(), error.line, error.column)
+            raise self.CollectError(str(located)) from None
+        self.derivation = reading.derivation
+        self._universe = None
+        names: set = set()
+
+        def fresh(name):
+            count, unique = 1, name
+            while unique in names:
+                count, unique = count + 1, f"{name}.{count}"
+            names.add(unique)
+            return unique
+
+        for chain in reading.derivation.chains:
+            yield CalcChain.from_parent(self, name=fresh(f"chain@line{chain.line}"), chain=chain)
+        for line, column, message in unread_steps(reading):
+            yield TexUnread.from_parent(self, name=fresh(f"unread@line{line}"), line=line,
+                                        column=column, message=message)
+
+
+class TexUnread(pytest.Item):
+    """A step of a TeX source that could not be read: it fails with where and why."""
+
+    def __init__(self, *, line, column, message, **kwargs):
+        super().__init__(**kwargs)
+        self.line, self.column, self.message = line, column, message
+
+    def runtest(self) -> None:
+        raise CalcChainError(self.line, self.message)
+
+    def repr_failure(self, excinfo, style=None):
+        text = f"{self.parent._display_path()}:{self.line}:{self.column}: not read: {self.message}"
+        return CalcFailureRepr([("E", text)], [], _Crash(str(self.path), self.line, self.message))
+
+    def reportinfo(self):
+        return self.path, max(self.line - 1, 0), self.name
 
 
 class CalcChainFailure(Exception):

@@ -38,8 +38,9 @@ from symelbo.io.grammars import load_parser
 from symelbo.io.parser import parse_text
 from symelbo.io.tex_source import Math, Skip, Source, matching_brace, read_source, scan
 
-__all__ = ["TexReading", "Unread", "read_tex", "read_tex_text", "check_reading", "rules_from_text",
-           "ALIASES", "skipped_lines", "UNREAD", "MAX_TERM_NESTING"]
+__all__ = ["TexReading", "Unread", "read_tex", "read_tex_text", "read_source_chains", "check_reading",
+           "rules_from_text", "ALIASES", "skipped_lines", "unread_lines", "unread_steps", "UNREAD",
+           "MAX_TERM_NESTING"]
 
 #: The placeholder for a side that could not be read.
 UNREAD = sp.Symbol("UNREAD")
@@ -846,6 +847,9 @@ def check_reading(reading: TexReading, options=None):
             for index, step_result in zip(range(first + 1, last + 1), result.steps):
                 by_index[index] = step_result
                 expressions[index] = step_result.step.rhs
+        for index, term in enumerate(chain.terms):
+            if index not in expressions and term.problem is None and term.calc:
+                expressions[index] = _lone_side(term.calc, reading.calc_text)
         steps = []
         for index in range(1, len(chain.terms)):
             if index in by_index:
@@ -853,9 +857,7 @@ def check_reading(reading: TexReading, options=None):
                 continue
             link = chain.links[index - 1]
             line, column = source.place(block.offsets[min(link.offset, len(block.offsets) - 1)])
-            problem = chain.terms[index].problem or chain.terms[index - 1].problem
-            if link.unread:
-                problem = Unread(line, column, link.unread)
+            problem = _step_problem(chain, index, source)
             message = f"not read: {source.path}:{problem.line}:{problem.column}: {problem.message}"
             relation = link.relation if link.relation in ("=", "<=", ">=", "<", ">") else "="
             step = Step(expressions.get(index - 1, UNREAD), relation, expressions.get(index, UNREAD),
@@ -866,6 +868,36 @@ def check_reading(reading: TexReading, options=None):
         chains_out.append(ChainResult(rebuilt, tuple(steps)))
     derivation = Derivation(tuple(c.chain for c in chains_out), {}, source.path)
     return CheckResult(derivation, tuple(chains_out))
+
+
+def _step_problem(chain: _Chain, index: int, source: Source) -> Unread:
+    """Why step ``index`` of a chain (between sides index-1 and index) was not read."""
+    link = chain.links[index - 1]
+    if link.unread:
+        line, column = source.place(chain.block.offsets[min(link.offset, len(chain.block.offsets) - 1)])
+        return Unread(line, column, link.unread)
+    return chain.terms[index].problem or chain.terms[index - 1].problem
+
+
+def unread_steps(reading: TexReading) -> list:
+    """``(line, column, message)`` of every step that could not be read, in file order."""
+    out = []
+    for chain in reading.chains:
+        readable = {i for first, last in _segments(chain) for i in range(first + 1, last + 1)}
+        for index in range(1, len(chain.terms)):
+            if index not in readable:
+                problem = _step_problem(chain, index, reading.source)
+                out.append((problem.line, problem.column, problem.message))
+    return out
+
+
+def _lone_side(calc: str, context: str) -> sp.Expr:
+    """A readable side between two unread ones, for the report; :data:`UNREAD` if it fails."""
+    from symelbo.io.parser import parse_expression
+    try:
+        return parse_expression(calc, context)
+    except InputError:
+        return UNREAD
 
 
 def skipped_lines(reading: TexReading) -> list:
