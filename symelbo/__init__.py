@@ -2,11 +2,16 @@
 
 The public names are re-exported here, each from the module of its concept.
 They are loaded on first use, so that importing a submodule (the pytest
-plugin, for one) does not import SymPy.
+plugin, for one) does not import SymPy; ``dir(symelbo)`` lists them all.
+
+    >>> from symelbo import density, variable, KL
+    >>> q, p = density("q", ["Z"]), density("p", ["Z"], given=["X"])
+    >>> KL(q, p)
+    KL(q(Z) || p(Z | X))
 """
 
-import sys
-from importlib import import_module
+import sys as _sys
+from importlib import import_module as _import_module, metadata as _metadata
 
 _EXPORTS = {
     "CheckOptions": "core.checker", "CheckResult": "core.checker", "check_derivation": "core.checker",
@@ -21,18 +26,28 @@ _EXPORTS = {
     "RULES": "core.rules",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+try:
+    __version__ = _metadata.version("symelbo")
+except _metadata.PackageNotFoundError:  # pragma: no cover - run from a tree that was never installed
+    __version__ = "0+unknown"
+
+
+def __dir__():
+    return sorted({name for name in globals() if not name.startswith("_") or name == "__version__"}
+                  | set(_EXPORTS))
 
 
 def __getattr__(name):
     if name in _EXPORTS:
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(_import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'symelbo' has no attribute {name!r}")
 
 
-if "IPython" in sys.modules:  # a notebook: show check results as math and Markdown
+if "IPython" in _sys.modules:  # a notebook: show check results as math and Markdown
     from symelbo.io.notebook import register as _register_display
 
     _register_display()

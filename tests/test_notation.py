@@ -21,7 +21,7 @@ def test_joint_argument_order_does_not_matter():
      r"\operatorname{KL}\left(q(Z) \,\middle\|\, p(Z \mid X)\right)"),
     (Entropy(q), "H[q(Z)]", r"\operatorname{H}\left[q(Z)\right]"),
     (Expectation(q, sp.log(joint)), "E_{q(Z)}[log(p(X, Z))]",
-     r"\mathbb{E}_{q(Z)}\left[\log{\left(p(X, Z) \right)}\right]"),
+     r"\mathbb{E}_{q(Z)}\left[\log p(X, Z)\right]"),
     (Marginal(Z, joint), "sum_Z[p(X, Z)]", r"\sum_{Z} p(X, Z)"),
     (Gradient(parameter("phi"), density("q", "Z", params=["phi"])), "grad_phi[q_phi(Z)]",
      r"\nabla_{\phi} q_{\phi}(Z)"),

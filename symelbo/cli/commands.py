@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,13 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symelbo",
         description="Symbolic derivation and verification engine for variational inference.")
+    parser.add_argument("--version", action="version", version=f"symelbo {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     sub.add_parser("list", help="list the built-in derivations and rules")
 
     def output_options(p):
-        p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+        p.add_argument("--format", choices=FORMATS, default=None,
+                       help="output format (default: text; latex with --fragment or --pdf)")
         p.add_argument("--json", action="store_true", help="same as --format json")
         p.add_argument("--fragment", action="store_true",
                        help="LaTeX: only the align* block, for \\input into a paper")
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex into OUT")
         p.add_argument("--budget", type=_budget, default=5.0, metavar="SECONDS",
                        help="time budget per step, a positive number of seconds (default: 5)")
+        p.set_defaults(usage=p)  # a contradiction among these options is reported with p's usage
 
     derive = sub.add_parser("derive", help="generate a built-in derivation and check it")
     derive.add_argument("name", metavar="NAME", help="kl-shuffle, jensen or gradient")
@@ -92,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     output_options(derive)
 
     check = sub.add_parser("check", help="check a derivation file")
-    check.add_argument("file", metavar="FILE.calc")
+    check.add_argument("file", metavar="FILE.calc", help="a derivation file, or - for standard input")
     output_options(check)
     _source_options(check)
     for command in (check, derive):
@@ -139,11 +143,16 @@ def main(argv=None) -> int:
     """Run the command line; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    _settle_format(parser, args)
     # printing and checking walk expressions recursively; files may nest deeply
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
     try:
-        with _termination_raises():
-            return COMMANDS[args.command](args)
+        with _termination_raises(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status = COMMANDS[args.command](args)
+        if getattr(args, "output", None) and args.command in _ANNOUNCED:
+            _say(f"wrote {args.output}")
+        return status
     except RecursionError:
         _say(f"{getattr(args, 'file', '<input>')}: the input is nested too deeply to process")
         return 2
@@ -161,6 +170,36 @@ def main(argv=None) -> int:
             raise
         _say(f"internal error ({type(error).__name__}: {error}); set SYMELBO_DEBUG=1 to see where")
         return 3
+
+
+#: Commands whose -o file is announced on standard error (plot names its own file).
+_ANNOUNCED = ("check", "derive", "model")
+
+
+def _version() -> str:
+    from symelbo import __version__
+    return __version__
+
+
+def _settle_format(parser: argparse.ArgumentParser, args) -> None:
+    """Fill in the output format the options imply; options that contradict are a usage error.
+
+    ``--fragment`` and ``--pdf`` are LaTeX, so alone they choose it; with
+    another ``--format`` they mean nothing and exit 2 with the usage.
+    """
+    if not hasattr(args, "usage"):
+        return
+    latex_only = [flag for flag, given in (("--fragment", args.fragment), ("--pdf", args.pdf)) if given]
+    if latex_only and (args.format not in (None, "latex") or args.json):
+        args.usage.error(f"{latex_only[0]} makes LaTeX; it cannot be combined with "
+                     f"--format {args.format or 'json'}")
+    if args.format is None:
+        args.format = "latex" if latex_only else "text"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning about the user's input as one ``symelbo: file:line:column: warning: ...`` line."""
+    _say(str(message))
 
 
 #: The longest error line printed, in characters: a message echoing a huge
@@ -260,7 +299,7 @@ def _derive(args) -> int:
 
 def _check(args) -> int:
     from symelbo.core.checker import CheckOptions, check_derivation
-    from symelbo.io.parser import parse_file
+    from symelbo.io.parser import parse_file, parse_stream
     from symelbo.io.tex_source import kind_of
     kind = kind_of(args.file, args.source_format)
     if kind != "calc":
@@ -268,10 +307,13 @@ def _check(args) -> int:
     if args.to_calc:
         raise InputError("--to-calc translates a LaTeX or Markdown file; this one is read as .calc "
                          "(use --from tex or --from markdown)", "<command line>")
-    derivation = parse_file(args.file)
+    if args.file == "-":  # standard input, under the same size cap as a file
+        derivation = parse_stream(sys.stdin.buffer, "<stdin>")
+    else:
+        derivation = parse_file(args.file)
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
     _write_certificates(result, args, args.file)
-    return _show(result, args, name=Path(args.file).name)
+    return _show(result, args, name="stdin" if args.file == "-" else Path(args.file).name)
 
 
 def _check_tex(args, kind: str) -> int:
@@ -298,6 +340,7 @@ def _write_certificates(result, args, source: str) -> None:
     if getattr(args, "certificates", None):
         from symelbo.io.certificates import certificates_json
         emit(certificates_json(result, source), args.certificates)
+        _say(f"wrote {args.certificates}")
 
 
 def _replay(args) -> int:

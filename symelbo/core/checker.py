@@ -96,6 +96,10 @@ class StepResult:
     #: of REASONS
     reason: str = ""
 
+    def __repr__(self) -> str:  # the dataclass repr prints every expression tree in full
+        s = self.step
+        return f"<StepResult line {s.line}: {s.relation} {printed(s.rhs)} [{self.verdict}]>"
+
     def as_dict(self) -> dict:
         s = self.step
         return {"line": s.line, "relation": s.relation, "lhs": printed(s.lhs),
@@ -137,6 +141,19 @@ class CheckResult:
 
     def as_dict(self) -> dict:
         return {"verdict": self.verdict, "chains": [c.as_dict() for c in self.chains]}
+
+    def __repr__(self) -> str:  # the dataclass repr prints every expression tree in full
+        steps = sum(len(c.steps) for c in self.chains)
+        return f"<CheckResult {self.verdict}: {len(self.chains)} chain(s), {steps} step(s)>"
+
+    def __str__(self) -> str:
+        """The verdict, then each chain's claim and each step's verdict, one line each."""
+        lines = [f"{self.derivation.title or 'derivation'}: {self.verdict}"]
+        for index, chain in enumerate(self.chains, start=1):
+            lines.append(f"  chain {index} (line {chain.chain.line}): {chain.claim}  [{chain.verdict}]")
+            lines.extend(f"    line {s.step.line}: {s.step.relation} {printed(s.step.rhs)}  [{s.verdict}]"
+                         for s in chain.steps)
+        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------

@@ -65,6 +65,15 @@ class Derivation:
     def title(self) -> str:
         return self.headers.get("title", "")
 
+    def __repr__(self) -> str:  # the dataclass repr prints every expression tree in full
+        steps = sum(len(c.steps) for c in self.chains)
+        return f"<Derivation {self.title or self.path or ''!r}: {len(self.chains)} chain(s), {steps} step(s)>"
+
+    def __str__(self) -> str:
+        """The derivation as a ``.calc`` file."""
+        from symelbo.core.printing import calc_text  # printing is heavier; only str needs it
+        return calc_text(self).rstrip("\n")
+
 
 def check_chain_relations(relations_with_places, path=None) -> None:
     """Raise InputError at the first relation that mixes <= with >= in one chain."""

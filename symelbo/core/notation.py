@@ -22,7 +22,7 @@ A density's arguments are kept in written order when built with
 
 from __future__ import annotations
 
-from sympy import Abs, Basic, Expr, Pow, Symbol, Tuple, exp, preorder_traversal, sympify
+from sympy import Abs, Basic, Expr, Pow, Symbol, Tuple, exp, log, preorder_traversal, sympify
 from sympy.core.assumptions import StdFactKB
 from sympy.core.parameters import global_parameters
 from sympy.printing.pretty.stringpict import prettyForm
@@ -151,6 +151,11 @@ class Density(Expr):
             swap = lambda s: new if s == old else s
             return Density(self.args[0], [swap(v) for v in self.variables],
                            [swap(g) for g in self.given], [swap(p) for p in self.params])
+        if type(old) is Symbol and any(s.name == old.name for s in self.free_symbols):
+            # Symbol("Z") is not the real variable("Z") of q(Z): SymPy would silently do nothing
+            raise TypeError(f"{self}: its {old.name} is variable({old.name!r}), a real symbol, and "
+                            f"Symbol({old.name!r}) is another one; rename with "
+                            f".subs(variable({old.name!r}), variable('W'))")
         return None
 
     def _eval_derivative(self, s):
@@ -548,11 +553,28 @@ class Gradient(_SymbolOperator):
         return rf"\nabla_{{{printer._print(self.parameter)}}} {_latex_factor(printer, self.body)}"
 
 
+def _log_latex(self, printer, exp=None) -> str:
+    """``\\log p(X, Z)`` for the log of a density, as the documents write it; else SymPy's own."""
+    if exp is None and isinstance(self.args[0], Density):
+        return rf"\log {printer._print(self.args[0])}"
+    return printer._print_log(self, exp)  # a printer's own _print_log, unchanged
+
+
+# ``sympy.latex(log(p))`` reads an expression's own ``_latex`` method before any printer
+# method; log is SymPy's class, so the hook is attached to it here, and it changes
+# nothing but the log of a density (everything else goes to the printer's _print_log).
+log._latex = _log_latex
+
 NOTATION_CLASSES = (Density, Expectation, KL, Entropy, ELBO, Marginal, Gradient)
 
 
 def density(name: str, *variables, given=(), params=()) -> Density:
-    """Build a density from names: ``density("p", "Z", given=["X"])`` is ``p(Z | X)``."""
+    """Build a density from names: ``density("p", "Z", given=["X"])`` is ``p(Z | X)``.
+
+    The variables may also come as one list: ``density("p", ["X", "Z"])`` is ``p(X, Z)``.
+    """
+    if len(variables) == 1 and isinstance(variables[0], (list, tuple)):
+        variables = tuple(variables[0])
     as_var = lambda v: v if isinstance(v, Symbol) else variable(v)
     as_par = lambda v: v if isinstance(v, Symbol) else parameter(v)
     return Density(name, [as_var(v) for v in variables], [as_var(g) for g in given],

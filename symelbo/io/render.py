@@ -552,6 +552,8 @@ def document_view(result, name: str | None = None) -> DocumentView:
     from symelbo.core.rules import RULES
 
     derivation = result.derivation
+    # a line number points into the reader's file; a built-in derivation has none to show
+    shown = (lambda line: line) if derivation.path else (lambda line: 0)
     chains, counterexamples, used = [], [], []
     for chain_index, chain_result in enumerate(result.chains, start=1):
         chain = chain_result.chain
@@ -569,7 +571,7 @@ def document_view(result, name: str | None = None) -> DocumentView:
             if step_result.counterexample:
                 cx_index = len(counterexamples) + 1
                 counterexamples.append(_counterexample_view(
-                    step_result.counterexample, cx_index, chain_index, step.line))
+                    step_result.counterexample, cx_index, chain_index, shown(step.line)))
                 chain_cx.append(counterexamples[-1])
             steps.append(StepView(
                 relation=TeX(RELATION_TEX[step.relation]),
@@ -577,9 +579,9 @@ def document_view(result, name: str | None = None) -> DocumentView:
                 verdict=step_result.verdict, by=tuple(names),
                 found=not step.by and bool(step_result.found_by),
                 message=_note(step_result),
-                line=step.line, counterexample=cx_index))
+                line=shown(step.line), counterexample=cx_index))
         chains.append(ChainView(
-            index=chain_index, line=chain.line, first=TeX(first), first_alone=first_alone,
+            index=chain_index, line=shown(chain.line), first=TeX(first), first_alone=first_alone,
             claim_first=TeX(first), claim_relation=TeX(RELATION_TEX[chain.relation]),
             claim_last=TeX(latex_str(chain.last)), verdict=chain_result.verdict, steps=tuple(steps),
             rows=_rows(TeX(first), steps), why_width=_why_width(first, first_alone, steps),

@@ -62,7 +62,10 @@ def terminal_line(text: str, width: int = 300) -> str:
 
 def json_report(result: CheckResult) -> str:
     """The JSON report: stable key order, one trailing newline."""
-    return json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    data = result.as_dict()
+    if result.derivation.title:  # after the verdict, so the verdict stays the first key
+        data = {"verdict": data.pop("verdict"), "title": result.derivation.title, **data}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def justification(step: StepResult) -> str:
