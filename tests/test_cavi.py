@@ -308,3 +308,38 @@ def test_pdf_compiles(tmp_path):
     out = tmp_path / "ng.pdf"
     assert main(["cavi", str(EXAMPLES / "mixture.toml"), "--pdf", "-o", str(out)]) == 0
     assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_hierarchical_normal_fixed_point():
+    cr = cavi.CaviReport(load_model(str(EXAMPLES / "hierarchical_normal.toml")))
+    rep = cr.as_dict()
+    x = [1.2, 3.4, 2.2, 0.5, 2.9]
+    # t_i = (E[mu] + 4 x_i) / 5 and E[mu] = 25 sum t / (25 n + 1) meet at 20 sum x / (20 n + 1)
+    m = 20 * sum(x) / (20 * len(x) + 1)
+    final = rep["final"]["values"]
+    assert final["m"] == pytest.approx(m, rel=1e-8)
+    assert final["s"] == pytest.approx((len(x) / 4 + 1 / 100) ** -0.5, rel=1e-12)
+    assert [final[f"t_{i}"] for i in range(1, 6)] == pytest.approx(
+        [(m + 4 * xi) / 5 for xi in x], rel=1e-8)
+    assert rep["final"]["kl"] > 1e-3
+    assert rep["final"]["log_evidence"] - rep["final"]["elbo"] == pytest.approx(
+        rep["final"]["kl"], abs=1e-9)
+    assert cavi.exit_status(rep) == 0
+
+
+def test_categorical_factor_is_stationary_along_the_simplex():
+    doc = {"latent": {"z": "Categorical(0.2, 0.3, 0.5)"},
+           "observed": {"x": {"dist": "Normal(z, 1)", "data": [1.2, 2.4, 0.2]}},
+           "variational": {"z": "Categorical(p1, p2, p3)"},
+           "values": {"p1": 0.3, "p2": 0.3, "p3": 0.4}}
+    rep = cavi.report(model_from_dict(doc))
+    # the exact posterior: prior times the likelihood at each value, normalised
+    x = [1.2, 2.4, 0.2]
+    weights = [w * math.exp(-sum((xi - k) ** 2 for xi in x) / 2)
+               for k, w in enumerate((0.2, 0.3, 0.5))]
+    post = [w / sum(weights) for w in weights]
+    final = rep["final"]["values"]
+    assert [final["p1"], final["p2"], final["p3"]] == pytest.approx(post, rel=1e-12)
+    checks = {c["name"]: c["verdict"] for c in rep["factors"][0]["checks"]}
+    assert checks["q*(z) is Categorical"] == "proved"
+    assert checks["grad ELBO = 0 at the update (p2, p3)"] in ("proved", "tested")

@@ -603,9 +603,11 @@ class State:
         obs = next(o for o in self.model.observed if o.name == factor.latent.per)
         x = self.data(obs)
         new = {}
-        for p, e in factor.resolved.items():
+        lat = factor.latent
+        for i, (p, e) in enumerate(factor.resolved.items()):
             arr = np.broadcast_to(np_eval(_scalars(e, self.env), {obs.symbol: x}), x.shape)
-            new[p] = np.clip(arr, *_CLIP)
+            new[p] = np.clip(arr, *_CLIP) if lat.q.family.domain_of(i) == fam.D_PROB \
+                else np.array(arr, dtype=float)
         self.local.update(new)
         return new
 
@@ -767,6 +769,8 @@ def run(derivation: Derivation, iterations: int = ITERATIONS, tol: float = TOL) 
                 out.converged = True
                 break
         out.final = {str(p): v for p, v in state.glob.items()}
+        if _observations(derivation.model) <= LOCAL_VALUES_LIMIT:
+            out.final.update({str(p): v for p, v in _indexed_values(derivation, state).items()})
     return out
 
 
@@ -837,8 +841,13 @@ def prepare_checks(derivation: Derivation):
         factor.stationarity = []
         if elbo is None:
             continue
-        for p in factor.resolved:
-            g = sp.diff(elbo, p).xreplace(factor.resolved)
+        params = list(factor.resolved)
+        grads = {p: sp.diff(elbo, p).xreplace(factor.resolved) for p in params}
+        if factor.family == "Categorical":
+            # the masses live on the simplex: the gradient along it, d/dp_k - d/dp_1, vanishes
+            # (the unconstrained gradient is a multiple of (1, ..., 1), the Lagrange condition)
+            grads = {p: grads[p] - grads[params[0]] for p in params[1:]}
+        for p, g in grads.items():
             factor.stationarity.append((p, g, prove_identity(g, sp.S.Zero) is not None))
 
 
@@ -920,6 +929,32 @@ def _family_tested(factor: Factor) -> dict:
 # log evidence and KL at the fixed point
 # ---------------------------------------------------------------------------
 
+#: Up to this many observations the model's own exact log evidence and KL are used for a
+#: model with per-observation latents (one SymPy term per observation); beyond, only a model
+#: whose latents are all per-observation and discrete has them (summed with numpy).
+MODEL_EVIDENCE_LIMIT = 2000
+#: Up to this many observations the final per-observation parameters are reported
+#: (``r_1``, ..., ``r_n``, the model's own names).
+LOCAL_VALUES_LIMIT = 1000
+
+
+def _observations(model) -> int:
+    return max(len(o.data) for o in model.observed)
+
+
+def _indexed_values(derivation: Derivation, state: State) -> dict:
+    """Each per-observation parameter's final value under its indexed name (r_1, r_2, ...)."""
+    out = {}
+    for lat in derivation.joint.locals:
+        for p in lat.q.args:
+            values = state.local.get(p)
+            if values is None:
+                continue
+            for i, ren in enumerate(lat.renames):
+                out[ren[p]] = mpmath.mpf(float(values[i]))
+    return out
+
+
 def _evidence(derivation: Derivation, result: Run):
     """(log p(X), KL(q || posterior)) at the final q, or (None, None) with a reason."""
     model = derivation.model
@@ -940,9 +975,22 @@ def _evidence(derivation: Derivation, result: Run):
                 return mp_value(le, env), mp_value(kl, env), None
             except ValueError as exc:
                 return None, None, str(exc)
+        if len(derivation.joint.stats) and _observations(model) <= MODEL_EVIDENCE_LIMIT:
+            # the model integrates per-observation latents out one by one (linear in n)
+            try:
+                le = model.log_evidence()
+                kl = model.kl_to_posterior()
+                env = {s: mp_value(v, {}) for s, v in model.values.items()}
+                env.update(state.glob)
+                env.update(_indexed_values(derivation, state))
+                return mp_value(le, env), mp_value(kl, env), None
+            except NoClosedForm as exc:
+                reason = exc.reason
+        else:
+            reason = (f"more than {MODEL_EVIDENCE_LIMIT} observations with per-observation "
+                      "latents and global ones")
         if derivation.joint.globals:
-            return None, None, ("the per-observation latents couple the global ones in p(X): "
-                                "no closed-form log evidence")
+            return None, None, reason
         # only per-observation latents: log p(X) = sum_i log sum_k p(x_i, z_i = k), summed exactly
         np = _numpy()
         total = mpmath.mpf(0)

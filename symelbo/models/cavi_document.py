@@ -178,9 +178,14 @@ def cavi_view(cr: cavi.CaviReport, rep: dict) -> CaviView:
                                       (), (), ()))
             continue
         E = f"\\mathbb{{E}}_{{{others}}}" if others else ""
-        rows = [f"q^\\star({var}) &\\propto \\exp\\left({E}\\left[\\log p(X, Z)\\right]\\right)"]
-        rows += _broken(f"\\log q^\\star({var}) &= {E}\\bigl[", _latex(f.terms, names),
-                        "\\bigr] + \\text{const}")
+        if E:
+            rows = [f"q^\\star({var}) &\\propto \\exp\\left({E}\\left[\\log p(X, Z)\\right]\\right)"]
+            rows += _broken(f"\\log q^\\star({var}) &= {E}\\bigl[", _latex(f.terms, names),
+                            "\\bigr] + \\text{const}")
+        else:   # one factor: q* is the posterior itself, p(X, Z) normalised
+            rows = [f"q^\\star({var}) &\\propto p(X, {var})"]
+            rows += _broken(f"\\log q^\\star({var}) &= ", _latex(f.terms, names),
+                            " + \\text{const}")
         if f.family in ("Bernoulli", "Categorical"):
             for k, v in enumerate(f.at_values):
                 rows += _broken(f"\\log q^\\star({var} = {k}) &= ", _latex(v, names),
@@ -218,8 +223,10 @@ def cavi_view(cr: cavi.CaviReport, rep: dict) -> CaviView:
         ran=bool(r.trace), problem=r.problem or "", defaulted=", ".join(r.defaulted),
         start=_num(r.start_elbo), trace=tuple(trace), trace_note=note,
         picture=trace_picture(r, cr.log_evidence) if r.trace else TeX(""),
-        final=tuple((_latex(model.symbol(k) if k in _symbol_names(model) else sp.Symbol(k), names),
-                     _num(v)) for k, v in sorted(r.final.items())),
+        # the per-observation parameters (r_1, ..., r_n) are in the JSON, not in the text
+        final=tuple((_latex(p, names), _num(v))
+                    for p, v in sorted(r.state.glob.items(), key=lambda item: str(item[0])))
+        if r.state is not None else (),
         elbo=_num(final["elbo"]), log_evidence=_num(final["log_evidence"]), kl=_num(final["kl"]),
         evidence_note=cr.evidence_reason or "",
         converged=(f"converged after {r.sweeps} sweeps" if r.converged
@@ -234,10 +241,6 @@ def _broken(head: str, tex: str, tail: str) -> list[str]:
     rows += ["&\\qquad " + line for line in lines[1:]]
     rows[-1] += tail
     return rows
-
-
-def _symbol_names(model) -> set:
-    return {str(p) for p in model.variational_parameters}
 
 
 def mp_of(value):
