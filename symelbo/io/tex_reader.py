@@ -106,7 +106,8 @@ _JUSTIFYING = re.compile(r"\\(text|textrm|textit|textbf|textsf|mbox|mathrm|tag\*
 _OPTIMUM = re.compile(r"\\(arg\s*\\?(min|max)|argmin|argmax|min|max|sup|inf)(?![A-Za-z])"
                       r"|\\operatorname\*?\s*\{\s*arg")
 _DENSITY_HINT = re.compile(r"(?<![A-Za-z\\])[pq]\s*(_\s*(\{[^{}]*\}|\\[A-Za-z]+|[A-Za-z0-9]))?\s*"
-                           r"(\\left|\\[bB]ig+[lr]?)?\s*\(|KL|ELBO|\\mathcal\s*\{\s*L\s*\}")
+                           r"(\\left|\\[bB]ig+[lr]?)?\s*\(|KL|ELBO|\\mathcal\s*\{\s*L\s*\}"
+                           r"|[\[(]\s*[pq](_\{?\\?[A-Za-z0-9]+\}?)?\s*[\])]")  # H[q], L(q)
 
 
 @dataclass(frozen=True)
@@ -460,6 +461,8 @@ class _Writer:
 
     def variational(self, node) -> str:
         names = sorted(n for n in self.densities if n.startswith("q"))
+        if "q" in names:  # q itself before q_phi or q1: the usual name of the variational density
+            names = ["q"]
         if len(names) != 1:
             raise _NotRead("an expectation without a subscript needs one density named q in the file; "
                            "write \\mathbb{E}_{q}[...]" if not names else
@@ -769,8 +772,9 @@ def _build(chains: list, source: Source, place):
         lines, where = [], {}
         for c_index, chain in enumerate(chains):
             for first, last in _segments(chain):
-                line, column = source.place(chain.block.offsets[chain.terms[first].start]
-                                            if chain.block.offsets else chain.block.start)
+                head = chain.terms[first]
+                at = head.start + len(head.text) - len(head.text.lstrip())
+                line, column = source.place(chain.block.offsets[min(at, len(chain.block.offsets) - 1)])
                 lines.append(f"# {source.path}:{line}:{column}")
                 where[len(lines) + 1] = (c_index, first)
                 lines.append(f"    {chain.terms[first].calc}")
@@ -863,7 +867,10 @@ def check_reading(reading: TexReading, options=None):
             step = Step(expressions.get(index - 1, UNREAD), relation, expressions.get(index, UNREAD),
                         (), line, column)
             steps.append(StepResult(step, "unknown", message=message))
-        first_line, _ = source.place(block.offsets[chain.terms[0].start] if block.offsets else block.start)
+        head = chain.terms[0]
+        first_at = head.start + len(head.text) - len(head.text.lstrip())
+        first_line, _ = source.place(block.offsets[min(first_at, len(block.offsets) - 1)]
+                                     if block.offsets else block.start)
         rebuilt = Chain(expressions.get(0, UNREAD), tuple(s.step for s in steps), first_line)
         chains_out.append(ChainResult(rebuilt, tuple(steps)))
     derivation = Derivation(tuple(c.chain for c in chains_out), {}, source.path)
