@@ -124,3 +124,164 @@ def test_a_header_far_from_every_known_one_is_metadata_without_a_warning():
         warnings.simplefilter("error")
         derivation = parse_text("author: A. Student\ntitle: T\n\nlog p(X) = log p(X)\n", "f.calc")
     assert derivation.headers == {"author": "A. Student", "title": "T"}
+
+
+# ---------------------------------------------------------------------------
+# the command line
+# ---------------------------------------------------------------------------
+
+import io  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import sympy  # noqa: E402
+
+import symelbo  # noqa: E402
+from symelbo.cli.commands import main  # noqa: E402
+from symelbo.core.generate import BUILTIN, generate  # noqa: E402
+from symelbo.io.parser import parse_file, parse_stream  # noqa: E402
+from symelbo.io.report import text_report  # noqa: E402
+
+from .conftest import DERIVATIONS  # noqa: E402
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"symelbo {symelbo.__version__}\n"
+
+
+def test_check_dash_reads_standard_input(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"log p(X) = log p(X)\n")))
+    status, out, _ = run(capsys, "check", "-", "--json")
+    assert status == 0 and json.loads(out)["verdict"] == "proved"
+
+
+def test_standard_input_is_capped_and_located():
+    with pytest.raises(InputError, match=r"^<stdin>: the input is over the limit of 10 bytes$"):
+        parse_stream(io.BytesIO(b"log p(X) = log p(X)\n"), limit=10)
+    with pytest.raises(InputError, match=r"^<stdin>:2:4: the input is not UTF-8 text \(byte 0xff\)$"):
+        parse_stream(io.BytesIO(b"log p(X)\n = \xff\n"))
+
+
+def test_fragment_alone_is_latex(capsys):
+    status, out, _ = run(capsys, "derive", "jensen", "--fragment")
+    assert status == 0 and r"\begin{align*}" in out and r"\documentclass" not in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["derive", "jensen", "--format", "json", "--pdf", "-o", "x.pdf"],
+     "symelbo derive: error: --pdf makes LaTeX; it cannot be combined with --format json"),
+    (["derive", "jensen", "--json", "--pdf", "-o", "x.pdf"],
+     "symelbo derive: error: --pdf makes LaTeX; it cannot be combined with --format json"),
+    (["derive", "jensen", "--format", "markdown", "--fragment"],
+     "symelbo derive: error: --fragment makes LaTeX; it cannot be combined with --format markdown"),
+])
+def test_contradicting_formats_are_a_usage_error(capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == message
+
+
+def test_a_written_file_is_announced(capsys, tmp_path):
+    out_file, certificates = tmp_path / "jensen.md", tmp_path / "c.json"
+    status, out, err = run(capsys, "derive", "jensen", "--format", "markdown", "-o", str(out_file),
+                           "--certificates", str(certificates))
+    assert status == 0 and out == "" and out_file.read_text().startswith("# ")
+    assert err.splitlines() == [f"symelbo: wrote {certificates}", f"symelbo: wrote {out_file}"]
+
+
+def test_a_misspelled_header_is_one_warning_line_on_stderr(capsys, tmp_path):
+    path = tmp_path / "t.calc"
+    path.write_text("titel: T\n\nlog p(X) = log p(X)\n")
+    status, _, err = run(capsys, "check", str(path))
+    assert status == 0
+    assert err == (f"symelbo: {path}:1:1: warning: the header 'titel' is not one symelbo reads; "
+                   "did you mean title? (it is kept as metadata)\n")
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_json_has_its_title_and_the_lines_of_its_calc_file(capsys, name):
+    _, out, _ = run(capsys, "derive", name, "--json")
+    data, recorded = json.loads(out), parse_file(DERIVATIONS / f"{name}.calc")
+    assert data["title"] == recorded.title == BUILTIN[name].title
+    assert [[s["line"] for s in c["steps"]] for c in data["chains"]] == \
+        [[s.line for s in c.steps] for c in recorded.chains]
+    assert all(s["line"] > 0 for c in data["chains"] for s in c["steps"])
+
+
+def test_list_prints_each_law_then_its_side_conditions(capsys):
+    _, out, _ = run(capsys, "list")
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("log_quotient "))
+    assert lines[at].split(None, 1)[1] == "log(a / b) = log a - log b"
+    assert lines[at + 1].strip() == "side conditions: a > 0 and b > 0"
+    assert "\\" not in out  # no TeX left in the laws
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+@pytest.mark.parametrize("width", [100, 72])
+def test_text_output_fits_the_width(name, width):
+    from symelbo.core.checker import check_derivation
+    report = text_report(check_derivation(generate(name)), name, width=width)
+    assert max(len(line) for line in report.splitlines()) <= width
+
+
+def test_a_step_too_long_for_the_columns_has_its_justification_under_it():
+    from symelbo.core.checker import check_derivation
+    lines = text_report(check_derivation(generate("kl-shuffle")), "kl-shuffle").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(" 8   = "))
+    assert " by " not in lines[at]
+    assert lines[at + 1].strip() == "by bayes_rule, log_quotient, linearity_expectation  proved"
+
+
+# ---------------------------------------------------------------------------
+# the Python API
+# ---------------------------------------------------------------------------
+
+def test_density_takes_a_list_of_variables():
+    assert symelbo.density("p", ["X", "Z"]) == symelbo.density("p", "X", "Z")
+    assert str(symelbo.density("p", ["Z"], given=["X"])) == "p(Z | X)"
+
+
+def test_subs_renames_with_variables_and_says_why_a_plain_symbol_does_not():
+    q = symelbo.density("q", ["Z"])
+    assert q.subs(symelbo.variable("Z"), symelbo.variable("W")) == symelbo.density("q", ["W"])
+    with pytest.raises(TypeError) as info:
+        q.subs(sympy.Symbol("Z"), sympy.Symbol("W"))
+    assert str(info.value) == ("q(Z): its Z is variable('Z'), a real symbol, and Symbol('Z') is "
+                               "another one; rename with .subs(variable('Z'), variable('W'))")
+
+
+def test_sympy_latex_writes_the_log_of_a_density_as_the_documents_do():
+    p = symelbo.density("p", ["X", "Z"])
+    assert sympy.latex(sympy.log(p)) == r"\log p(X, Z)"
+    assert sympy.latex(sympy.log(sympy.Symbol("x"))) == r"\log{\left(x \right)}"  # SymPy's own
+
+
+def test_results_and_derivations_print_short():
+    derivation = generate("jensen")
+    result = symelbo.check_derivation(derivation)
+    assert repr(derivation) == "<Derivation \"The ELBO by Jensen's inequality\": 1 chain(s), 5 step(s)>"
+    assert repr(result) == "<CheckResult proved: 1 chain(s), 5 step(s)>"
+    assert str(result).splitlines()[:3] == [
+        "The ELBO by Jensen's inequality: proved",
+        "  chain 1 (line 4): log p(X) >= ELBO(q(Z), p(X, Z))  [proved]",
+        "    line 5: = log(sum_Z[p(X, Z)])  [proved]"]
+    assert str(derivation) == (DERIVATIONS / "jensen.calc").read_text().split("\n", 1)[1].rstrip("\n")
+    assert repr(result.chains[0].steps[0]) == "<StepResult line 5: = log(sum_Z[p(X, Z)]) [proved]>"
+
+
+def test_version_and_dir():
+    assert symelbo.__version__.count(".") >= 1
+    names = dir(symelbo)
+    assert {"density", "variable", "KL", "ELBO", "check_derivation", "generate", "__version__"} <= set(names)
+    assert not {"sys", "import_module", "metadata"} & set(names)

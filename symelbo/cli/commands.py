@@ -197,6 +197,16 @@ def _settle_format(parser: argparse.ArgumentParser, args) -> None:
         args.format = "latex" if latex_only else "text"
 
 
+def _text_width(args) -> int:
+    """The terminal's width when the text goes to one; else a fixed 100, so files and pipes
+    get the same bytes wherever they are made."""
+    from symelbo.io.report import TEXT_WIDTH
+    if args.output is None and sys.stdout.isatty():
+        import shutil
+        return shutil.get_terminal_size((TEXT_WIDTH, 24)).columns
+    return TEXT_WIDTH
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning about the user's input as one ``symelbo: file:line:column: warning: ...`` line."""
     _say(str(message))
@@ -268,15 +278,17 @@ def _termination_raises():
 def _list(args) -> int:
     from symelbo.core.generate import BUILTIN
     from symelbo.core.rules import RULES
+    from symelbo.io.report import plain_law
     lines = ["Built-in derivations (symelbo derive NAME):"]
     width = max(len(n) for n in BUILTIN)
     for name, builtin in BUILTIN.items():
         lines.append(f"  {name:<{width}}  {builtin.title}: {builtin.summary}")
     lines.append("")
-    lines.append("Rules (by NAME in a .calc file):")
+    lines.append("Rules (by NAME in a .calc file): the law, then its side conditions")
     width = max(len(n) for n in RULES)
     for name, rule in RULES.items():
-        lines.append(f"  {name:<{width}}  {rule.relation:>2}  {rule.conditions}")
+        lines.append(f"  {name:<{width}}  {plain_law(rule.law)}")
+        lines.append(f"  {'':<{width}}  side conditions: {rule.conditions}")
     emit("\n".join(lines) + "\n", None)
     return 0
 
@@ -428,7 +440,7 @@ def _show(result, args, name: str, skipped=None) -> int:
         emit(text, args.output)
     elif fmt == "text":
         from symelbo.io.report import terminal_text, text_report
-        text = text_report(result, name)
+        text = text_report(result, name, width=_text_width(args))
         if skipped:
             text += "\nskipped:\n" + terminal_text("".join(f"  {line}\n" for line in skipped))
         emit(text, args.output)

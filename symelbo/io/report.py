@@ -15,6 +15,8 @@ shows each as a ``\\uXXXX`` escape instead of letting the terminal obey it.
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from collections import Counter
 from fractions import Fraction
 
@@ -23,7 +25,8 @@ from symelbo.core.printing import calc_str
 from symelbo.core.verdicts import VERDICT, VERDICTS
 
 __all__ = ["text_report", "json_report", "counterexample_lines", "counterexample_table", "justification",
-           "terminal_text", "terminal_line", "rows_that_matter", "omitted_rows_note", "MAX_TABLE_ROWS"]
+           "terminal_text", "terminal_line", "rows_that_matter", "omitted_rows_note", "MAX_TABLE_ROWS",
+           "plain_law"]
 
 _MARK = {name: verdict.mark for name, verdict in VERDICT.items()}
 
@@ -58,6 +61,41 @@ def terminal_line(text: str, width: int = 300) -> str:
     """
     line = terminal_text(text).replace("\n", "\\n")
     return line if len(line) <= width else line[: width - 1] + "\u2026"
+
+
+def _frac(match: re.Match) -> str:
+    """``\\frac{a}{b}`` as ``a / b``, each part in parentheses when it has more than one term;
+    after ``\\log`` the whole quotient too, so ``log(a / b)`` is not read ``(log a) / b``."""
+    parts = [f"({part})" if re.search(r"[ +-]", re.sub(r"\([^()]*\)", "", part)) else part
+             for part in match.group(2, 3)]
+    quotient = f"{parts[0]} / {parts[1]}"
+    return f"log({quotient})" if match.group(1) else quotient
+
+
+#: TeX in the rules' laws and its plain-text reading, applied in order (see :func:`plain_law`).
+_PLAIN = tuple((re.compile(p), r) for p, r in (
+    (r"\\text\{([^{}]*)\}", r"\1"), (r"\\operatorname\{([^{}]*)\}", r"\1"),
+    (r"\\mathbb\{E\}_\{([^{}()]*)\}\\left\[", r"E_\1["),
+    (r"\\mathbb\{E\}_\{([^{}]*)\}\\left\[", "E_\x01\\1\x02["),  # E_{q(Z)}: braces kept
+    (r"\\mathcal\{L\}", "ELBO"), (r"\\sum_\{([^{}]*)\}", r"sum_\1"),
+    (r"\\nabla_\{([^{}]*)\}", r"grad_\1"), (r"\^\{([^{}]*)\}", r"^\1"),
+    (r"(\\log\s*)?\\frac\{([^{}]*)\}\{([^{}]*)\}", _frac),
+    (r"\s*\\,\\\|\\,\s*", " || "), (r"\\mid", "|"), (r"\\ge\b", ">="), (r"\\le\b", "<="),
+    (r"\\left|\\right", ""), (r"\\,|\\ |~", " "), (r"\\log", "log"), (r"\\phi", "phi"),
+    (r"[{}]", ""), (r" {2,}", " "), ("\x01", "{"), ("\x02", "}"),
+))
+
+
+def plain_law(tex: str) -> str:
+    r"""A rule's law (one line of LaTeX) as plain text for a terminal.
+
+    >>> plain_law(r"\log \frac{a}{b} = \log a - \log b")
+    'log(a / b) = log a - log b'
+    """
+    text = tex
+    for pattern, replacement in _PLAIN:
+        text = pattern.sub(replacement, text)
+    return text.strip()
 
 
 def json_report(result: CheckResult) -> str:
@@ -171,31 +209,67 @@ def _density_table(name: str, rows) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header] + body]
 
 
-def text_report(result: CheckResult, name: str | None = None) -> str:
-    """The report a person reads in a terminal."""
+#: The width of text output when it does not go to a terminal (a file, a pipe, a log).
+TEXT_WIDTH = 100
+
+
+def wrapped(text: str, width: int, indent: str = "", first: str = "") -> list[str]:
+    """``text`` cut into lines of at most ``width`` characters (where it can be cut at a space,
+    else inside a long word); the first line starts with ``first``, the others with ``indent``."""
+    return textwrap.wrap(text, width=max(width, len(indent) + 20), initial_indent=first,
+                         subsequent_indent=indent, break_on_hyphens=False) or [first.rstrip()]
+
+
+def _columns(rows, width: int) -> set[int]:
+    """Which rows keep the justification beside them: drop the longest until the rest fit."""
+    keep = set(range(len(rows)))
+    mark = max(len(m) for m in _MARK.values())
+
+    def needed(indices) -> int:
+        lead = max(len(rows[i][0]) for i in indices) + 2 + max(2, max(len(rows[i][1]) for i in indices)) + 1
+        return lead + max(len(rows[i][2]) for i in indices) + 2 + max(len(rows[i][3]) for i in indices) + 2 + mark
+
+    while keep and needed(keep) > width:
+        keep.remove(max(keep, key=lambda i: (len(rows[i][2]) + len(rows[i][3]), i)))
+    return keep
+
+
+def text_report(result: CheckResult, name: str | None = None, width: int = TEXT_WIDTH) -> str:
+    """The report a person reads in a terminal ``width`` columns wide.
+
+    Steps and justifications stand in aligned columns; a step too long for
+    that has its justification and verdict on the line under it, and an
+    expression longer than the line is wrapped, its continuation indented.
+    """
     out: list[str] = []
     title = result.derivation.title
     heading = title or name or "derivation"
     if name and title:
         heading += f"  ({name})"
-    out.append(heading)
+    out.extend(wrapped(heading, width, "  "))
     for index, chain in enumerate(result.chains, start=1):
         out.append("")
         where = f" (line {chain.chain.line})" if chain.chain.line else ""
-        out.append(f"chain {index}{where}: {chain.claim}   [{chain.verdict}]")
+        out.extend(wrapped(f"chain {index}{where}: {chain.claim}   [{chain.verdict}]", width, "    "))
         rows = [(str(chain.chain.line or ""), "", calc_str(chain.chain.first), "", "")]
         for s in chain.steps:
             rows.append((str(s.step.line or ""), s.step.relation, calc_str(s.step.rhs),
                          justification(s), _MARK[s.verdict]))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        for row, step in zip(rows, (None,) + chain.steps):
-            line = (f"{row[0]:>{widths[0]}}  {row[1]:>{max(widths[1], 2)}} {row[2]:<{widths[2]}}"
-                    f"  {row[3]:<{widths[3]}}  {row[4]}")
-            out.append(line.rstrip())
+        beside = _columns(rows, width)
+        widths = [max(len(r[i]) for r in rows) for i in range(2)]
+        widths += [max((len(rows[i][k]) for i in beside), default=0) for k in (2, 3)]
+        indent = " " * (widths[0] + max(widths[1], 2) + 4)
+        for number, (row, step) in enumerate(zip(rows, (None,) + chain.steps)):
+            lead = f"{row[0]:>{widths[0]}}  {row[1]:>{max(widths[1], 2)}} "
+            if number in beside:
+                out.append(f"{lead}{row[2]:<{widths[2]}}  {row[3]:<{widths[3]}}  {row[4]}".rstrip())
+            else:  # too long for the columns: the justification and verdict under the step
+                out.extend(wrapped(row[2], width, indent, first=lead))
+                if row[3] or row[4]:
+                    out.extend(wrapped(f"{row[3]}  {row[4]}".strip(), width, indent, first=indent))
             if step is not None:
-                indent = " " * (widths[0] + 6)
                 if step.message and step.verdict != "proved":
-                    out.append(indent + step.message)
+                    out.extend(wrapped(step.message, width, indent, first=indent))
                 if step.counterexample:
                     out.extend((indent + l).rstrip() for l in counterexample_lines(step.counterexample))
     counts = Counter(s.verdict for c in result.chains for s in c.steps)
