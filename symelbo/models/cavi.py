@@ -570,8 +570,13 @@ class State:
         return env
 
     def data(self, obs):
-        np = _numpy()
-        return np.asarray(obs.array if obs.array is not None else obs.data, dtype=float)
+        """The observations of ``obs`` as a float array (built once)."""
+        cache = self.__dict__.setdefault("_arrays", {})
+        if obs.name not in cache:
+            np = _numpy()
+            cache[obs.name] = np.asarray(obs.array if obs.array is not None else obs.data,
+                                         dtype=float)
+        return cache[obs.name]
 
     def refresh(self):
         """The environment: constants, data statistics, global parameters, weighted sums."""
@@ -583,11 +588,11 @@ class State:
                 arrays = {stat.obs.symbol: self.data(stat.obs), **self.local}
                 values = np.broadcast_to(np_eval(_scalars(stat.weighted, env), arrays),
                                          (len(stat.obs.data),))
-                env[stat.symbol] = mpmath.mpf(math.fsum(values.tolist()))
+                env[stat.symbol] = _total(values)
         for symbol, (lat, h) in self.d.entropy_stats.items():
             n = len(next(o for o in self.model.observed if o.name == lat.per).data)
             values = np.broadcast_to(np_eval(_scalars(h, env), self.local), (n,))
-            env[symbol] = mpmath.mpf(math.fsum(values.tolist()))
+            env[symbol] = _total(values)
         self.env = env
 
     def elbo(self):
@@ -612,6 +617,11 @@ class State:
         return new
 
 
+def _total(values) -> mpmath.mpf:
+    """The sum over the observations (numpy's pairwise sum: error about log2(n) roundings)."""
+    return mpmath.mpf(float(_numpy().sum(values)))
+
+
 def _domain_problem(factor: Factor, new: dict) -> str | None:
     """Why updated parameters leave q's family (a precision or rate that is not positive)."""
     lat = factor.latent
@@ -619,7 +629,13 @@ def _domain_problem(factor: Factor, new: dict) -> str | None:
     for i, p in enumerate(lat.q.args):
         v = new[p]
         dom = lat.q.family.domain_of(i)
-        values = np.asarray(v, dtype=float).ravel() if factor.local else [v]
+        if factor.local:
+            bad = ~np.isfinite(v) | ((v <= 0) if dom == fam.D_POSITIVE else False)
+            if not bad.any():
+                continue
+            values = [float(v[int(np.flatnonzero(bad)[0])])]
+        else:
+            values = [v]
         for item in values:
             finite = mpmath.isfinite(item) if not factor.local else math.isfinite(item)
             if not finite or (dom == fam.D_POSITIVE and not item > 0):
@@ -642,8 +658,8 @@ def _default_start(derivation: Derivation, state: State) -> list[str]:
         if factor.local:
             obs = next(o for o in model.observed if o.name == lat.per)
             n = len(obs.data)
-            given = {s.name.rsplit("_", 1)[0] for s in model.values
-                     if any(s == r for ren in lat.renames for r in ren.values())}
+            indexed = {r for ren in lat.renames for r in ren.values()}
+            given = {s.name.rsplit("_", 1)[0] for s in model.values if s in indexed}
             x = state.data(obs)
             # the data's ranks spread the start, so that a symmetric mixture is not stuck at
             # its saddle point r = 1/2
