@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from symelbo.testing import assert_derivation_proved, assert_derivation_verdicts
+from .conftest import SHARED_EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
 DERIVATIONS = ROOT / "derivations"
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+EXAMPLES = SHARED_EXAMPLES  # the shipped copies (see conftest)
 
 #: The lines of the examples that are wrong on purpose, and what is wrong with them.
 WRONG_ON_PURPOSE = {

@@ -285,3 +285,22 @@ def test_version_and_dir():
     names = dir(symelbo)
     assert {"density", "variable", "KL", "ELBO", "check_derivation", "generate", "__version__"} <= set(names)
     assert not {"sys", "import_module", "metadata"} & set(names)
+
+
+# ---------------------------------------------------------------------------
+# a fresh clone: the examples ship with it
+# ---------------------------------------------------------------------------
+
+from .conftest import REPO, SHARED_ORIGINALS  # noqa: E402
+
+
+def test_the_example_derivations_ship_with_the_repository():
+    shipped = sorted(p.name for p in (REPO / "examples").glob("*.calc"))
+    assert shipped == ["gradient.calc", "jensen.calc", "kl_shuffle.calc", "misjustified.calc",
+                       "wrong_steps.calc"]
+
+
+@pytest.mark.skipif(not SHARED_ORIGINALS.is_dir(), reason="the shared originals are not beside the clone")
+def test_the_shipped_examples_are_the_shared_originals():
+    for original in SHARED_ORIGINALS.glob("*.calc"):
+        assert (REPO / "examples" / original.name).read_bytes() == original.read_bytes(), original.name

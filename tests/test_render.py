@@ -24,9 +24,11 @@ from symelbo.io.parser import parse_file, parse_text
 from symelbo.io.render import (compile_latex, compile_pdf, latex_repr, markdown_escape, markdown_repr,
                             render, tex_escape)
 
+from .conftest import SHARED_EXAMPLES
+
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+EXAMPLES = SHARED_EXAMPLES  # the shipped copies (see conftest)
 REGENERATE = os.environ.get("SYMELBO_REGENERATE_GOLDEN") == "1"
 HOSTILE = r"100% & \input{/etc/passwd} #1 {"
 
