@@ -343,3 +343,11 @@ def test_categorical_factor_is_stationary_along_the_simplex():
     checks = {c["name"]: c["verdict"] for c in rep["factors"][0]["checks"]}
     assert checks["q*(z) is Categorical"] == "proved"
     assert checks["grad ELBO = 0 at the update (p2, p3)"] in ("proved", "tested")
+
+
+def test_plot_of_the_trace(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "trace.png"
+    assert main(["cavi", str(EXAMPLES / "gamma_poisson.toml"), "--plot", str(out), "--json",
+                 "-o", str(tmp_path / "rep.json")]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")

@@ -349,6 +349,8 @@ def plot_trace(cr: cavi.CaviReport, out_path: str) -> None:
     ax.plot(range(len(ys)), ys, marker="o", markersize=3, label="ELBO after each update")
     if cr.log_evidence is not None:
         ax.axhline(float(cr.log_evidence), linestyle="--", color="tab:red", label="log p(X)")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # updates are counted, not measured
     ax.set_xlabel("update (0: the start)")
     ax.set_ylabel("ELBO")
     ax.set_title(cr.model.name)
