@@ -29,6 +29,7 @@ from sympy.core import random as sympy_random
 
 from symelbo.core.deadline import BudgetExceeded, time_budget
 from symelbo.core.derivation import Chain, Derivation, Step
+from symelbo.core.falsify import attack, density_values
 from symelbo.core.kernel import CertificateRejected, certificate_data, check_rule_names, replay
 from symelbo.core.normalize import NormalizationLoop, evaluate, normal_form
 from symelbo.core.notation import Density, Gradient, known_nonnegative, known_positive
@@ -92,6 +93,9 @@ class StepResult:
     message: str = ""
     #: the proof the kernel accepted (proved steps only), as plain data
     certificate: dict | None = None
+    #: the counterexample search a step survived (or that refuted it), as numbers:
+    #: planned and searched instances, evaluations, local moves (None when none ran)
+    search: dict | None = None
     #: why, as data for other modules to act on (the message is for people): "" or one
     #: of REASONS
     reason: str = ""
@@ -105,7 +109,8 @@ class StepResult:
         return {"line": s.line, "relation": s.relation, "lhs": printed(s.lhs),
                 "rhs": printed(s.rhs), "by": list(s.by), "found_by": list(self.found_by),
                 "verdict": self.verdict, "counterexample": self.counterexample,
-                "message": self.message, "certificate": certificate_data(self.certificate)}
+                "message": self.message, "certificate": certificate_data(self.certificate),
+                "search": self.search}
 
 
 @dataclass(frozen=True)
@@ -369,8 +374,11 @@ def _check(step: Step, options: CheckOptions, universe: Universe, risk) -> StepR
             return StepResult(step, "misjustified", _found_by(proof),
                               message=f"{why}; it follows by {', '.join(_found_by(proof))}")
         if outcome.held and not (outcome.no_value or outcome.inconclusive):  # as for tested
+            survived = _survives_attack(step, lhs, rhs, universe, options, risk, outcome)
+            if isinstance(survived, StepResult):
+                return survived
             return StepResult(step, "misjustified", (),
-                              message=f"{why}; the step held on {outcome.held} concrete instances")
+                              message=f"{why}; the step held on {survived[0]}", search=survived[1])
         return StepResult(step, "unknown", message=f"{why}; {outcome.describe()}")
     if proof is not None:
         return StepResult(step, "proved", _found_by(proof), certificate=found.certificate)
@@ -379,9 +387,75 @@ def _check(step: Step, options: CheckOptions, universe: Universe, risk) -> StepR
                           message=f"no proof found; {outcome.describe()}: the claim can hold at "
                                   "most where both sides are defined")
     if outcome.held and not outcome.inconclusive:
-        return StepResult(step, "tested",
-                          message=f"no proof found; held on {outcome.held} concrete instances")
+        survived = _survives_attack(step, lhs, rhs, universe, options, risk, outcome)
+        if isinstance(survived, StepResult):
+            return survived
+        return StepResult(step, "tested", message=f"no proof found; held on {survived[0]}",
+                          search=survived[1])
     return StepResult(step, "unknown", message=f"no proof found; {outcome.describe()}")
+
+
+#: The share of the step's budget the counterexample search may take (1 s of the
+#: default 5): past it the search stops, and the step is unknown, never tested.
+ATTACK_SHARE = 0.2
+
+
+def _survives_attack(step: Step, lhs, rhs, universe: Universe, options: CheckOptions, risk,
+                     outcome: "_Outcome"):
+    """After the fixed plan held: the falsifier's search (:mod:`symelbo.core.falsify`).
+
+    Returns a refuted or unknown StepResult, or (the words for what the step held
+    on, the search as numbers) when it survived the whole search."""
+    free = {s.name for s in step.lhs.free_symbols | step.rhs.free_symbols}
+    bits = max(largest_constant(step.lhs)[0], largest_constant(step.rhs)[0])
+    judge = _judge_for(step, lhs, rhs, risk, _digits_to_settle(step))
+    found = attack(step.relation, lhs, rhs, universe, judge, seconds=ATTACK_SHARE * options.budget,
+                   constant_bits=bits, free=free)
+    numbers = {"planned": outcome.held, **found.as_dict()}
+    if found.found is not None:
+        instance, left, right = found.found
+        counterexample = _counterexample(instance, left, right, step)
+        counterexample["uses"] = density_values(instance, (step.lhs, step.rhs), free)
+        return StepResult(step, "refuted", (), counterexample,
+                          f"false on a concrete instance found by a search, after {outcome.held} "
+                          f"planned instances held ({found.describe()})", search=numbers)
+    if not found.complete:
+        return StepResult(step, "unknown", message=(
+            f"no proof found; held on {outcome.held} concrete instances, but the search for a "
+            f"counterexample stopped at its time limit of {ATTACK_SHARE * options.budget:g} s "
+            f"after {found.describe()}"), search=numbers)
+    words = (f"{outcome.held} planned and {found.instances} searched concrete instances "
+             f"({', '.join(found.stages)}; {found.evaluations} evaluations, "
+             f"{found.local_moves} local moves) and survived: {outcome.held + found.instances} "
+             "concrete instances")
+    return words, numbers
+
+
+def _judge_for(step: Step, lhs, rhs, risk, finest: int):
+    """The falsifier's judge: (left, right) when a candidate's failure stands at 250
+    digits (exactly, or steady at 1000, as for the planned instances), else None."""
+    rel = relation_of(step.relation)
+
+    def judge(instance):
+        try:
+            left, right = evaluate_on(lhs, instance), evaluate_on(rhs, instance)
+            first_look = left - right
+            left, right = evaluate_on(lhs, instance, HIGH_DIGITS), evaluate_on(rhs, instance, HIGH_DIGITS)
+            order = _order(left, right, HIGH_DIGITS)
+            if order == "equal":
+                order, _, seen = _settle_equal(lhs, rhs, instance, step.relation, 1, finest)
+                left, right = seen or (left, right)
+            elif rel.holds(order) == "fails" and not _steady(first_look, left - right):
+                order, left, right = _confirm_failure(lhs, rhs, instance, order, left, right)
+        except (NotComputable, Undefined, ZeroDivisionError, ValueError, OverflowError, TypeError):
+            return None
+        if rel.holds(order) != "fails":
+            return None
+        if risk and _written_problem(step, instance, risk):
+            return None
+        return left, right
+
+    return judge
 
 
 def _refute_by_constant_gap(step: Step, lhs, rhs, universe: Universe, options: CheckOptions,
@@ -706,8 +780,8 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: i
     if finest > DEEP_DIGITS[-1]:
         if gradient or finest > MAX_DIGITS:
             # the constants written need more digits than can be afforded: agreement
-            # here says nothing about a gap of their size
-            return "close", deep_checks - 1, None
+            # here says nothing about a gap of their size; an exact difference does
+            return _exactly_apart(exact, relation), deep_checks - 1, None
         precisions = precisions + (finest,)
     previous = None
     for digits in precisions:
@@ -723,8 +797,15 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: i
             return ("less" if gap < 0 else "greater"), deep_checks - 1, (left, right)
         previous = gap
     if exact is False or relation_of(relation).strict:
-        return "close", deep_checks - 1, None  # different, or maybe, but too near to say how
+        return _exactly_apart(exact, relation), deep_checks - 1, None  # different, or maybe, but too near to say how
     return "equal", deep_checks - 1, None
+
+
+def _exactly_apart(exact, relation: str) -> str:
+    """"greater" for an equality whose sides differ exactly (a nonzero rational, or logs
+    of rationals that a coprime base tells apart: it fails whichever side is the
+    larger), however small the gap; "close" otherwise (too near to say how)."""
+    return "greater" if exact is False and relation == "=" else "close"
 
 
 def _steady(coarse, fine) -> bool:

@@ -16,6 +16,7 @@ always honest. Agreement on instances is evidence, never a proof.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -28,7 +29,8 @@ from symelbo.core.deadline import check_deadline
 from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 
 __all__ = ["Universe", "Instance", "Undefined", "TooLarge", "instances", "build_instance", "evaluate_on",
-           "exactly_equal", "tabulation_problem", "DIGITS", "MAX_TABLE_CELLS"]
+           "exactly_equal", "log_combination_is_zero", "tabulation_problem", "DIGITS", "MAX_TABLE_CELLS",
+           "ATTACK_SUPPORTS", "ATTACK_PARAMETERS", "ATTACK_WEIGHTS", "custom_instance", "table_cells"]
 
 #: Working precision (decimal digits) of every evaluation.
 DIGITS = 50
@@ -151,7 +153,7 @@ class Instance:
 
         ``free``: the variables held at a point (the others are summed over).
         """
-        fmt = lambda x: str(x)
+        fmt = _exact_text
         held = {v: i for v, i in self.held.items() if free is None or v in free}
         out = {"kind": self.kind, "seed": self.seed,
                "support": {v: [fmt(x) for x in pts] for v, pts in self.support.items()},
@@ -173,6 +175,22 @@ class Instance:
                 rows.append({"at": point, "value": value})
             out["densities"][key] = rows
         return out
+
+
+def _exact_text(x: Fraction) -> str:
+    """``x`` as written exactly (``3/4``); a power of ten past 4000 digits as ``10^k``
+    (Python refuses to print longer integers), any other such number to 30 digits."""
+    if max(abs(x.numerator), x.denominator).bit_length() < 13000:
+        return str(x)
+    for number, sign in ((x.numerator, ""), (x.denominator, "-")):
+        other = x.denominator if sign == "" else x.numerator
+        if other == 1:
+            k = int(math.log10(number)) if number > 0 else 0
+            for guess in (k - 1, k, k + 1):
+                if guess > 0 and 10 ** guess == number:
+                    return f"10^{sign}{guess}"
+    with mpmath.workdps(30):
+        return mpmath.nstr(mpmath.mpf(x.numerator) / x.denominator, 30)
 
 
 def _format_family(a, b) -> str:
@@ -642,6 +660,9 @@ def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
     evaluator = _ExactEvaluator(instance)
     try:
         difference = evaluator.value(lhs, env, params) - evaluator.value(rhs, env, params)
+        decided = log_combination_is_zero(difference)
+        if decided is not None:
+            return decided
         if any(max(abs(r.p), r.q) > _FACTOR_LIMIT for r in difference.atoms(sp.Rational)):
             return None  # factoring such numbers could take longer than any budget
         reduced = sp.expand(sp.expand_log(difference, force=True, factor=True))
@@ -657,6 +678,77 @@ def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
     return None
 
 
+def log_combination_is_zero(expr: sp.Expr):
+    """True or False when ``expr`` is a rational plus a rational combination of logs of
+    positive rationals (``q + sum c_i log r_i``) that is zero or not; None for any other form.
+
+    No factoring, hence no cap on the size of the numbers: the numerators and
+    denominators are split by gcds into pairwise coprime integers b_j (a coprime
+    base), so that ``expr = q + sum_j e_j log b_j``. Logs of pairwise coprime
+    integers > 1 are linearly independent over the rationals (a prime divides one
+    b_j only), and by Baker's theorem 1 and those logs are independent over the
+    algebraic numbers: the sum is zero exactly when q and every e_j are.
+    """
+    rational, logs = sp.S.Zero, {}
+    for term in sp.Add.make_args(sp.expand(expr, log=False)):
+        coefficient, rest = term.as_coeff_Mul()
+        if rest == 1:
+            rational += coefficient
+        elif isinstance(rest, sp.log) and rest.args[0].is_Rational and rest.args[0] > 0:
+            logs[rest.args[0]] = logs.get(rest.args[0], sp.S.Zero) + coefficient
+        else:
+            return None
+    integers = [n for r in logs for n in (int(r.p), int(r.q)) if n > 1]
+    base = _coprime_base(integers)
+    exponents = {b: sp.S.Zero for b in base}
+    for r, coefficient in logs.items():
+        for n, sign in ((int(r.p), 1), (int(r.q), -1)):
+            for b in base:
+                times, n = _valuation(n, b)
+                exponents[b] += sign * coefficient * times
+            if n != 1:
+                return None   # not a product of the base: cannot happen, but never guess
+    return rational == 0 and all(e == 0 for e in exponents.values())
+
+
+def _valuation(n: int, b: int) -> tuple[int, int]:
+    """(k, n / b^k) for the largest k with b^k dividing n: by squarings of b, so a
+    power of 2 with 10^5 digits takes 17 divisions, not 10^5."""
+    times, powers = 0, [b]
+    while n % powers[-1] == 0:
+        check_deadline()
+        n //= powers[-1]
+        times += 1 << (len(powers) - 1)
+        powers.append(powers[-1] * powers[-1])
+    for i in range(len(powers) - 1, -1, -1):
+        if n % powers[i] == 0:
+            n //= powers[i]
+            times += 1 << i
+    return times, n
+
+
+def _coprime_base(numbers) -> list[int]:
+    """Pairwise coprime integers > 1 of which every one of ``numbers`` is a product
+    (factor refinement by gcds: polynomial in the digits, unlike factoring)."""
+    base: list[int] = []
+    pending = list(numbers)
+    while pending:
+        check_deadline()
+        m = pending.pop()
+        if m == 1:
+            continue
+        for i, b in enumerate(base):
+            g = math.gcd(m, b)
+            if g > 1:
+                base.pop(i)
+                # b = g (b/g) and m = g (m/g): the three generate both
+                pending.extend(x for x in (g, b // g, m // g) if x > 1)
+                break
+        else:
+            base.append(m)
+    return sorted(base)
+
+
 def evaluate_on(expr: sp.Expr, instance: Instance, digits: int = DIGITS, screening: bool = False):
     """The value of ``expr`` on ``instance`` (an mpmath number at ``digits`` digits).
 
@@ -670,3 +762,68 @@ def evaluate_on(expr: sp.Expr, instance: Instance, digits: int = DIGITS, screeni
         if isinstance(value, mpmath.mpc):
             raise Undefined("a complex value")
         return value
+
+
+# ---------------------------------------------------------------------------
+# instances for an attack (symelbo.core.falsify): any supports, weights, tables
+# ---------------------------------------------------------------------------
+
+F = Fraction
+
+#: Supports an attack gives a variable, simplest first, with their plain names:
+#: one to six points; 0, fractions, negative, large and small magnitudes.
+ATTACK_SUPPORTS = (
+    ("one point at 0", (F(0),)),
+    ("one point at 1", (F(1),)),
+    ("two points 0 and 1", (F(0), F(1))),
+    ("three points -1, 0, 1", (F(-1), F(0), F(1))),
+    ("fractions 1/3, 1/2, 2/3", (F(1, 3), F(1, 2), F(2, 3))),
+    ("four points 0 to 3", (F(0), F(1), F(2), F(3))),
+    ("five points -2 to 2", (F(-2), F(-1), F(0), F(1), F(2))),
+    ("six points 1 to 6", tuple(F(i) for i in range(1, 7))),
+    ("six points -5/2 to 5/2", tuple(F(2 * i - 5, 2) for i in range(6))),
+    ("negative points -10, -5, -1", (F(-10), F(-5), F(-1))),
+    ("large magnitudes -1000, 10^6", (F(-1000), F(10 ** 6))),
+    ("small magnitudes 10^-6, 1/1000", (F(1, 10 ** 6), F(1, 1000))),
+    ("points 7/3 and 11/5", (F(7, 3), F(11, 5))),
+)
+
+#: Values an attack gives each parameter, simplest first: a wide range (the fixed
+#: plan stays within [-3/2, 3/2]); a local search then starts from the worst.
+ATTACK_PARAMETERS = tuple(F(x) for x in (0, 1, -1, 2, -2, F(1, 2), -F(1, 2), 3, -3, 5, -5,
+                                          10, -10, 30, -30, 100, -100, 1000, -1000))
+
+#: Reference weights an attack uses besides those a step's constants call for.
+ATTACK_WEIGHTS = (F(1), F(1, 4), F(4), F(1, 1000), F(1000))
+
+
+def custom_instance(universe: Universe, kind: str, seed: int, *, support: dict, weight: dict,
+                    held: dict, params: dict, raw: dict, families: dict | None = None,
+                    posterior=False) -> Instance:
+    """An instance from explicit supports, weights, held points, parameters and raw
+    (unnormalised, positive) tables; ``posterior`` as in :func:`build_instance`.
+
+    The same semantics as every other instance: each table is normalised to
+    ``sum(weight * value) = 1``. Raises :class:`TooLarge` past :data:`MAX_TABLE_CELLS`.
+    """
+    if _cells(universe, support) > MAX_TABLE_CELLS:
+        raise TooLarge(f"more than {MAX_TABLE_CELLS} table cells")
+    tables = {}
+    for key, info in universe.densities.items():
+        if key in (families or {}):
+            continue
+        cells = list(product(*(range(len(support[v])) for v in info.variables)))
+        total = sum(raw[key][c] * _cell_weight(info.variables, c, weight) for c in cells)
+        tables[key] = {c: raw[key][c] / total for c in cells}
+    instance = Instance(kind, seed, dict(support), dict(weight), dict(held), tables,
+                        dict(families or {}), dict(params), universe)
+    if posterior == "rare":
+        _hold_rare_values(instance)
+    elif posterior:
+        _set_posterior(instance, away=posterior == "away")
+    return instance
+
+
+def table_cells(universe: Universe, support: dict) -> int:
+    """How many table cells the densities of ``universe`` take on ``support``."""
+    return _cells(universe, support)
