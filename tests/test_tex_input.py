@@ -336,18 +336,21 @@ def _steps(path) -> list:
 @pytest.mark.parametrize("name", ["kl-shuffle", "jensen", "gradient"])
 def test_round_trip_of_builtin_derivations(tmp_path, name):
     original = json.loads(run("derive", name, "--json").stdout)
-    out = tmp_path / f"{name}.tex"
-    assert run("derive", name, "--format", "latex", "-o", str(out)).returncode == 0
-    assert _steps(out) == [(s["verdict"], s["by"]) for c in original["chains"] for s in c["steps"]]
+    expected = [(s["verdict"], s["by"]) for c in original["chains"] for s in c["steps"]]
+    for suffix, fmt in ((".tex", "latex"), (".md", "markdown")):
+        out = tmp_path / f"{name}{suffix}"
+        assert run("derive", name, "--format", fmt, "-o", str(out)).returncode == 0
+        assert _steps(out) == expected, fmt
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.calc")))
-@pytest.mark.parametrize("flags", [(), ("--fragment",)])
-def test_round_trip_of_shared_examples(tmp_path, example, flags):
+def test_round_trip_of_shared_examples(tmp_path, example):
     source = EXAMPLES / example
-    out = tmp_path / "out.tex"
-    run("check", str(source), "--format", "latex", *flags, "-o", str(out))
-    assert _steps(out) == _steps(source)
+    expected = _steps(source)
+    for flags in (("--format", "latex"), ("--format", "latex", "--fragment"), ("--format", "markdown")):
+        out = tmp_path / ("out.md" if "markdown" in flags else "out.tex")
+        run("check", str(source), *flags, "-o", str(out))
+        assert _steps(out) == expected, flags
 
 
 # ---------------------------------------------------------------------------

@@ -194,11 +194,12 @@ def _annotation_rules(text: str) -> tuple[str, ...]:
     and the checker's reasons) is the checker's, not the author's, and is not read.
     """
     from symelbo.core.rules import RULES
-    own = re.search(r"(?<![A-Za-z])by\s+((?:\\textsf\s*\{[^{}]*\}\s*,?\s*)+)", text)
-    if own:
-        named = (n.replace("\\_", "_") for n in re.findall(r"\\textsf\s*\{([^{}]*)\}", own.group(1)))
+    own = re.search(r"(?<![A-Za-z])by(\s*\})?\s*((?:\\(?:textsf|mathsf)\s*\{[^{}]*\}\s*,?\s*(?:\\ )?\s*)+)", text)
+    if own:  # LaTeX output: by \textsf{rule}, ...; Markdown output: \text{by }\mathsf{rule}, ...
+        named = (n.replace("\\_", "_")
+                 for n in re.findall(r"\\(?:textsf|mathsf)\s*\{([^{}]*)\}", own.group(2)))
         return tuple(dict.fromkeys(n for n in named if n in RULES))
-    if re.search(r"\\textit\s*\{\s*(found|refuted|unknown|misjustified|tested)", text):
+    if re.search(r"\\textit\s*\{\s*(found|refuted|unknown|misjustified|tested)|(?<![A-Za-z])found:", text):
         return ()
     return rules_from_text(text)
 
