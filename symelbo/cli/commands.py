@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     for command in (check, derive):
         command.add_argument("--certificates", metavar="OUT.json",
                              help="also write the proof certificate of every proved step to OUT.json")
+        command.add_argument("--strict", action="store_true",
+                             help="every step must be proved: a tested step fails (exit 1), "
+                                  "as --symelbo-strict does in the pytest plugin")
 
     again = sub.add_parser("replay", help="re-check proof certificates with the kernel alone")
     again.add_argument("certificates", metavar="CERTIFICATES.json")
@@ -447,7 +450,22 @@ def _show(result, args, name: str, skipped=None) -> int:
     else:
         from symelbo.io.render import render
         emit(render(result, fmt, name=name, fragment=args.fragment), args.output)
-    return 0 if result.passed else 1
+    return _status(result, getattr(args, "strict", False))
+
+
+def _status(result, strict: bool) -> int:
+    """0 when every step passes (with ``--strict``: every step proved), else 1; under
+    ``--strict`` the tested steps that failed it are named on standard error."""
+    from symelbo.core.verdicts import passing
+    allowed = passing(strict)
+    if all(s.verdict in allowed for c in result.chains for s in c.steps):
+        return 0
+    tested = [s.step.line for c in result.chains for s in c.steps if s.verdict == "tested"]
+    if strict and tested and result.passed:
+        lines = ", ".join(str(line) for line in tested)
+        _say(f"--strict: {len(tested)} step{'s' if len(tested) > 1 else ''} tested, not proved "
+             f"(line{'s' if len(tested) > 1 else ''} {lines})")
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

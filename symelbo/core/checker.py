@@ -418,7 +418,8 @@ def _survives_attack(step: Step, lhs, rhs, universe: Universe, options: CheckOpt
         counterexample["uses"] = density_values(instance, (step.lhs, step.rhs), free)
         return StepResult(step, "refuted", (), counterexample,
                           f"false on a concrete instance found by a search, after {outcome.held} "
-                          f"planned instances held ({found.describe()})", search=numbers)
+                          f"planned instances held ({found.describe()})", search=numbers,
+                          reason="counterexample")
     if not found.complete:
         return StepResult(step, "unknown", message=(
             f"no proof found; held on {outcome.held} concrete instances, but the search for a "

@@ -302,7 +302,7 @@ def _points(search: _Search, held_vars, bits) -> None:
                 held[name] = 0
         params = {p: point.get(p, Fraction(1, 2)) for p in search.universe.parameters}
         words = ", ".join(f"{n} = {v}" for n, v in point.items())
-        spec = search.spec(f"search: the point {words}", support, _unit_weights(search.universe),
+        spec = search.spec(f"searched point {words}", support, _unit_weights(search.universe),
                            held, random.Random("points"), params)
         if spec is not None:
             search.consider(spec)
@@ -333,7 +333,7 @@ def _supports(search: _Search, held_vars, bits) -> None:
             for draw in range(draws):
                 rng = random.Random(f"supports:{name}:{index}:{draw}")
                 where = f", {', '.join(held_vars)} held at {points[index]}" if held_vars else ""
-                spec = search.spec(f"search: every variable on {name}{where}",
+                spec = search.spec(f"searched support, every variable on {name}{where}",
                                    {v: points for v in universe.variables},
                                    _unit_weights(universe), {v: index for v in held_vars}, rng)
                 if spec is not None:
@@ -354,7 +354,7 @@ def _magnitudes(search: _Search, held_vars, bits) -> None:
     for weight in ATTACK_WEIGHTS[1:]:
         for points in ((_ONE,), (_ONE, _TWO), tuple(Fraction(i) for i in range(4))):
             rng = random.Random(f"weights:{weight}:{len(points)}")
-            spec = search.spec(f"search: {len(points)} points of reference weight {weight}",
+            spec = search.spec(f"searched reference weight {weight} on {len(points)} point(s)",
                                {v: points for v in universe.variables},
                                {v: weight for v in universe.variables}, {v: 0 for v in held_vars}, rng)
             if spec is not None:
@@ -364,14 +364,14 @@ def _magnitudes(search: _Search, held_vars, bits) -> None:
         for weight, words in ((big, f"10^{e}"), (small, f"10^-{e}")):
             for points in ((_ONE,), (_ONE, _TWO)):
                 rng = random.Random(f"magnitude weight:{e}:{len(points)}")
-                spec = search.spec(f"search: {len(points)} point(s) of reference weight {words}",
+                spec = search.spec(f"searched reference weight {words} on {len(points)} point(s)",
                                    {v: points for v in universe.variables},
                                    {v: weight for v in universe.variables}, {v: 0 for v in held_vars}, rng)
                 if spec is not None:
                     search.consider(spec)
         for posterior, words in (("away", "q away from the posterior"), ("rare", "rare data"), (False, "")):
             rng = random.Random(f"magnitude alternating:{e}:{posterior}")
-            spec = search.spec(f"search: tables alternating 1 and 10^{e}"
+            spec = search.spec(f"searched tables alternating 1 and 10^{e}"
                                + (f", {words}" if words else ""),
                                _base_support(universe), _unit_weights(universe),
                                {v: 0 for v in held_vars}, rng, spread=e, posterior=posterior,
@@ -380,7 +380,7 @@ def _magnitudes(search: _Search, held_vars, bits) -> None:
                 search.consider(spec)
             for draw in range(2):
                 rng = random.Random(f"magnitude tables:{e}:{posterior}:{draw}")
-                spec = search.spec(f"search: tables spanning 10^-{e} to 10^{e}"
+                spec = search.spec(f"searched tables spanning 10^-{e} to 10^{e}"
                                    + (f", {words}" if words else ""),
                                    _base_support(universe), _unit_weights(universe),
                                    {v: 0 for v in held_vars}, rng, spread=e, posterior=posterior)
@@ -402,7 +402,7 @@ def _parameters(search: _Search, held_vars, bits) -> None:
         for params in settings:
             rng = random.Random("parameters")
             words = ", ".join(f"{p} = {v}" for p, v in params.items())
-            spec = search.spec(f"search: parameters {words}", _base_support(universe),
+            spec = search.spec(f"searched parameters {words}", _base_support(universe),
                                _unit_weights(universe), {v: 0 for v in held_vars}, rng, params)
             if spec is None:
                 return
@@ -421,7 +421,7 @@ def _parameters(search: _Search, held_vars, bits) -> None:
                     return
                 params = {**spec.params, p: spec.params[p] + sign * step}
                 words = ", ".join(f"{q} = {v}" for q, v in params.items())
-                moved = replace(spec, kind=f"search: parameters {words} (local search)", params=params)
+                moved = replace(spec, kind=f"searched parameters {words} (local search)", params=params)
                 search.result.local_moves += 1
                 value = search.consider(moved)
                 if value is not None and value > score:

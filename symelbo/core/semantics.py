@@ -178,9 +178,11 @@ class Instance:
 
 
 def _exact_text(x: Fraction) -> str:
-    """``x`` as written exactly (``3/4``); a power of ten past 4000 digits as ``10^k``
-    (Python refuses to print longer integers), any other such number to 30 digits."""
-    if max(abs(x.numerator), x.denominator).bit_length() < 13000:
+    """``x`` as written exactly (``3/4``) up to about 300 digits; past that (a table
+    entry near 10^-1000 built by a search) a power of ten as ``10^k``, any other
+    number to 30 significant digits: Python refuses to print integers past 4300
+    digits, and a reader cannot read them."""
+    if max(abs(x.numerator), x.denominator).bit_length() < 1000:
         return str(x)
     for number, sign in ((x.numerator, ""), (x.denominator, "-")):
         other = x.denominator if sign == "" else x.numerator
