@@ -1435,11 +1435,6 @@ def sum_over(g: sp.Expr, x: sp.Symbol, data, array=None) -> sp.Expr:
     return _sum_over(g, x, data, array)
 
 
-def sum_over(g: sp.Expr, x: sp.Symbol, data, array=None) -> sp.Expr:
-    """sum_i g(x_i) over a model's data, as the model's own statistics are summed (public form)."""
-    return _sum_over(g, x, data, array)
-
-
 def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
     """_sum_over for a large numpy array, or None to take the item-by-item route."""
     np = _numpy()
