@@ -157,7 +157,10 @@ class _Search:
         value, instance = self.score(spec)
         if value is None:
             return None
-        if self.best is None or value > self.best[0]:
+        # the local search on tables starts from the closest candidate with tables to
+        # vary (a one-point instance where both sides agree is closest, and useless)
+        rich = sum(len(t) for t in spec.raw.values()) >= 4 or not self.universe.densities
+        if rich and (self.best is None or value > self.best[0]):
             self.best = (value, spec)
         # broken relative to the larger side (p(X) = 10^-52 against 10^-50), not to 1
         size = max(abs(self.last[0]), abs(self.last[1]))
