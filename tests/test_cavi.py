@@ -354,3 +354,16 @@ def test_plot_of_the_trace(tmp_path):
     assert main(["cavi", str(EXAMPLES / "gamma_poisson.toml"), "--plot", str(out), "--json",
                  "-o", str(tmp_path / "rep.json")]) == 0
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("path", ["cavi/mixture.toml", "cavi/hierarchical_normal.toml",
+                                  "gaussian_mixture.toml"])
+def test_the_elbo_of_the_run_is_symelbo_models_elbo(path):
+    """The ELBO assembled from weighted statistics equals the model's own closed form."""
+    model = load_model(str(EXAMPLES / path))
+    rep = cavi.report(model)
+    env = {s: cavi.mp_value(v, {}) for s, v in model.values.items()}
+    env.update({p: mpmath.mpf(rep["final"]["values"][str(p)])
+                for p in model.variational_parameters})
+    assert float(cavi.mp_value(model.elbo(), env)) == pytest.approx(rep["final"]["elbo"],
+                                                                    abs=1e-9)
