@@ -261,7 +261,8 @@ class Factor:
     declined: str | None = None
     checks: list = field(default_factory=list)
     stationarity: list = field(default_factory=list)  # (param, gradient at the update, proved)
-    family_identity: sp.Expr | None = None             # proved-zero candidate, or None
+    family_identity: bool | None = None                # the kernel proved the family check
+    worst_gradient: float | None = None                # largest relative gradient at an iterate
 
     @property
     def name(self) -> str:
@@ -801,7 +802,7 @@ def _record_gradient(derivation: Derivation, factor: Factor, state: State):
     """The ELBO's gradient in the factor's parameters just after its update (for 'tested')."""
     if all(proved for _, _, proved in factor.stationarity):
         return
-    worst = getattr(factor, "_worst_gradient", 0.0)
+    worst = factor.worst_gradient or 0.0
     for p, g, proved in factor.stationarity:
         if proved:
             continue
@@ -818,7 +819,7 @@ def _record_gradient(derivation: Derivation, factor: Factor, state: State):
             size = float(abs(value))
             scale = float(min(scale, mpmath.mpf(10) ** 12))
         worst = max(worst, size / scale)
-    factor._worst_gradient = worst
+    factor.worst_gradient = worst
 
 
 # ---------------------------------------------------------------------------
@@ -872,9 +873,8 @@ def checks_of(factor: Factor, result: Run) -> list[dict]:
     if factor.declined:
         return []
     out = []
-    shown = f"{factor.family}" + ("" if factor.local else "")
     if factor.family_identity:
-        out.append({"name": f"q*({factor.name}) is {shown}", "verdict": PROVED,
+        out.append({"name": f"q*({factor.name}) is {factor.family}", "verdict": PROVED,
                     "message": _family_message(factor, proved=True)})
     else:
         out.append(_family_tested(factor))
@@ -888,7 +888,7 @@ def checks_of(factor: Factor, result: Run) -> list[dict]:
                                "values of the other factors' parameters and the data"
                                + (" statistics" if not factor.local else "")})
     else:
-        worst = getattr(factor, "_worst_gradient", None)
+        worst = factor.worst_gradient
         if worst is None or not result.trace:
             out.append({"name": f"grad ELBO = 0 at the update ({names})", "verdict": UNKNOWN,
                         "message": "no symbolic proof, and no iterate to test it at"})
