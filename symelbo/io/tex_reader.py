@@ -194,10 +194,10 @@ def _annotation_rules(text: str) -> tuple[str, ...]:
     and the checker's reasons) is the checker's, not the author's, and is not read.
     """
     from symelbo.core.rules import RULES
-    own = re.search(r"(?<![A-Za-z])by(\s*\})?\s*((?:\\(?:textsf|mathsf)\s*\{[^{}]*\}\s*,?\s*(?:\\ )?\s*)+)", text)
+    own = re.search(r"(?<![A-Za-z])by(\s*\})?\s*(?=\\(textsf|mathsf)\s*\{)", text)
     if own:  # LaTeX output: by \textsf{rule}, ...; Markdown output: \text{by }\mathsf{rule}, ...
-        named = (n.replace("\\_", "_")
-                 for n in re.findall(r"\\(?:textsf|mathsf)\s*\{([^{}]*)\}", own.group(2)))
+        tail = re.split(r"\\textit|;", text[own.end():])[0]   # the checker's own words follow
+        named = (n.replace("\\_", "_") for n in re.findall(r"\\(?:textsf|mathsf)\s*\{([^{}]*)\}", tail))
         return tuple(dict.fromkeys(n for n in named if n in RULES))
     if re.search(r"\\textit\s*\{\s*(found|refuted|unknown|misjustified|tested)|(?<![A-Za-z])found:", text):
         return ()
@@ -209,7 +209,7 @@ def _annotation_rules(text: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 def _depths(text: str) -> list:
-    """The brace depth before each character (escaped braces do not count)."""
+    """The group depth before each character: braces (not escaped ones) and inner environments."""
     depths, depth, i = [0] * (len(text) + 1), 0, 0
     while i < len(text):
         depths[i] = depth
@@ -224,6 +224,21 @@ def _depths(text: str) -> list:
             depth = max(0, depth - 1)
         i += 1
     depths[len(text)] = depth
+    # an inner environment (array, cases, matrix) is a group too: its \\ and & are its own
+    level, previous = 0, 0
+    for match in re.finditer(r"\\(begin|end)\s*\{[^{}]*\}", text):
+        if level:
+            for i in range(previous, match.start()):
+                depths[i] += level
+        if match.group(1) == "begin":
+            for i in range(match.start(), match.end()):
+                depths[i] += level
+            level += 1
+        else:
+            level = max(0, level - 1)
+            for i in range(match.start(), match.end()):
+                depths[i] += level + 1
+        previous = match.end()
     return depths
 
 
