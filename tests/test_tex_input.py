@@ -147,6 +147,22 @@ def test_calc_translation_has_the_same_verdicts(notes, seed_elbo):
         assert [s.verdict for c in again.chains for s in c.steps] == tex
 
 
+@pytest.mark.parametrize("name, kind, expected, by", [
+    # StatProofBook's free energy: \int ... \mathrm{d}\theta, KL[...||...], <...>_{q}, p(y|m)
+    ("free_energy.md", "markdown", [[(5, "proved"), (6, "proved")]], [[(), ()]]),
+    # lecture notes: bold names, \text{ELBO}, \text{KL}, bare \mathbb{E}, a slip injected
+    ("elbo_notes.tex", "tex", [[(6, "proved"), (7, "proved"), (8, "proved")], [(12, "refuted")]],
+     [[(), ("gibbs_inequality",), ()], [()]]),
+    # an amortised q_phi(z|x), \boldsymbol\theta, L(theta, phi; x)
+    ("vae.md", "markdown", [[(3, "proved")], [(5, "proved")]], [[()], [()]]),
+])
+def test_sources_in_the_notations_of_the_references(name, kind, expected, by):
+    reading, result = checked(TEX / name, kind)
+    assert verdicts(result) == expected
+    assert [[s.step.by for s in c.steps] for c in result.chains] == by
+    assert unread_lines(reading) == [] and skipped_lines(reading) == []
+
+
 def test_notebook_markdown_cells_at_their_lines_of_the_ipynb_file():
     reading, result = checked(TEX / "bound.ipynb", "ipynb")
     assert verdicts(result) == [[(12, "proved")], [(30, "refuted")]]   # the code cell is not read
@@ -184,6 +200,10 @@ CONTEXT = r"\[ \log p(X) = \log \sum_Z q(Z) \frac{p(X, Z)}{q(Z)} \] \[ \log p(x)
     (r"\mathbb{E}_{\theta \sim q_\phi}[\log p(x \mid \theta)]", "E_{q_phi}[log(p(x | theta))]"),
     (r"\Big( \log p(X) \Big) \; \! \quad", "log(p(X))"),
     (r"e^{\log p(X)}", "exp(log(p(X)))"),
+    (r"\left\langle \log q(Z) \right\rangle_{q(Z)}", "E_{q(Z)}[log(q(Z))]"),
+    (r"\mathrm{KL}[q(Z) || p(Z|X)]", "KL(q(Z) || p(Z | X))"),
+    (r"\log q(\theta; \phi)", "log(q_phi(theta))"),
+    (r"\log p(\boldsymbol\theta, \mathbf{x})", "log(p(theta, x))"),
 ])
 def test_notation(tex, calc):
     reading = read_tex_text(CONTEXT + r"\[ 0 = " + tex + r" \]", "tex")

@@ -160,7 +160,7 @@ class TexReading:
 # ---------------------------------------------------------------------------
 
 def _normal(text: str) -> str:
-    text = text.replace("\\_", "_").replace("\\ge", ">=").replace("\\geq", ">=")
+    text = re.sub(r"\\geq?(?![A-Za-z])", ">=", text.replace("\\_", "_"))
     text = re.sub(r"\\[A-Za-z]+", " ", text)
     text = re.sub(r"\\[^A-Za-z]", " ", text)
     text = re.sub(r"[(){}\[\].:$`~]", " ", text.lower()).replace("’", "'")
@@ -420,7 +420,8 @@ _GREEK_PREFIX = re.compile(r"^\\")
 
 
 def _name_text(token: str) -> str:
-    styled = re.match(r"\\[A-Za-z]+\s*\{\s*\\?([A-Za-z]+)\s*\}", token)
+    styled = (re.match(r"\\[A-Za-z]+\s*\{\s*\\?([A-Za-z]+)\s*\}", token)
+              or re.match(r"\\(?:boldsymbol|bm|mathbf)\s*\\([A-Za-z]+)$", token))
     if styled:
         return styled.group(1)
     name = _GREEK_PREFIX.sub("", token)
@@ -430,9 +431,10 @@ def _name_text(token: str) -> str:
 class _Writer:
     """Writes one parsed side in ``.calc`` notation, knowing the file's densities."""
 
-    def __init__(self, densities: dict, applications=()):
+    def __init__(self, densities: dict, applications=(), forms=()):
         self.densities = densities   # calc name -> set of variable names
         self.applications = list(applications)   # (calc name, variable names) as written
+        self.forms = list(forms)     # (calc name, (variables, given variables)) as written
 
     def related(self, name: str, variables: set) -> set:
         """The variables ``name`` is applied to together with any of ``variables``: a file
@@ -463,10 +465,23 @@ class _Writer:
         raise _NotRead("a subscript here must be a name or a number", _pos(child))
 
     def density_text(self, node: Tree) -> str:
-        name = self.vname(node.children[0])
-        groups = [[self.vname(v) for v in g.children] for g in node.children[1:] if isinstance(g, Tree)]
+        name = self.density_name(node)
+        groups = [[self.vname(v) for v in g.children] for g in node.children[1:]
+                  if isinstance(g, Tree) and g.data == "names"]
         inside = ", ".join(groups[0]) + (" | " + ", ".join(groups[1]) if len(groups) > 1 else "")
         return f"{name}({inside})"
+
+    def density_name(self, node: Tree) -> str:
+        """``q(z; \\nu)`` is ``q_nu(z)``: one parameter after a semicolon is a subscript."""
+        name = self.vname(node.children[0])
+        params = [g for g in node.children[1:] if isinstance(g, Tree) and g.data == "params"]
+        if params:
+            names = [self.vname(v) for v in params[0].children[0].children]
+            if len(names) != 1 or "_" in name:
+                raise _NotRead("a density takes one parameter after ';' (q(z; phi) is q_phi(z))",
+                               _pos(params[0]))
+            name = f"{name}_{names[0]}"
+        return name
 
     def full(self, name: str, node) -> str:
         """The density ``name`` over every variable it is applied to in the file."""
@@ -576,6 +591,12 @@ class _Writer:
 
     w_expectation_bare = w_expectation
 
+    def w_expectation_angle(self, node):
+        """``\\langle f \\rangle_{q(Z)}``: the expectation of f under q(Z)."""
+        parts = [c for c in node.children if isinstance(c, Tree)]
+        esub = parts[-1] if parts[-1].data == "esub" else None
+        return f"{self.expectation_head(esub, node)}[{self.write(parts[0])[0]}]", 5
+
     def expectation_head(self, esub, node) -> str:
         if esub is None:
             return f"E_{self.variational(node)}"
@@ -626,12 +647,16 @@ class _Writer:
         else:
             target = args[0].children[0]
             if target.data == "density":
-                q = self.vname(target.children[0])
+                q = self.density_name(target)
             else:
                 names = [self.vname(v) for v in target.children]
-                q = names[0]
+                # L(theta, phi; x): the first name that is a density, or the parameter of one
+                q = next((n for n in names if n in self.densities and n.startswith("q")), None) or \
+                    next((n for n in names if any(d.startswith("q") and d.partition("_")[2] == n
+                                                  for d in self.densities)), None) or names[0]
                 if q not in self.densities:
-                    owners = [n for n in self.densities if q and n.partition("_")[2] == q]
+                    owners = [n for n in self.densities if n.partition("_")[2] == q]
+                    owners = [n for n in owners if n.startswith("q")] or owners
                     if len(owners) != 1:
                         known = ", ".join(sorted(self.densities)) or "none"
                         raise _NotRead(f"'{q}' is not a density of this file (its densities: {known}); "
@@ -639,7 +664,14 @@ class _Writer:
                     q = owners[0]
         if q not in self.densities:
             self.full(q, node)
-        return f"ELBO({self.full(q, node)}, {self.joint(q, node)})", 5
+        forms = {form for name, form in self.forms if name == q}
+        if len(forms) == 1 and next(iter(forms))[1]:  # an amortised q(z | x), as written
+            over, given = next(iter(forms))
+            variational = f"{q}({', '.join(over)} | {', '.join(given)})"
+            joint = self.joint(q, node)
+        else:
+            variational, joint = self.full(q, node), self.joint(q, node)
+        return f"ELBO({variational}, {joint})", 5
 
     def w_sum(self, node):
         variable = self.sub(node.children[1])
@@ -682,8 +714,13 @@ def _applied(tree: Tree) -> list:
     for node in tree.iter_subtrees():
         if node.data == "density":
             groups = [g for g in node.children[1:] if isinstance(g, Tree)]
-            out.append((writer.vname(node.children[0]),
-                        {writer.vname(v) for g in groups for v in g.children}))
+            try:
+                name = writer.density_name(node)
+            except _NotRead:
+                continue
+            lists = [tuple(writer.vname(v) for v in g.children) for g in groups if g.data == "names"]
+            out.append((name, {v for names in lists for v in names},
+                        (lists[0], lists[1] if len(lists) > 1 else ())))
     return out
 
 
@@ -732,8 +769,8 @@ def read_source_chains(source: Source) -> TexReading:
     # which chains are about densities: they apply p or q (or a density such a chain applies)
     about = [bool(_DENSITY_HINT.search(c.block.text)) for c in chains]
     applied = [[a for t in c.terms if t.tree is not None for a in _applied(t.tree)] for c in chains]
-    names = {n for flag, a in zip(about, applied) if flag for n, _ in a}
-    about = [flag or any(n in names for n, _ in a) for flag, a in zip(about, applied)]
+    names = {n for flag, a in zip(about, applied) if flag for n, _, _ in a}
+    about = [flag or any(n in names for n, _, _ in a) for flag, a in zip(about, applied)]
     kept = []
     for flag, chain in zip(about, chains):
         if flag:
@@ -744,9 +781,10 @@ def read_source_chains(source: Source) -> TexReading:
     densities: dict[str, set] = {}
     for flag, a in zip(about, applied):
         if flag:
-            for name, variables in a:
+            for name, variables, _ in a:
                 densities.setdefault(name, set()).update(variables)
-    writer = _Writer(densities, [a for flag, found in zip(about, applied) if flag for a in found])
+    found = [a for flag, each in zip(about, applied) if flag for a in each]
+    writer = _Writer(densities, [(n, v) for n, v, _ in found], [(n, f) for n, _, f in found])
     for chain in kept:
         for term in chain.terms:
             if term.tree is None:
