@@ -377,6 +377,8 @@ def scan(source: Source) -> tuple[list, list]:
         text = _blank_markdown_code(text)
     for match in _HOSTILE.finditer(text):
         note = _NOTES.get(re.sub(r"\s*18$", "", match.group(1)))
+        if match.group(1).startswith("write") and text[:match.start()].endswith("\\immediate"):
+            continue  # \immediate\write is noted once, at \immediate
         if note:
             line, column = source.place(match.start())
             skipped.append(Skip(line, column, note))
