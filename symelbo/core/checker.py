@@ -110,7 +110,8 @@ class StepResult:
                 "rhs": printed(s.rhs), "by": list(s.by), "found_by": list(self.found_by),
                 "verdict": self.verdict, "counterexample": self.counterexample,
                 "message": self.message, "certificate": certificate_data(self.certificate),
-                "search": self.search}
+                # only where a counterexample search ran: every other step keeps its keys
+                **({"search": self.search} if self.search is not None else {})}
 
 
 @dataclass(frozen=True)
