@@ -232,7 +232,7 @@ def test_list_prints_each_law_then_its_side_conditions(capsys):
 def test_text_output_fits_the_width(name, width):
     from symelbo.core.checker import check_derivation
     report = text_report(check_derivation(generate(name)), name, width=width)
-    assert max(len(line) for line in report.splitlines()) <= width
+    assert max(len(line) for line in report.splitlines()[1:]) <= width  # the title stays whole
 
 
 def test_a_step_too_long_for_the_columns_has_its_justification_under_it():
@@ -304,3 +304,57 @@ def test_the_example_derivations_ship_with_the_repository():
 def test_the_shipped_examples_are_the_shared_originals():
     for original in SHARED_ORIGINALS.glob("*.calc"):
         assert (REPO / "examples" / original.name).read_bytes() == original.read_bytes(), original.name
+
+
+# ---------------------------------------------------------------------------
+# documents: a fragment stands alone, Markdown punctuated and lightly escaped
+# ---------------------------------------------------------------------------
+
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+from symelbo.io.render import markdown_prose, render  # noqa: E402
+
+from .conftest import SHARED_EXAMPLES  # noqa: E402
+
+
+def checked(name: str):
+    from symelbo.core.checker import check_derivation
+    return check_derivation(parse_file(SHARED_EXAMPLES / name))
+
+
+def test_a_fragment_holds_every_counterexample_it_points_to(tmp_path):
+    fragment = render(checked("wrong_steps.calc"), "latex", name="wrong_steps.calc", fragment=True)
+    pointed = re.findall(r"see counterexample~(\d+)", fragment)
+    held = re.findall(r"\\textit\{Counterexample (\d+) \(line~\d+\)\.\}", fragment)
+    assert pointed == held == ["1", "2", "3"]
+    assert not re.search(r"\\(toprule|midrule|bottomrule|paragraph|section)\b", fragment)
+    if shutil.which("pdflatex"):  # it compiles with only the packages its header names
+        (tmp_path / "frag.tex").write_text(fragment, encoding="utf-8")
+        (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
+                                          "\\begin{document}\n\\input{frag}\n\\end{document}\n")
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                              cwd=tmp_path, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_markdown_punctuates_a_verdict_after_the_rules():
+    md = render(checked("misjustified.calc"), "markdown", name="misjustified.calc")
+    assert r"\text{by }\mathsf{bayes\_rule};\ \textit{misjustified}" in md
+
+
+def test_markdown_side_conditions_are_not_html_escaped():
+    md = render(symelbo.check_derivation(generate("kl-shuffle")), "markdown", name="kl-shuffle")
+    assert "| `bayes_rule` | $p(Z \\mid X) = \\frac{p(X, Z)}{p(X)}$ | p(X) > 0 |" in md
+    assert "&gt;" not in md and "\\(" not in md
+
+
+@pytest.mark.parametrize("text, prose", [
+    ("p(X) > 0", "p(X) > 0"),
+    ("a_b *c* `d` $e$ x|y", r"a\_b \*c\* \`d\` \$e\$ x\|y"),
+    ("[x](y) <b> & \\", r"&#91;x&#93;(y) &lt;b> &amp; \\"),
+])
+def test_markdown_prose(text, prose):
+    assert markdown_prose(text) == prose
+

@@ -680,7 +680,26 @@ def markdown_environment() -> jinja2.Environment:
         finalize=_finalize_with(markdown_escape))
     env.filters["tex"] = tex_escape
     env.filters["md"] = markdown_escape
+    env.filters["prose"] = markdown_prose
     return _common(env)
+
+
+#: What prose mid-line needs escaped in Markdown: emphasis, code, tables, math and HTML.
+#: Not parentheses (``\(`` opens math in Jupyter) nor ``>`` (no HTML starts with it).
+_PROSE_SPECIAL = re.compile(r"([\\`*_{}|$])")
+
+
+def markdown_prose(text) -> TeX:
+    """Text set in the middle of a Markdown line (a message, a side condition), escaped lightly:
+    ``p(X) > 0`` stays ``p(X) > 0``; brackets become entities, which no renderer
+    reads as a link and MathJax does not read as ``\\[`` math."""
+    if isinstance(text, TeX):
+        return text
+    text = "".join(c for c in _SPACE_RE.sub(" ", str(text)) if c.isprintable())
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
+    text = _PROSE_SPECIAL.sub(r"\\\1", text)
+    return TeX(text.replace("[", "&#91;").replace("]", "&#93;"))
+
 
 
 # ---------------------------------------------------------------------------

@@ -215,8 +215,12 @@ TEXT_WIDTH = 100
 
 def wrapped(text: str, width: int, indent: str = "", first: str = "") -> list[str]:
     """``text`` cut into lines of at most ``width`` characters (where it can be cut at a space,
-    else inside a long word); the first line starts with ``first``, the others with ``indent``."""
-    return textwrap.wrap(text, width=max(width, len(indent) + 20), initial_indent=first,
+    else inside a long word); the first line starts with ``first``, the others with ``indent``.
+
+    Control characters are escaped first (:func:`terminal_text`): a wrap would turn a
+    carriage return into a space and hide it, and the width is what the terminal shows.
+    """
+    return textwrap.wrap(terminal_text(text), width=max(width, len(indent) + 20), initial_indent=first,
                          subsequent_indent=indent, break_on_hyphens=False) or [first.rstrip()]
 
 
@@ -246,7 +250,7 @@ def text_report(result: CheckResult, name: str | None = None, width: int = TEXT_
     heading = title or name or "derivation"
     if name and title:
         heading += f"  ({name})"
-    out.extend(wrapped(heading, width, "  "))
+    out.append(heading)  # the title stays one line, as the user wrote it
     for index, chain in enumerate(result.chains, start=1):
         out.append("")
         where = f" (line {chain.chain.line})" if chain.chain.line else ""
