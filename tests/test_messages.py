@@ -358,3 +358,30 @@ def test_markdown_side_conditions_are_not_html_escaped():
 def test_markdown_prose(text, prose):
     assert markdown_prose(text) == prose
 
+
+
+# ---------------------------------------------------------------------------
+# the README's samples are what the tool prints
+# ---------------------------------------------------------------------------
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    return README[start:README.index("\n## ", start + 1)]
+
+
+def test_the_readme_python_session_runs():
+    import doctest
+    block = re.search(r"```python\n(.*?)```", _section("From Python"), re.S).group(1)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(doctest.DocTestParser().get_doctest(block, {}, "README", "README.md", 0))
+    assert runner.summarize(verbose=False) == (0, 9)
+
+
+def test_the_readme_tour_prints_what_derive_jensen_prints(capsys):
+    sample = re.search(r"\$ symelbo derive jensen\n(.*?)```", _section("A tour of the command line"),
+                       re.S).group(1)
+    _, out, _ = run(capsys, "derive", "jensen")
+    assert out == sample
