@@ -262,6 +262,9 @@ def test_an_unreadable_side_is_unknown_and_its_neighbours_still_checked():
     (r"\[ \log p(X) = \write18{rm -rf /} \]",
      "h.tex:1:16: \\write is never run: symelbo reads the file as text"),
     (r"\begin{align} \log p(X) &= 1", "h.tex:1:1: \\begin{align} is never closed; not read"),
+    (r"\newcommand{\sneak}{\input{x}} \[ \log p(X) = \sneak \]",
+     "h.tex:1:47: \\input inside math (from a macro) is not read (symelbo reads TeX as text and "
+     "runs nothing)"),
     (r"\newcommand{\KL}[2]{\mathrm{KL}(#1 \| #2)} \[ \log p(X) = \KL{q(Z)} \]",
      "h.tex:1:46: \\KL takes 2 argument(s); fewer are given"),
 ])

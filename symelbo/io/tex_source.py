@@ -430,4 +430,9 @@ def _block(env, body, start, comments, macros, source) -> Math:
                     f"\\{hostile.group(1)} inside math is not read (symelbo reads TeX as text and runs "
                     "nothing)", start + hostile.start())
     text, offsets, problem = _expand(body, offsets, macros)
+    hostile = None if problem else _HOSTILE.search(text)
+    if hostile:  # a macro of the file that expands to \input or \write
+        return Math(env, "", [], start, block_comments,
+                    f"\\{hostile.group(1)} inside math (from a macro) is not read (symelbo reads TeX "
+                    "as text and runs nothing)", offsets[hostile.start()])
     return Math(env, text, offsets, start, block_comments, problem, start if problem else 0)
