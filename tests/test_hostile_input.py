@@ -217,7 +217,7 @@ def test_describe_handles_every_kind_of_character():
 # ---------------------------------------------------------------------------
 
 def test_a_huge_token_is_not_echoed_whole():
-    token = "x" * 200_000
+    token = "x" * 90_000
     with pytest.raises(InputError) as info:
         parse_text(f"p(X) = 1 {token}\n", "f.calc")
     assert len(str(info.value)) < 120
@@ -271,3 +271,48 @@ def test_a_resolved_data_path_is_opened_without_following_any_link(tmp_path):
     link.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(InputError, match="moved while it was opened"):
         read_user_bytes(link / "y.csv", what="data file", resolved=True)
+
+
+def test_a_line_or_a_file_past_what_can_be_checked_is_refused_with_the_limit():
+    with pytest.raises(InputError) as info:
+        parse_text(" + ".join(["p(X)"] * 30_000) + " = 30000 * p(X)\n", "f.calc")
+    assert str(info.value) == ("f.calc:1:100001: the line is 210,012 characters long; at most "
+                               "100,000 are read (a formula longer than that would take minutes "
+                               "to check)")
+    with pytest.raises(InputError) as info:
+        parse_text("\n\n".join(["log p(X) = log p(X)"] * 2001) + "\n", "f.calc")
+    assert str(info.value) == ("f.calc:4001:1: the file holds 2,001 lines of derivation; at most "
+                               "2,000 are checked in one file (split it)")
+
+
+def test_python_m_does_not_import_modules_from_the_current_folder(tmp_path):
+    marker = tmp_path / "RAN"
+    (tmp_path / "sympy.py").write_text(f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    (tmp_path / "a.calc").write_text("log p(X) = log p(X)\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "symelbo", "check", "a.calc"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert not marker.exists()
+
+
+def test_a_certificate_file_cannot_send_replay_outside_its_folder(tmp_path):
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.calc").write_text("log p(X) = log p(X) by TOPSECRET\n",
+                                                      encoding="utf-8")
+    (tmp_path / "in").mkdir()
+    record = {"chain": 1, "step": 1, "line": 1, "lhs": "a", "relation": "=", "rhs": "a",
+              "certificate": {"kind": "identical"}}
+    for source in ("../outside/secret.calc", str(tmp_path / "outside" / "secret.calc"), "/etc/passwd"):
+        path = tmp_path / "in" / "c.json"
+        path.write_text(json.dumps({"format": "symelbo-certificates/1", "source": source,
+                                    "steps": [record]}), encoding="utf-8")
+        run = subprocess.run([sys.executable, "-m", "symelbo", "replay", str(path)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2
+        assert "TOPSECRET" not in run.stderr + run.stdout and "root:" not in run.stderr
+        assert run.stderr.count("\n") == 1
+    path.write_text('{"format": "symelbo-certificates/1", "steps": [{"line": ' + "9" * 5000 + "}]}",
+                    encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "symelbo", "replay", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stderr) == (2, f"symelbo: {path}: holds a number too long to read\n")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from symelbo.core.errors import InputError, SymelboError
 from symelbo.io.output import emit, format_of
+from symelbo.io.userfiles import MAX_DATA_BYTES
 
 __all__ = ["main", "Terminated", "MAX_MESSAGE_CHARS"]
 
@@ -37,14 +38,26 @@ def _budget(text: str) -> float:
     return value
 
 
+#: The data cap without --max-data-mb, in megabytes (the reader's default).
+DEFAULT_DATA_MB = MAX_DATA_BYTES // (1024 * 1024)
+#: The largest data cap --max-data-mb may set, in megabytes.
+MAX_DATA_MB = 1024
+
+
+def _input_name(args) -> str:
+    """The file a command was reading, for a message about it."""
+    return getattr(args, "file", None) or getattr(args, "certificates", None) or "<input>"
+
+
 def _megabytes(text: str) -> float:
     """A data cap: a positive, finite number of megabytes (argparse reports anything else)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of megabytes: {text!r}") from None
-    if not (0 < value <= 1024 * 1024):
-        raise argparse.ArgumentTypeError(f"the cap must be more than 0 and at most 1048576 MB, "
+    if not (0 < value <= MAX_DATA_MB):
+        # past what a process can hold: a larger cap would let a file exhaust the memory
+        raise argparse.ArgumentTypeError(f"the cap must be more than 0 and at most {MAX_DATA_MB} MB, "
                                          f"got {text}")
     return value
 
@@ -54,8 +67,9 @@ def _data_options(p) -> None:
     p.add_argument("--data-root", metavar="DIR",
                    help="read the model's data files from inside DIR (default: only from the "
                         "model file's folder)")
-    p.add_argument("--max-data-mb", type=_megabytes, default=200, metavar="N",
-                   help="refuse a data file larger than N megabytes (default: 200)")
+    p.add_argument("--max-data-mb", type=_megabytes, default=DEFAULT_DATA_MB, metavar="N",
+                   help=f"refuse a data file larger than N megabytes (default: {DEFAULT_DATA_MB}, "
+                        f"at most {MAX_DATA_MB})")
 
 
 def _source_options(p) -> None:
@@ -157,7 +171,10 @@ def main(argv=None) -> int:
             _say(f"wrote {args.output}")
         return status
     except RecursionError:
-        _say(f"{getattr(args, 'file', '<input>')}: the input is nested too deeply to process")
+        _say(f"{_input_name(args)}: the input is nested too deeply to process")
+        return 2
+    except MemoryError:
+        _say(f"{_input_name(args)}: the input needs more memory than this machine gives")
         return 2
     except SymelboError as error:  # bad input, or a missing tool such as pdflatex
         _say(str(error))
@@ -231,7 +248,7 @@ def _say(message: str) -> None:
     try:
         sys.stderr.write(f"symelbo: {terminal_line(message, MAX_MESSAGE_CHARS)}\n")
         sys.stderr.flush()
-    except (OSError, ValueError):  # standard error closed or full: nowhere left to report
+    except (OSError, ValueError, AttributeError):  # standard error closed or full: nowhere left
         pass
 
 

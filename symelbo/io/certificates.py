@@ -23,7 +23,7 @@ from pathlib import Path
 from symelbo.core.errors import InputError
 from symelbo.core.kernel import CertificateRejected, certificate_data, certificate_from_data, replay
 from symelbo.core.printing import calc_str
-from symelbo.io.userfiles import read_user_text
+from symelbo.io.userfiles import excerpt, read_user_text
 
 __all__ = ["FORMAT", "certificate_records", "certificates_json", "Replayed", "replay_file"]
 
@@ -52,6 +52,25 @@ def certificates_json(result, source: str) -> str:
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
+#: The largest integer a certificate file may hold (a line number, a position in a tree).
+_LARGEST = 10 ** 9
+
+
+def _has_huge_number(node) -> bool:
+    stack = [node]
+    while stack:   # a loop, not recursion: JSON may nest as deeply as the reader allowed
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and abs(item) > _LARGEST:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 @dataclass(frozen=True)
 class Replayed:
     """The kernel's answer on one recorded certificate."""
@@ -62,17 +81,36 @@ class Replayed:
     rules: tuple[str, ...] = ()
 
 
-def _derivation(source: str, given: str | None):
+def _derivation(source: str, given: str | None, certificates: str):
+    """The derivation to replay against: ``given`` (the user's FILE), else the source the
+    certificate file names, which must lie in the certificate file's folder (after
+    symbolic links): a certificate file is someone else's text and may not send the
+    program to read anything else, nor have a file's content echoed."""
     from symelbo.core.generate import BUILTIN, generate
     from symelbo.io.parser import parse_file
     name = given if given is not None else source
     if name.startswith(_BUILTIN):
         builtin = name[len(_BUILTIN):]
         if builtin not in BUILTIN:
-            raise InputError(f"unknown built-in derivation '{builtin}'", "<certificates>")
+            raise InputError(f"unknown built-in derivation {excerpt(builtin)!r}", certificates)
         return generate(builtin), ""
-    path = Path(name)
-    return parse_file(path), read_user_text(path)
+    if given is not None:
+        path = Path(given)
+        return parse_file(path), read_user_text(path)
+    folder = Path(certificates).resolve().parent
+    try:
+        path = (folder / name).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise InputError(f"the source {excerpt(name)!r} it names cannot be opened; give the "
+                         "derivation file", certificates) from None
+    if not path.is_relative_to(folder):
+        raise InputError(f"the source {excerpt(name)!r} it names lies outside its folder; give "
+                         "the derivation file to replay against", certificates)
+    try:
+        return parse_file(path), read_user_text(path)
+    except InputError as error:
+        raise InputError(f"the source it names is not a derivation file that can be read (at "
+                         f"line {error.line or 1}); give the derivation file", certificates) from None
 
 
 def replay_file(path: str, derivation_file: str | None = None) -> tuple[str, list[Replayed]]:
@@ -86,12 +124,16 @@ def replay_file(path: str, derivation_file: str | None = None) -> tuple[str, lis
         document = json.loads(read_user_text(path, what="certificate file"))
     except json.JSONDecodeError as error:
         raise InputError(f"not JSON: {error.msg}", path, error.lineno, error.colno) from None
+    except ValueError:   # an integer of thousands of digits
+        raise InputError("holds a number too long to read", path) from None
+    if _has_huge_number(document):
+        raise InputError(f"holds a number beyond {_LARGEST:,}; no certificate needs one", path)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InputError(f"not a certificate file (no \"format\": \"{FORMAT}\")", path)
     source = document.get("source")
     if derivation_file is None and not isinstance(source, str):
         raise InputError("the certificate file names no source; give the derivation file", path)
-    derivation, text = _derivation(source, derivation_file)
+    derivation, text = _derivation(source, derivation_file, path)
     steps = {(c, i): step for c, chain in enumerate(derivation.chains, start=1)
              for i, step in enumerate(chain.steps, start=1)}
     answers = []

@@ -27,7 +27,7 @@ from symelbo.io.characters import advice, describe
 from symelbo.core.errors import InputError
 from symelbo.io.grammars import load_parser
 from symelbo.io.mistakes import bracket_fault, spelling_fault, tex_advice
-from symelbo.io.userfiles import MAX_SOURCE_BYTES, excerpt, read_user_text, source_lines
+from symelbo.io.userfiles import MAX_LINE_CHARS, MAX_SOURCE_BYTES, excerpt, read_user_text, source_lines
 from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
 
 __all__ = ["parse_file", "parse_stream", "parse_text", "parse_expression", "parse_step", "HeaderWarning",
@@ -37,6 +37,9 @@ _BUILD_RECURSION = 6000
 _MAX_DIGITS = 1000
 #: Deepest nesting a line may have; deeper input is refused before it is built.
 MAX_NESTING = 1000
+#: The most expression lines (first expressions and steps) one file may hold: each is
+#: checked under its own time budget, so this bounds the time a file may take.
+MAX_LINES_CHECKED = 2000
 _MAX_EXPONENT = 1000
 _HEADER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:(.*)$")
 _OPERATORS = {"E": "expectation", "sum": "marginal", "int": "marginal", "grad": "gradient"}
@@ -115,6 +118,10 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
     seen_expression = False
     for lineno, raw in enumerate(source_lines(text), start=1):
         content = _strip_comment(raw)
+        if len(content) > MAX_LINE_CHARS:
+            raise InputError(f"the line is {len(content):,} characters long; at most "
+                             f"{MAX_LINE_CHARS:,} are read (a formula longer than that would "
+                             "take minutes to check)", path, lineno, MAX_LINE_CHARS + 1)
         if not content.strip():
             if current is not None:
                 chains_raw.append(current)
@@ -155,6 +162,12 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
                 raise InputError(f"the expression is nested more than {MAX_NESTING} levels deep "
                                  "(parentheses, powers, operators); a long flat sum or product "
                                  "has no such limit", path, lineno, getattr(tree.meta, "column", 1))
+    steps = sum(len(chain) for chain in chains_raw)
+    if steps > MAX_LINES_CHECKED:
+        first_over = [lineno for chain in chains_raw for lineno, _ in chain][MAX_LINES_CHECKED]
+        raise InputError(f"the file holds {steps:,} lines of derivation; at most "
+                         f"{MAX_LINES_CHECKED:,} are checked in one file (split it)",
+                         path, first_over, 1)
     builder = _Builder(path, [tree for chain in chains_raw for _, tree in chain])
     chains = []
     limit = sys.getrecursionlimit()

@@ -17,13 +17,17 @@ import stat
 
 from symelbo.core.errors import InputError
 
-__all__ = ["MAX_SOURCE_BYTES", "MAX_DATA_BYTES", "read_user_bytes", "read_user_text",
+__all__ = ["MAX_SOURCE_BYTES", "MAX_DATA_BYTES", "MAX_LINE_CHARS", "read_user_bytes", "read_user_text",
            "source_lines", "excerpt"]
 
 #: A derivation or model file larger than this is refused (50 MB).
 MAX_SOURCE_BYTES = 50 * 1024 * 1024
-#: The default cap of a data file (``--max-data-mb`` changes it); 200 MB.
-MAX_DATA_BYTES = 200 * 1024 * 1024
+#: The default cap of a data file (``--max-data-mb`` changes it); 32 MB, about a million
+#: observations as text: a data value costs far more in memory than on disk.
+MAX_DATA_BYTES = 32 * 1024 * 1024
+#: The longest line a derivation file may hold, in characters: far past any formula a person
+#: writes (an 8,000-term flat sum is 60,000), short of what would take minutes to check.
+MAX_LINE_CHARS = 100_000
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
@@ -81,6 +85,8 @@ def read_user_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
         return b"".join(chunks)
     except OSError as error:
         raise InputError(f"cannot read the {what} ({error.strerror or error})", name) from None
+    except MemoryError:
+        raise InputError(f"the {what} is too large to hold in memory", name) from None
     finally:
         os.close(descriptor)
 
