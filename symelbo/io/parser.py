@@ -27,7 +27,8 @@ from symelbo.io.characters import advice, describe
 from symelbo.core.errors import InputError
 from symelbo.io.grammars import load_parser
 from symelbo.io.mistakes import bracket_fault, spelling_fault, tex_advice
-from symelbo.io.userfiles import MAX_LINE_CHARS, MAX_SOURCE_BYTES, excerpt, read_user_text, source_lines
+from symelbo.io.userfiles import (MAX_LINE_CHARS, MAX_SOURCE_BYTES, decode_user_text, excerpt,
+                                  read_user_text, source_lines)
 from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
 
 __all__ = ["parse_file", "parse_stream", "parse_text", "parse_expression", "parse_step", "HeaderWarning",
@@ -90,14 +91,7 @@ def parse_stream(stream, name: str = "<stdin>", limit: int = MAX_SOURCE_BYTES) -
     data = stream.read(limit + 1)
     if len(data) > limit:
         raise InputError(f"the input is over the limit of {limit:,} bytes", name)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise InputError(f"the input is not UTF-8 text (byte 0x{data[error.start]:02x})",
-                         name, line, column) from None
-    return parse_text(text, name)
+    return parse_text(decode_user_text(data, name, "input"), name)
 
 
 def _strip_comment(line: str) -> str:

@@ -18,7 +18,7 @@ import stat
 from symelbo.core.errors import InputError
 
 __all__ = ["MAX_SOURCE_BYTES", "MAX_DATA_BYTES", "MAX_LINE_CHARS", "read_user_bytes", "read_user_text",
-           "source_lines", "excerpt"]
+           "decode_user_text", "source_lines", "excerpt"]
 
 #: A derivation or model file larger than this is refused (50 MB).
 MAX_SOURCE_BYTES = 50 * 1024 * 1024
@@ -110,14 +110,19 @@ def read_user_text(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES,
 
     A byte that is not UTF-8 is reported at its line and column.
     """
-    data = read_user_bytes(path, limit, what, resolved)
+    return decode_user_text(read_user_bytes(path, limit, what, resolved), os.fspath(path), what)
+
+
+def decode_user_text(data: bytes, name: str, what: str = "file") -> str:
+    """``data`` as UTF-8 text (a leading byte-order mark dropped); a byte that is not UTF-8
+    is an InputError at its line and column of ``name``."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise InputError(f"the {what} is not UTF-8 text (byte 0x{data[error.start]:02x})",
-                         os.fspath(path), line, column) from None
+                         name, line, column) from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
