@@ -330,17 +330,27 @@ def _supports(search: _Search, held_vars, bits) -> None:
     universe = search.universe
     if not universe.variables:
         return
+    # several free variables: all at the same point, then each one point further on
+    # (exp(X * Y) < 1 needs X and Y apart)
+    shifts = (0, 1) if len(held_vars) > 1 else (0,)
     for name, points in ATTACK_SUPPORTS:
         draws = 2 if len(points) >= 4 else 1
-        for index in range(len(points) if held_vars else 1):
-            for draw in range(draws):
-                rng = random.Random(f"supports:{name}:{index}:{draw}")
-                where = f", {', '.join(held_vars)} held at {points[index]}" if held_vars else ""
-                spec = search.spec(f"searched support, every variable on {name}{where}",
-                                   {v: points for v in universe.variables},
-                                   _unit_weights(universe), {v: index for v in held_vars}, rng)
-                if spec is not None:
-                    search.consider(spec)
+        for shift in shifts:
+            if shift and len(points) == 1:
+                continue
+            for index in range(len(points) if held_vars else 1):
+                held = {v: (index + shift * k) % len(points) for k, v in enumerate(held_vars)}
+                for draw in range(draws):
+                    rng = random.Random(f"supports:{name}:{index}:{draw}" + (f":{shift}" if shift else ""))
+                    where = (", " + ", ".join(f"{v} held at {points[i]}" for v, i in held.items())
+                             if held_vars else "")
+                    if not shift and held_vars:
+                        where = f", {', '.join(held_vars)} held at {points[index]}"
+                    spec = search.spec(f"searched support, every variable on {name}{where}",
+                                       {v: points for v in universe.variables},
+                                       _unit_weights(universe), held, rng)
+                    if spec is not None:
+                        search.consider(spec)
 
 
 def _magnitudes(search: _Search, held_vars, bits) -> None:

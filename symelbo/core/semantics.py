@@ -786,6 +786,7 @@ ATTACK_SUPPORTS = (
     ("six points -5/2 to 5/2", tuple(F(2 * i - 5, 2) for i in range(6))),
     ("negative points -10, -5, -1", (F(-10), F(-5), F(-1))),
     ("large magnitudes -1000, 10^6", (F(-1000), F(10 ** 6))),
+    ("large negative magnitudes -10^6, -1000", (F(-10 ** 6), F(-1000))),
     ("small magnitudes 10^-6, 1/1000", (F(1, 10 ** 6), F(1, 1000))),
     ("points 7/3 and 11/5", (F(7, 3), F(11, 5))),
 )
