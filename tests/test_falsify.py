@@ -173,6 +173,7 @@ def test_the_search_is_deterministic():
 
 def test_a_search_cut_short_never_lets_a_step_pass(monkeypatch):
     monkeypatch.setattr(checker, "ATTACK_SHARE", 1e-9)
+    monkeypatch.setattr(checker, "ATTACK_FLOOR", 1e-9)
     step = checked("exp(phi) >= 1 + phi")
     assert step.verdict == "unknown"
     assert re.match(r"no proof found; held on 28 concrete instances, but the search for a counterexample "

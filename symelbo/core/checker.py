@@ -397,8 +397,14 @@ def _check(step: Step, options: CheckOptions, universe: Universe, risk) -> StepR
 
 
 #: The share of the step's budget the counterexample search may take (1 s of the
-#: default 5): past it the search stops, and the step is unknown, never tested.
+#: default 5), and at least ATTACK_FLOOR seconds within what is left of the budget:
+#: past it the search stops, and the step is unknown, never tested.
 ATTACK_SHARE = 0.2
+ATTACK_FLOOR = 1.0
+
+
+def _attack_seconds(budget: float) -> float:
+    return min(budget, max(ATTACK_FLOOR, ATTACK_SHARE * budget))
 
 
 def _survives_attack(step: Step, lhs, rhs, universe: Universe, options: CheckOptions, risk,
@@ -410,7 +416,7 @@ def _survives_attack(step: Step, lhs, rhs, universe: Universe, options: CheckOpt
     free = {s.name for s in step.lhs.free_symbols | step.rhs.free_symbols}
     bits = max(largest_constant(step.lhs)[0], largest_constant(step.rhs)[0])
     judge = _judge_for(step, lhs, rhs, risk, _digits_to_settle(step))
-    found = attack(step.relation, lhs, rhs, universe, judge, seconds=ATTACK_SHARE * options.budget,
+    found = attack(step.relation, lhs, rhs, universe, judge, seconds=_attack_seconds(options.budget),
                    constant_bits=bits, free=free)
     numbers = {"planned": outcome.held, **found.as_dict()}
     if found.found is not None:
@@ -424,7 +430,7 @@ def _survives_attack(step: Step, lhs, rhs, universe: Universe, options: CheckOpt
     if not found.complete:
         return StepResult(step, "unknown", message=(
             f"no proof found; held on {outcome.held} concrete instances, but the search for a "
-            f"counterexample stopped at its time limit of {ATTACK_SHARE * options.budget:g} s "
+            f"counterexample stopped at its time limit of {_attack_seconds(options.budget):g} s "
             f"after {found.describe()}"), search=numbers)
     words = (f"{outcome.held} planned and {found.instances} searched concrete instances "
              f"({', '.join(found.stages)}; {found.evaluations} evaluations, "
