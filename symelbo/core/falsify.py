@@ -46,7 +46,7 @@ from symelbo.core.relations import relation as relation_of
 from symelbo.core.semantics import (ATTACK_PARAMETERS, ATTACK_SUPPORTS, ATTACK_WEIGHTS, DIGITS, MAX_TABLE_CELLS,
                                     Instance, TooLarge, Undefined, Universe, custom_instance, evaluate_on, table_cells)
 
-__all__ = ["Attack", "attack", "CLEAR_GAP", "STAGES", "MAX_MAGNITUDE_DIGITS", "density_values"]
+__all__ = ["Attack", "attack", "CLEAR_GAP", "STAGES", "MAX_MAGNITUDE_DIGITS", "SEARCH_UNITS", "density_values"]
 
 #: A counterexample whose sides differ by more than this (relative) ends the search.
 CLEAR_GAP = 1e-3
@@ -59,6 +59,12 @@ MAX_MAGNITUDE_DIGITS = 20000
 LOCAL_MOVES = 40
 #: Candidates examined after a small-gap counterexample, looking for a clearer one.
 CLEARER_TRIES = 40
+#: The effort of one search, counted (not timed, so that the same step gets the same
+#: search on any machine): the table cells of every instance built, plus 4 per
+#: instance. About 150 instances of q(Z), p(X, Z) take 4000; a density over seven
+#: variables stops the search after a few dozen instances. Each stage may use an
+#: equal share of what the stages before it left.
+SEARCH_UNITS = 8000
 #: Candidates handed to the checker's judge at most (each costs 250-digit evaluations).
 MAX_JUDGED = 24
 #: Exact points tried by the ``points`` stage.
@@ -114,6 +120,10 @@ class _Found(Exception):
     """A clear counterexample: the search stops."""
 
 
+class _Exhausted(Exception):
+    """A stage's share of the effort (:data:`SEARCH_UNITS`) is spent: the next stage runs."""
+
+
 class _Search:
     def __init__(self, relation: str, lhs, rhs, universe: Universe, judge, result: Attack):
         self.relation, self.lhs, self.rhs, self.universe = relation_of(relation), lhs, rhs, universe
@@ -123,6 +133,9 @@ class _Search:
         self.after_fallback = 0
         self.strict_looks = 3     # equal sides of a strict claim: the checker settles a few
         self.judged = 0           # candidates handed to the checker's judge
+        self.cut_seen = set()     # supports cut to fit the table limit, already tried
+        self.units = 0            # effort spent: table cells built, plus 4 per instance
+        self.stage_limit = SEARCH_UNITS
         self.last = (0.0, 0.0)    # the sizes of the last candidate's sides
 
     # -- one candidate -------------------------------------------------------------
@@ -136,6 +149,10 @@ class _Search:
                                        posterior=spec.posterior)
         except TooLarge:
             return None, None
+        cells = table_cells(self.universe, spec.support)
+        if self.units + cells + 4 > self.stage_limit and self.result.instances:
+            raise _Exhausted()   # this stage's share is spent: on to the next one
+        self.units += cells + 4
         self.result.instances += 1
         try:
             self.result.evaluations += 2
@@ -210,9 +227,17 @@ class _Search:
 
     def spec(self, kind: str, support: dict, weight: dict, held: dict, rng, params=None,
              spread: int = 0, posterior=False, alternating: bool = False) -> _Spec | None:
-        support = self.fit(support)
-        if support is None:
+        fitted = self.fit(support)
+        if fitted is None:
             return None
+        if fitted != support:
+            # cut to fit the table limit: many supports become the same one, tried once
+            key = (tuple(sorted(fitted.items())), tuple(sorted(held.items())),
+                   tuple(sorted(weight.items())), spread, str(posterior), alternating)
+            if key in self.cut_seen:
+                return None
+            self.cut_seen.add(key)
+        support = fitted
         # every variable has a held point (the observed value wherever no operator binds it)
         held = {v: min(held.get(v, 0), len(support[v]) - 1) for v in self.universe.variables}
         raw, families = self.raw_tables(support, rng, spread, alternating)
@@ -243,9 +268,14 @@ def attack(relation: str, lhs: sp.Expr, rhs: sp.Expr, universe: Universe, judge,
     held_vars = [v for v in universe.variables if v in free]
     try:
         with time_budget(seconds):
-            for stage in STAGES:
+            for number, stage in enumerate(STAGES):
                 result.stages.append(stage)
-                _STAGE_RUNNERS[stage](search, held_vars, constant_bits)
+                # an equal share of what is left: what a stage does not use, the next may
+                search.stage_limit = search.units + (SEARCH_UNITS - search.units) / (len(STAGES) - number)
+                try:
+                    _STAGE_RUNNERS[stage](search, held_vars, constant_bits)
+                except _Exhausted:
+                    pass
             result.complete = True
     except _Found:
         result.complete = True
