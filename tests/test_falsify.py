@@ -69,6 +69,7 @@ FALSE = {
         "p(X) <= p(X) * (1 - 10^-5000)",
         "log p(X) >= log(p(X) + 10^-5000)",
         "p(X) = p(X) * (1 + 10^-30000)",
+        "KL(q(Z) || p(Z | X)) = KL(q(Z) || p(Z | X)) * (1 + 10^-9000)",
     ],
     "parameters outside the sampled range": [
         "exp(phi) <= 1 + phi + phi^2",

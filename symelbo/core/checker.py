@@ -38,7 +38,7 @@ from symelbo.core.relations import relation as relation_of
 from symelbo.core.rules import RULES
 from symelbo.core.search import INEQUALITY_RULES, Found, identical_sides, replay_named, search_proof
 from symelbo.core.semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, TooLarge, Undefined, Universe,
-                        evaluate_on, exactly_equal, instances, tabulation_problem)
+                        evaluate_on, exactly_apart, exactly_equal, instances, tabulation_problem)
 from symelbo.core.verdicts import ASSERTS_TRUTH, PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
@@ -789,7 +789,7 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: i
         if gradient or finest > MAX_DIGITS:
             # the constants written need more digits than can be afforded: agreement
             # here says nothing about a gap of their size; an exact difference does
-            return _exactly_apart(exact, relation), deep_checks - 1, None
+            return _exactly_apart(exact, relation, lhs, rhs, instance), deep_checks - 1, None
         precisions = precisions + (finest,)
     previous = None
     for digits in precisions:
@@ -805,15 +805,18 @@ def _settle_equal(lhs, rhs, instance, relation: str, deep_checks: int, finest: i
             return ("less" if gap < 0 else "greater"), deep_checks - 1, (left, right)
         previous = gap
     if exact is False or relation_of(relation).strict:
-        return _exactly_apart(exact, relation), deep_checks - 1, None  # different, or maybe, but too near to say how
+        # different, or maybe, but too near to say how
+        return _exactly_apart(exact, relation, lhs, rhs, instance), deep_checks - 1, None
     return "equal", deep_checks - 1, None
 
 
-def _exactly_apart(exact, relation: str) -> str:
-    """"greater" for an equality whose sides differ exactly (a nonzero rational, or logs
-    of rationals that a coprime base tells apart: it fails whichever side is the
+def _exactly_apart(exact, relation: str, lhs, rhs, instance) -> str:
+    """"greater" for an equality whose sides provably differ (a nonzero rational, or
+    logs of rationals that a coprime base tells apart: it fails whichever side is the
     larger), however small the gap; "close" otherwise (too near to say how)."""
-    return "greater" if exact is False and relation == "=" else "close"
+    if exact is False and relation == "=" and exactly_apart(lhs, rhs, instance):
+        return "greater"
+    return "close"
 
 
 def _steady(coarse, fine) -> bool:

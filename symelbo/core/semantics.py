@@ -29,7 +29,7 @@ from symelbo.core.deadline import check_deadline
 from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
 
 __all__ = ["Universe", "Instance", "Undefined", "TooLarge", "instances", "build_instance", "evaluate_on",
-           "exactly_equal", "log_combination_is_zero", "tabulation_problem", "DIGITS", "MAX_TABLE_CELLS",
+           "exactly_equal", "exactly_apart", "log_combination_is_zero", "tabulation_problem", "DIGITS", "MAX_TABLE_CELLS",
            "ATTACK_SUPPORTS", "ATTACK_PARAMETERS", "ATTACK_WEIGHTS", "custom_instance", "table_cells"]
 
 #: Working precision (decimal digits) of every evaluation.
@@ -678,6 +678,20 @@ def exactly_equal(lhs: sp.Expr, rhs: sp.Expr, instance: Instance):
     if not reduced.is_Add and all(isinstance(a, (sp.Rational, sp.log, sp.exp)) for a in sp.Mul.make_args(reduced)):
         return False  # one product of nonzero factors (exp never vanishes; log(1) was reduced away)
     return None
+
+
+def exactly_apart(lhs: sp.Expr, rhs: sp.Expr, instance: Instance) -> bool:
+    """True when the sides provably differ on the instance: their exact difference is a
+    nonzero rational plus rational multiples of logs of rationals (Baker's theorem,
+    see :func:`log_combination_is_zero`); False when that is not shown."""
+    env = dict(instance.held)
+    params = {k: sp.Rational(v.numerator, v.denominator) for k, v in instance.params.items()}
+    evaluator = _ExactEvaluator(instance)
+    try:
+        difference = evaluator.value(lhs, env, params) - evaluator.value(rhs, env, params)
+    except (Undefined, ZeroDivisionError):
+        return False
+    return log_combination_is_zero(difference) is False
 
 
 def log_combination_is_zero(expr: sp.Expr):
