@@ -154,7 +154,7 @@ def test_a_syntax_error_is_one_collection_error_with_file_line_column(pytester):
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines([
         "*ERROR collecting broken.calc*",
-        "broken.calc:2:22: the expression ends too early; expected one of ')', '+', '-'",
+        "broken.calc:2:8: this '(' is never closed",
     ])
     assert no_traceback(result.stdout.str())
 
