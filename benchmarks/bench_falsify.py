@@ -127,7 +127,7 @@ def oracle_false(step) -> bool:
     import mpmath
 
     from symelbo.core.normalize import evaluate
-    from symelbo.core.semantics import Undefined, Universe, custom_instance, evaluate_on
+    from symelbo.core.semantics import Universe, custom_instance, evaluate_on
     universe = Universe.of([step.lhs, step.rhs])
     lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
     for seed in range(12):

@@ -23,8 +23,9 @@ relation at 50 digits is handed to the checker's ``judge``, which confirms it
 (250 digits, exactly where possible) or rejects it. The first confirmed
 counterexample whose sides differ by more than 1e-3 relative ends the search;
 a smaller gap is kept only when no clearer one turns up. Everything is seeded
-by fixed strings (same step, same search, same bytes); the time limit only
-cuts a search short, and a search cut short never lets a step pass.
+by fixed strings, and the effort is counted in table cells (:data:`SEARCH_UNITS`),
+not timed: same step, same search, same bytes. The time limit only cuts a
+search short, and a search cut short never lets a step pass.
 """
 
 from __future__ import annotations
