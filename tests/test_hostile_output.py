@@ -240,7 +240,7 @@ def test_a_model_name_with_controls_prints_escaped(tmp_path, capsys):
 
 def test_an_error_line_escapes_controls_and_is_cut(tmp_path):
     path = tmp_path / "bad.calc"
-    path.write_text("log p(X) = log p(X)  by " + "r" * 200_000 + "\n")
+    path.write_text("log p(X) = log p(X)  by " + "r" * 90_000 + "\n")   # under the line limit
     proc = subprocess.run(SYMELBO + ["check", str(path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stdout == ""
     line = proc.stderr[:-1]
@@ -322,7 +322,8 @@ def test_a_very_long_title_and_a_very_long_name_give_a_pdf(capsys, tmp_path):
     from symelbo.io.render import MAX_TITLE_CHARS, TEX_LINE_LIMIT, render
     from symelbo.core.checker import check_derivation
     from symelbo.io.parser import parse_text
-    source = "title: " + "word " * 50_000 + "\n\nlog p(X) = log p(X) + " + "a" * 250_000 + "\n"
+    # each line just under the reader's limit of 100,000 characters
+    source = "title: " + "word " * 19_000 + "\n\nlog p(X) = log p(X) + " + "a" * 90_000 + "\n"
     tex = render(check_derivation(parse_text(source, "long.calc")), "latex", name="long.calc")
     assert max(len(line) for line in tex.splitlines()) <= TEX_LINE_LIMIT + 1
     assert ("word " * (MAX_TITLE_CHARS // 5))[:MAX_TITLE_CHARS - 1].rstrip() + "\u2026" in tex
