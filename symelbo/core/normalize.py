@@ -23,7 +23,7 @@ from sympy.core.cache import cacheit
 from symelbo.core.deadline import check_deadline
 from symelbo.core.notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
 from symelbo.core.rules import EXPAND_OPTIONS, RULES
-from symelbo.core.traversal import replace_at, rewritable_positions
+from symelbo.core.traversal import body_slots, replace_at, rewritable_positions
 
 __all__ = ["evaluate", "normal_form", "one_rewrite", "one_rewrite_steps", "equal_by",
            "minimal_rules", "tidy", "Normalized", "NormalizationLoop", "CANONICAL_RULES"]
@@ -355,15 +355,15 @@ def _single_rewrites(side, rewrites):
 def tidy(expr, memo: dict):
     """``expr`` with numbers taken out of every linear operator, as normal forms do
     (``_scalars_out``): where single rewrites of two sides meet."""
-    if expr.is_Atom or isinstance(expr, (sp.Tuple, Density, KL, Entropy, ELBO)):
+    slots = body_slots(expr)
+    if not slots:
         return expr
     known = memo.get(expr)
     if known is not None:
         return known
-    first = 1 if isinstance(expr, (Expectation, Marginal, Gradient)) else 0
-    args = expr.args[:first] + tuple(tidy(a, memo) for a in expr.args[first:])
+    args = tuple(tidy(a, memo) if i in slots else a for i, a in enumerate(expr.args))
     result = expr if args == expr.args else expr.func(*args)
-    if first:
+    if isinstance(expr, (Expectation, Marginal, Gradient)):
         result = _scalars_out(result) or result
     memo[expr] = result
     return result
