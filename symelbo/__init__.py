@@ -11,7 +11,7 @@ plugin, for one) does not import SymPy; ``dir(symelbo)`` lists them all.
 """
 
 import sys as _sys
-from importlib import import_module as _import_module, metadata as _metadata
+from importlib import import_module as _import_module
 
 _EXPORTS = {
     "CheckOptions": "core.checker", "CheckResult": "core.checker", "check_derivation": "core.checker",
@@ -28,10 +28,13 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-try:
-    __version__ = _metadata.version("symelbo")
-except _metadata.PackageNotFoundError:  # pragma: no cover - run from a tree that was never installed
-    __version__ = "0+unknown"
+def _version() -> str:
+    # looked up on first use: importlib.metadata costs 40 ms, a tenth of the start-up
+    from importlib import metadata
+    try:
+        return metadata.version("symelbo")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a tree that was never installed
+        return "0+unknown"
 
 
 def __dir__():
@@ -40,6 +43,9 @@ def __dir__():
 
 
 def __getattr__(name):
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     if name in _EXPORTS:
         value = getattr(_import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
