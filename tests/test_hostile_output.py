@@ -116,7 +116,7 @@ def test_a_signal_during_pdflatex_kills_it_and_removes_the_temporary_folder(
 
 def test_pdflatex_never_runs_shell_commands_and_never_hangs(slow_pdflatex):
     from symelbo.core.errors import SymelboError
-    from symelbo.io.render import compile_latex
+    from symelbo.io.pdf import compile_latex
     start = time.monotonic()
     with pytest.raises(SymelboError, match=r"^pdflatex did not finish within 0\.5 s$"):
         compile_latex("\\documentclass{article}\\begin{document}x\\end{document}\n", timeout=0.5)

@@ -19,8 +19,8 @@ from symelbo.cli.commands import main
 from symelbo.core.generate import BUILTIN, generate
 from symelbo.models.instantiate import instantiate
 from symelbo.models.model import load_model
-from symelbo.io.render import (compile_latex, closed_latex, markdown_escape, render_instantiation,
-                            tex_escape)
+from symelbo.io.pdf import compile_latex
+from symelbo.io.render import closed_latex, markdown_escape, render_instantiation, tex_escape
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = sorted((REPO / "examples").glob("*.toml"))

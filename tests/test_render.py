@@ -21,8 +21,8 @@ from symelbo.core.checker import check_derivation
 from symelbo.core.derivation import Derivation
 from symelbo.core.generate import BUILTIN, generate
 from symelbo.io.parser import parse_file, parse_text
-from symelbo.io.render import (compile_latex, compile_pdf, latex_repr, markdown_escape, markdown_repr,
-                            render, tex_escape)
+from symelbo.io.pdf import compile_latex, compile_pdf
+from symelbo.io.render import latex_repr, markdown_escape, markdown_repr, render, tex_escape
 
 from .conftest import SHARED_EXAMPLES
 

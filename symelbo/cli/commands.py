@@ -445,7 +445,8 @@ def _show(result, args, name: str, skipped=None) -> int:
     """
     fmt = format_of(args)
     if args.pdf:
-        from symelbo.io.render import compile_pdf, render
+        from symelbo.io.pdf import compile_pdf
+        from symelbo.io.render import render
         if not args.output:
             raise InputError("--pdf needs -o OUT.pdf", "<command line>")
         compile_pdf(render(result, "latex", name=name, fragment=False), args.output)

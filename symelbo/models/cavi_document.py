@@ -29,7 +29,8 @@ from sympy.printing.latex import LatexPrinter
 
 from symelbo.core.errors import InputError
 from symelbo.io.output import emit
-from symelbo.io.render import TeX, break_lines, compile_pdf, fold_tex_lines, latex_environment, \
+from symelbo.io.pdf import compile_pdf
+from symelbo.io.render import TeX, break_lines, fold_tex_lines, latex_environment, \
     markdown_environment, shortened, tex_escape
 from symelbo.models import cavi
 from symelbo.models.model import load_model

@@ -306,7 +306,8 @@ def instantiate_report(derivation: Derivation, name: str, model_path: str, args)
     elif fmt == "text":
         emit(text_report(inst), args.output)
     else:
-        from symelbo.io.render import compile_pdf, render_instantiation
+        from symelbo.io.pdf import compile_pdf
+        from symelbo.io.render import render_instantiation
         tex = render_instantiation(inst, "latex" if args.pdf else fmt, fragment=args.fragment)
         if args.pdf:
             if not args.output:
