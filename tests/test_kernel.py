@@ -248,3 +248,24 @@ def test_a_numeric_factor_of_a_divergence_round_trips_through_json():
     from symelbo.core.normalize import evaluate
     assert evaluate(back["terms"][0][0]) == sp.Rational(1, 2)
     assert evaluate(back["terms"][0][1]) == kl
+
+
+def test_nothing_is_proved_about_a_side_that_may_have_no_value():
+    step = parse_text("(X - 1)/(X - 1) = 1\n").chains[0].steps[0]
+    for certificate in ({"kind": "identical"}, {"kind": "normal_forms", "rules": ["algebra"]}):
+        with pytest.raises(CertificateRejected, match=r"a division by X - 1, which may be 0"):
+            replay(certificate, step.lhs, step.relation, step.rhs)
+    log_step = parse_text("log(X) - log(X) = 0\n").chains[0].steps[0]
+    with pytest.raises(CertificateRejected, match="the log of X, which may be <= 0"):
+        replay({"kind": "identical"}, log_step.lhs, log_step.relation, log_step.rhs)
+
+
+def test_replay_refuses_an_algebra_certificate_for_a_derivation_step(tmp_path):
+    (tmp_path / "d.calc").write_text("(X - 1)/(X - 1) = 1\n", encoding="utf-8")
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"format": "symelbo-certificates/1", "source": "d.calc", "steps": [
+        {"chain": 1, "step": 1, "line": 1, "lhs": "(X - 1)/(X - 1)", "relation": "=", "rhs": "1",
+         "certificate": {"kind": "algebra", "method": "cancel"}}]}), encoding="utf-8")
+    run = _run("replay", str(path))
+    assert run.returncode == 1
+    assert "REJECTED: an algebra certificate proves a model's closed forms" in run.stdout

@@ -30,7 +30,8 @@ from sympy.core import random as sympy_random
 from symelbo.core.deadline import BudgetExceeded, time_budget
 from symelbo.core.derivation import Chain, Derivation, Step
 from symelbo.core.falsify import attack, density_values
-from symelbo.core.kernel import CertificateRejected, certificate_data, check_rule_names, replay
+from symelbo.core.kernel import (CertificateRejected, Risk, certificate_data, check_rule_names,
+                                 replay, value_risk)
 from symelbo.core.normalize import NormalizationLoop, evaluate, normal_form
 from symelbo.core.notation import Density, Gradient, known_nonnegative, known_positive
 from symelbo.core.printing import calc_str
@@ -503,49 +504,11 @@ def _order_of(gap: sp.Rational) -> str:
 _ASSERTS_TRUTH = ASSERTS_TRUTH
 
 
-@dataclass(frozen=True)
-class _Risk:
-    """A place where a written side may have no real value, and whether an instance
-    can show it (a derivative at a kink evaluates numerically all the same)."""
-
-    reason: str
-    checkable: bool = True
+_Risk = Risk
 
 
 def _step_risk(step: Step):
-    return _may_lack_value(step.lhs) or _may_lack_value(step.rhs)
-
-
-def _may_lack_value(expr: sp.Expr):
-    """Where ``expr`` as written may have no real value (a ``_Risk``), or None:
-    a division by, a log of, or a fractional power of what is not positive by
-    structure (X - 1, p(X) - q(X), X), or a gradient through a root of what may be
-    0. SymPy's evaluation may have cancelled it away ((X - 1)/(X - 1) is 1), so
-    this looks at the written form; instances cannot settle it, as they give a
-    variable a few values only."""
-    stack = [(expr, False)]
-    while stack:
-        node, differentiated = stack.pop()
-        if isinstance(node, Density):
-            continue
-        inner = differentiated or isinstance(node, Gradient)
-        stack.extend((a, inner) for a in node.args)
-        if isinstance(node, sp.log) and not known_positive(node.args[0]):
-            return _Risk(f"the log of {calc_str(node.args[0])}, which may be <= 0")
-        if node.is_Pow and not known_positive(node.base):
-            base, exponent = node.base, node.exp
-            if exponent.is_positive and exponent.is_integer:
-                continue  # X^2
-            if exponent.is_positive and known_nonnegative(base):
-                if not differentiated:
-                    continue  # the square root of a square
-                return _Risk(f"a gradient through the power {calc_str(exponent)} of "
-                             f"{calc_str(base)}, which has no derivative where that is 0",
-                             checkable=False)
-            if exponent.is_nonpositive:
-                return _Risk(f"a division by {calc_str(base)}, which may be 0")
-            return _Risk(f"the power {calc_str(exponent)} of {calc_str(base)}, which may be negative")
-    return None
+    return value_risk(step.lhs) or value_risk(step.rhs)
 
 
 def _valueless(result: StepResult, risk: _Risk, universe: Universe, options: CheckOptions):

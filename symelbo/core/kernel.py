@@ -41,13 +41,14 @@ import mpmath
 import sympy as sp
 
 from symelbo.core.normalize import NormalizationLoop, equal_by, evaluate, normal_form, tidy
-from symelbo.core.notation import KL, NOTATION_CLASSES, known_nonnegative, known_positive
+from symelbo.core.notation import KL, NOTATION_CLASSES, Density, Gradient, known_nonnegative, known_positive
+from symelbo.core.printing import calc_str
 from symelbo.core.rules import RULES
 from symelbo.core.traversal import polarity_of, replace_at, subterm_at
 
 __all__ = ["CertificateRejected", "UnknownRule", "Proof", "KINDS", "replay", "check_rule_names",
            "sign_of", "constant_sign", "GIBBS_FORM", "rules_of", "certificate_data",
-           "certificate_from_data", "prove_identity"]
+           "certificate_from_data", "prove_identity", "Risk", "value_risk"]
 
 #: The rules it takes to read KL(a || b) as E_a[log a] - E_a[log b] (Gibbs' inequality as written).
 GIBBS_FORM = frozenset({"definition_kl", "log_quotient", "linearity_expectation"})
@@ -113,6 +114,12 @@ def replay(certificate: dict, lhs: sp.Expr, relation: str, rhs: sp.Expr, by=()) 
                                   f"{certificate.get('kind') if isinstance(certificate, dict) else certificate!r}")
     check_rule_names(by)
     check_rule_names(rules_of(certificate))
+    # a model's closed forms (the algebra kind) carry their own domain conditions, which
+    # the model report states; a derivation's step is proved only where it has a value
+    risk = None if certificate["kind"] == "algebra" else value_risk(lhs) or value_risk(rhs)
+    if risk is not None:
+        raise CertificateRejected(f"a side as written holds {risk.reason}: nothing is proved "
+                                  "about what may have no value", certificate)
     try:
         used = KINDS[certificate["kind"]](certificate, lhs, relation, rhs)
     except NormalizationLoop:
@@ -335,6 +342,62 @@ _ARGUMENTS = {"equal": _equal, "sign": _sign, "inequality_rule": _inequality_rul
 #: Every certificate kind and the replay that checks it.
 KINDS = {"identical": _identical, "rewrite": _rewrite, "normal_forms": _normal_forms,
          "bound": _bound, "algebra": _algebra}
+
+
+# ---------------------------------------------------------------------------
+# written sides that may have no value
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Risk:
+    """A place where a written side may have no real value, and whether an instance
+    can show it (a derivative at a kink evaluates numerically all the same)."""
+
+    reason: str
+    checkable: bool = True
+
+
+_NO_VALUE = frozenset({sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I})
+
+
+def _positive(expr: sp.Expr) -> bool:
+    """Positive by structure, or, for a closed form without notation (a model's), by the
+    assumptions of its symbols (``b`` declared positive, ``lambda0 + n``)."""
+    return known_positive(expr) or (not expr.has(*NOTATION_CLASSES) and expr.is_positive is True)
+
+
+def value_risk(expr: sp.Expr):
+    """Where ``expr`` as written may have no real value (a :class:`Risk`), or None:
+    a division by, a log of, or a fractional power of what is not positive by
+    structure (X - 1, p(X) - q(X), X), an infinity or an imaginary number, or a
+    gradient through a root of what may be 0. SymPy's evaluation may have
+    cancelled it away ((X - 1)/(X - 1) is 1), so this looks at the written form:
+    no proof is replayed for such a step, which can hold at most where it is defined."""
+    stack = [(expr, False)]
+    while stack:
+        node, differentiated = stack.pop()
+        if isinstance(node, Density):
+            continue
+        if node in _NO_VALUE:
+            return Risk(f"the value {node}, which is not a real number")
+        inner = differentiated or isinstance(node, Gradient)
+        stack.extend((a, inner) for a in node.args)
+        if isinstance(node, sp.log) and not _positive(node.args[0]):
+            return Risk(f"the log of {calc_str(node.args[0])}, which may be <= 0")
+        if node.is_Pow and not _positive(node.base):
+            base, exponent = node.base, node.exp
+            if exponent.is_positive and exponent.is_integer:
+                continue  # X^2
+            if exponent.is_positive and known_nonnegative(base):
+                if not differentiated:
+                    continue  # the square root of a square
+                return Risk(f"a gradient through the power {calc_str(exponent)} of "
+                            f"{calc_str(base)}, which has no derivative where that is 0",
+                            checkable=False)
+            if exponent.is_nonpositive:
+                return Risk(f"a division by {calc_str(base)}, which may be 0")
+            return Risk(f"the power {calc_str(exponent)} of {calc_str(base)}, which may be negative")
+    return None
 
 
 # ---------------------------------------------------------------------------
