@@ -395,24 +395,24 @@ def _magnitudes(search: _Search, held_vars, bits) -> None:
         wanted.add(math.ceil(math.log10(size)) + 2)           # p(X) <= c: a density above c
         wanted.add(math.ceil(size / math.log(10)) + 3)        # KL <= c: a ratio beyond e^c
     scales = sorted(e for e in wanted if e <= MAX_MAGNITUDE_DIGITS)
+
+    def weighted(weight, words, points, seed):
+        """Every variable on ``points`` with reference weight ``weight``, data held at 0."""
+        spec = search.spec(f"searched reference weight {words} on {len(points)} point(s)",
+                           {v: points for v in universe.variables},
+                           {v: weight for v in universe.variables}, {v: 0 for v in held_vars},
+                           random.Random(seed))
+        if spec is not None:
+            search.consider(spec)
+
     for weight in ATTACK_WEIGHTS[1:]:
         for points in ((_ONE,), (_ONE, _TWO), tuple(Fraction(i) for i in range(4))):
-            rng = random.Random(f"weights:{weight}:{len(points)}")
-            spec = search.spec(f"searched reference weight {weight} on {len(points)} point(s)",
-                               {v: points for v in universe.variables},
-                               {v: weight for v in universe.variables}, {v: 0 for v in held_vars}, rng)
-            if spec is not None:
-                search.consider(spec)
+            weighted(weight, weight, points, f"weights:{weight}:{len(points)}")
     for e in scales:
         big, small = Fraction(10) ** e, Fraction(1, 10 ** e)
         for weight, words in ((big, f"10^{e}"), (small, f"10^-{e}")):
             for points in ((_ONE,), (_ONE, _TWO)):
-                rng = random.Random(f"magnitude weight:{e}:{len(points)}")
-                spec = search.spec(f"searched reference weight {words} on {len(points)} point(s)",
-                                   {v: points for v in universe.variables},
-                                   {v: weight for v in universe.variables}, {v: 0 for v in held_vars}, rng)
-                if spec is not None:
-                    search.consider(spec)
+                weighted(weight, words, points, f"magnitude weight:{e}:{len(points)}")
         for posterior, words in (("away", "q away from the posterior"), ("rare", "rare data"), (False, "")):
             rng = random.Random(f"magnitude alternating:{e}:{posterior}")
             spec = search.spec(f"searched tables alternating 1 and 10^{e}"
