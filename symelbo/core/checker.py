@@ -195,7 +195,7 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
         with time_budget(options.budget), _seeded_sympy():
             risk = _step_risk(step)   # once per step: every stage below consults it
             result = _check(step, options, universe, risk)
-            if risk and result.verdict in _ASSERTS_TRUTH:
+            if risk and result.verdict in ASSERTS_TRUTH:
                 return _valueless(result, risk, universe, options)
             return result
     except BudgetExceeded:
@@ -500,18 +500,11 @@ def _order_of(gap: sp.Rational) -> str:
     return "exactly equal" if gap == 0 else ("greater" if gap > 0 else "less")
 
 
-#: Verdicts that say the step is true.
-_ASSERTS_TRUTH = ASSERTS_TRUTH
-
-
-_Risk = Risk
-
-
 def _step_risk(step: Step):
     return value_risk(step.lhs) or value_risk(step.rhs)
 
 
-def _valueless(result: StepResult, risk: _Risk, universe: Universe, options: CheckOptions):
+def _valueless(result: StepResult, risk: Risk, universe: Universe, options: CheckOptions):
     """``unknown`` in place of a verdict that says the step is true, when a written
     side may have no real value: it holds at most where it is defined. The message
     counts the instances where a side has no value."""
@@ -528,7 +521,7 @@ def _valueless(result: StepResult, risk: _Risk, universe: Universe, options: Che
         f"sides are defined (it would be {result.verdict} there)"))
 
 
-def _written_problem(step: Step, instance, risk: _Risk) -> str:
+def _written_problem(step: Step, instance, risk: Risk) -> str:
     """Why a written side may have no real value on ``instance`` ("" when both have one).
 
     A value that moves between 50 and 250 digits is rounding noise standing in for
