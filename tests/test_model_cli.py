@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from symelbo.core.errors import InputError
-from symelbo.models.model_report import run_model
+from symelbo.models.model_document import run_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ALL = sorted(p.name for p in EXAMPLES.glob("*.toml"))

@@ -412,7 +412,7 @@ def _model_arithmetic(path: str, args):
 def _model(args) -> int:
     import io
 
-    from symelbo.models.model_report import run_model
+    from symelbo.models.model_document import run_model
     buffer = io.StringIO()
     with _model_arithmetic(args.file, args):
         status = run_model(args.file, args.json, buffer)
