@@ -127,8 +127,12 @@ def _parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("model", help="ELBO, log evidence and KL of a model file, checked")
     model.add_argument("file", metavar="FILE.toml")
-    model.add_argument("--json", action="store_true", help="print JSON")
-    model.add_argument("-o", "--output", metavar="OUT")
+    model.add_argument("--json", action="store_true", help="print JSON (same as --format json)")
+    model.add_argument("--format", choices=FORMATS, default=None,
+                       help="output format (default: text; latex with --pdf)")
+    model.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of standard output")
+    model.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex into OUT")
+    model.set_defaults(usage=model, fragment=False)
     _data_options(model)
 
     plot = sub.add_parser("plot", help="plot log evidence, ELBO and KL against a variational parameter")
@@ -410,13 +414,17 @@ def _model_arithmetic(path: str, args):
 
 
 def _model(args) -> int:
-    import io
-
-    from symelbo.models.model_document import run_model
-    buffer = io.StringIO()
+    from symelbo.models.model_document import render_model
+    fmt = format_of(args)
+    if args.pdf and not args.output:
+        raise InputError("--pdf needs -o OUT.pdf", "<command line>")
     with _model_arithmetic(args.file, args):
-        status = run_model(args.file, args.json, buffer)
-    emit(buffer.getvalue(), args.output)
+        text, status = render_model(args.file, fmt, width=_text_width(args))
+        if args.pdf:
+            from symelbo.io.pdf import compile_pdf
+            compile_pdf(text, args.output)
+    if not args.pdf:
+        emit(text, args.output)
     return status
 
 
