@@ -327,7 +327,7 @@ def _derive(args) -> int:
     if args.model:
         from symelbo.models.instantiate import instantiate_report
         with _model_arithmetic(args.model, args):
-            return instantiate_report(derivation, args.name, args.model, args)
+            return instantiate_report(derivation, args.name, args.model, args, _text_width(args))
     result = check_derivation(derivation, CheckOptions(budget=args.budget))
     _write_certificates(result, args, f"builtin:{args.name}")
     return _show(result, args, name=args.name)

@@ -99,14 +99,19 @@ class _ClosedForms:
         self.model = model
         self.parameters = list(model.variational_parameters)
         self.missing = {}   # atom -> why the model has no closed form for it
-        self.log_evidence = self.neg_entropy = self.expected_log_joint = None
+        self.log_evidence = self.neg_entropy = self.expected_log_joint = self.kl = None
+        self.conditions: list[str] = []
+        # the data as their sufficient statistics (n, sum(x), ...): a closed form then holds for
+        # any data of the model's shape, and prints without the data's sums as loose numbers
         try:
-            self.log_evidence = model.log_evidence()
+            self.log_evidence = model.log_evidence(data_symbols=True)
+            self.kl = model.kl_to_posterior(data_symbols=True)
+            self.conditions = [what for _, what in model.evidence().conditions]
         except NoClosedForm as why:
             self.missing["log_evidence"] = str(why)
         try:
             self.neg_entropy = -model._entropy()
-            self.expected_log_joint = sp.expand(model.elbo() + self.neg_entropy)
+            self.expected_log_joint = sp.expand(model.elbo(data_symbols=True) + self.neg_entropy)
         except NoClosedForm as why:
             self.missing["elbo"] = str(why)
 
@@ -205,7 +210,25 @@ def _exact(model, closed):
     return mpmath.mpf(value) if not isinstance(value, mpmath.mpf) else value
 
 
-def _check(model, relation, left, right) -> tuple[str, str]:
+def _gibbs(forms, relation, left, right) -> tuple[str, str] | None:
+    """``big >= small`` where big - small is KL(q || p(Z | X)) by the kernel: proved by Gibbs'
+    inequality, the proof ``symelbo model`` gives ``ELBO <= log evidence``; tested when the
+    posterior is proper only where a condition holds that is checked at the values alone.
+    None when the step is not such a gap."""
+    rel = relation_of(relation)
+    if forms.kl is None or rel.strict or not rel.direction or isinstance(left, list):
+        return None
+    big, small = (left, right) if rel.direction > 0 else (right, left)
+    if prove_identity(sp.expand(big - small), forms.kl) is None:
+        return None
+    gap = "the difference of the two sides is KL(q || p(Z | X)) for all values (the kernel's algebra)"
+    if forms.conditions:
+        return "tested", (f"{gap}, and KL >= 0 by Gibbs' inequality where "
+                          f"{', '.join(forms.conditions)} > 0, which is only checked at [values]")
+    return "proved", f"{gap}, and KL >= 0 by Gibbs' inequality"
+
+
+def _check(model, relation, left, right, forms=None) -> tuple[str, str]:
     if left is None or right is None:
         return "unknown", "no closed form for one side"
     if isinstance(left, list) != isinstance(right, list):
@@ -213,6 +236,7 @@ def _check(model, relation, left, right) -> tuple[str, str]:
     pairs = list(zip(left, right)) if isinstance(left, list) else [(left, right)]
     if relation == "=" and all(prove_identity(a, b) is not None for a, b in pairs):
         return "proved", "the closed forms agree symbolically"
+    bound = _gibbs(forms, relation, left, right) if forms is not None else None
     direction = relation_of(relation).direction
     for a, b in pairs:
         try:
@@ -226,7 +250,8 @@ def _check(model, relation, left, right) -> tuple[str, str]:
             return "refuted", f"{mpmath.nstr(va, 12)} {relation} {mpmath.nstr(vb, 12)} is false"
         if relation_of(relation).strict and abs(gap) <= _TOLERANCE:
             return "refuted", "the two sides are equal at the values"
-    return "tested", "holds at the model's [values]"
+    # the values agree with the bound, as a proof must (they are checked first all the same)
+    return bound or ("tested", "holds at the model's [values]")
 
 
 def instantiate(derivation: Derivation, name: str, model) -> Instantiation:
@@ -244,7 +269,7 @@ def instantiate(derivation: Derivation, name: str, model) -> Instantiation:
                 closed, note = None, str(why)
             verdict, message = ("", note)
             if index:
-                verdict, message = _check(model, relation, previous, closed)
+                verdict, message = _check(model, relation, previous, closed, forms)
                 if note:
                     message = note
             rows.append(InstantiatedStep(line, relation, calc_str(expr), closed, _value(model, closed),
@@ -294,9 +319,16 @@ def _format_value(value) -> str:
     return f"{value:.12g}"
 
 
-def instantiate_report(derivation: Derivation, name: str, model_path: str, args) -> int:
-    """``symelbo derive NAME --model FILE.toml``: print the instantiated derivation."""
+def instantiate_report(derivation: Derivation, name: str, model_path: str, args,
+                       width: int | None = None) -> int:
+    """``symelbo derive NAME --model FILE.toml``: print the instantiated derivation.
+
+    Text and the full documents (LaTeX, PDF, Markdown) open with the model and show each
+    closed form once (:mod:`symelbo.models.model_document`); ``--fragment`` is the chains alone.
+    ``width``: the text's columns (default 100).
+    """
     from symelbo.io.output import emit, format_of
+    from symelbo.models import model_document
     from symelbo.models.model import load_model
     model = load_model(model_path)
     inst = instantiate(derivation, name, model)
@@ -304,11 +336,15 @@ def instantiate_report(derivation: Derivation, name: str, model_path: str, args)
     if fmt == "json":
         emit(json.dumps(inst.as_dict(), indent=2, ensure_ascii=False) + "\n", args.output)
     elif fmt == "text":
-        emit(text_report(inst), args.output)
+        emit(model_document.text_derivation(inst, model, width or model_document.TEXT_WIDTH),
+             args.output)
     else:
         from symelbo.io.pdf import compile_pdf
-        from symelbo.io.render import render_instantiation
-        tex = render_instantiation(inst, "latex" if args.pdf else fmt, fragment=args.fragment)
+        if args.fragment:
+            from symelbo.io.render import render_instantiation
+            tex = render_instantiation(inst, "latex", fragment=True)
+        else:
+            tex = model_document.render_derivation(inst, model, "latex" if args.pdf else fmt)
         if args.pdf:
             if not args.output:
                 raise InputError("--pdf needs -o OUT.pdf", "<command line>")

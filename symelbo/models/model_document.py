@@ -580,6 +580,7 @@ class DerivedRow:
     abstract: TeX
     abstract_text: str
     name: str                  # "F1": the closed form's name
+    name_tex: TeX              # "F_{1}"
     first: bool                # the first line with this closed form: shown here
     parts: tuple[ClosedPart, ...]
     values: tuple[tuple[TeX, str, TeX], ...]      # (label TeX, label text, value TeX)
@@ -603,6 +604,7 @@ class DerivationView:
     derivation: str
     model: ModelView
     verdict: str
+    where: tuple       # abbreviations: (name TeX, display lines, name text, definition text)
     chains: tuple[DerivedChain, ...]
 
 
@@ -615,6 +617,11 @@ def _key(closed):
 def derivation_view(inst, model: Model) -> DerivationView:
     """The records of an instantiated derivation (:func:`symelbo.models.instantiate.instantiate`)."""
     view = model_view(model)
+    every = [c for chain in inst.chains for step in chain
+             for c in (step.closed if isinstance(step.closed, list) else [step.closed]) if c is not None]
+    taken = set(model.environment()).union(*(c.free_symbols for c in every))
+    named = abbreviations(every, taken)[1]
+    short = {arg: symbol for symbol, arg in named}
     seen: dict = {}
     chains = []
     parameters = list(inst.parameters)
@@ -636,8 +643,9 @@ def derivation_view(inst, model: Model) -> DerivationView:
                     labels = [(TeX(f"\\text{{component {i}}}"), f"component {i}")
                               for i in range(1, len(comps) + 1)]
                 parts = tuple(ClosedPart(lab, lab_text,
-                                         tuple(break_lines(expr_latex(c, view.names), CLOSED_BUDGET)),
-                                         expr_text(c))
+                                         tuple(break_lines(expr_latex(c.xreplace(short), view.names),
+                                                           CLOSED_BUDGET)),
+                                         expr_text(c.xreplace(short)))
                               for (lab, lab_text), c in zip(labels, comps))
                 values = tuple((lab, lab_text, number_tex(v) if v is not None else TeX(""))
                                for (lab, lab_text), v in zip(labels, vals or [None] * len(comps)))
@@ -648,7 +656,8 @@ def derivation_view(inst, model: Model) -> DerivationView:
             rows.append(DerivedRow(
                 TeX(relation.tex if relation else ""), step.relation,
                 TeX(step.abstract_latex or r"\text{" + tex_escape(step.abstract) + "}"), step.abstract,
-                seen.get(key, ""), first, parts, values, value_text, step.verdict, step.message))
+                seen.get(key, ""), TeX(seen.get(key, "").replace("F", "F_{") + "}" if key else ""),
+                first, parts, values, value_text, step.verdict, step.message))
         verdicts = [s.verdict for s in chain[1:] if s.verdict]
         relations = {s.relation for s in chain[1:]}
         claim_rel = next(iter(relations - {"="}), "=") if len(relations - {"="}) <= 1 else ""
@@ -657,7 +666,11 @@ def derivation_view(inst, model: Model) -> DerivationView:
         claim_text = chain[0].abstract + (f" {claim_rel} {chain[-1].abstract}" if claim_rel and len(chain) > 1 else "")
         chains.append(DerivedChain(index, claim, claim_text, weakest(verdicts) if verdicts else "",
                                    tuple(rows)))
-    return DerivationView(shortened(inst.title or inst.name), inst.name, view, inst.verdict, tuple(chains))
+    where = tuple((TeX(sp.latex(symbol)), tuple(break_lines(expr_latex(definition, view.names),
+                                                            CLOSED_BUDGET)), str(symbol),
+                   expr_text(definition)) for symbol, definition in named)
+    return DerivationView(shortened(inst.title or inst.name), inst.name, view, inst.verdict, where,
+                          tuple(chains))
 
 
 def text_derivation(inst, model: Model, width: int = TEXT_WIDTH) -> str:
@@ -666,6 +679,10 @@ def text_derivation(inst, model: Model, width: int = TEXT_WIDTH) -> str:
     doc = derivation_view(inst, model)
     out = _wrap_prose(f"{doc.title} on the model {doc.model.title!r}", width, "", "    ")
     out += ["", "the model:"] + model_text(doc.model, width) + [""]
+    for _, _, name, definition in doc.where:
+        out += wrap_terms(definition, width, f"where {name} = ", "      ")
+    if doc.where:
+        out.append("")
     for chain in doc.chains:
         out += _wrap_prose(f"chain {chain.index}: {chain.claim_text}", width, "", "    ")
         for row in chain.rows:
