@@ -9,6 +9,12 @@ Every expectation, entropy and KL divergence here is a closed form from a
 table, never a call to ``sympy.integrate``: symbolic integration is slow and
 often fails on these integrals. Each entry is checked against its integral or
 sum definition in ``tests/test_families.py``.
+
+Some expectations are finite only on part of the parameter domain: E[x**-k]
+under Gamma(a, b) needs a > k, E[exp(c x)] under Laplace(m, b) needs
+|c| b < 1. :meth:`Family.expect_where` gives such an entry with its
+conditions (expressions that must be positive); outside them the expectation
+is +infinity, and the formula, which stays finite there, must not be used.
 """
 
 from __future__ import annotations
@@ -72,14 +78,17 @@ def in_domain(value: sp.Expr, domain: str) -> bool | None:
     raise ValueError(domain)  # pragma: no cover
 
 
-def data_in_support(value, support: str, params: tuple = ()) -> bool:
-    """Whether a number (a data point) lies in a support; ``params`` gives n or K where needed."""
+def data_in_support(value, support: str, params: tuple = (), zero: bool = False) -> bool:
+    """Whether a number (a data point) lies in a support; ``params`` gives n or K where needed.
+
+    ``zero``: 0 is a data value of the positive support too (an Exponential
+    likelihood, whose density is finite at 0, as scipy and torch have it)."""
     if isinstance(value, bool):
         value = int(value)
     if support == REAL:
         return math.isfinite(value)
     if support == POSITIVE:
-        return math.isfinite(value) and value > 0
+        return math.isfinite(value) and (value > 0 or (zero and value == 0))
     if support == UNIT:
         return 0 < value < 1
     is_int = (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
@@ -97,16 +106,17 @@ def data_in_support(value, support: str, params: tuple = ()) -> bool:
     raise ValueError(support)  # pragma: no cover
 
 
-def array_in_support(arr, support: str, params: tuple = ()) -> bool:
+def array_in_support(arr, support: str, params: tuple = (), zero: bool = False) -> bool:
     """Whether every item of a numpy array of finite numbers lies in a support, checked in bulk.
 
     Integer items of a float array are expected to be checked by the caller for
-    the discrete supports; this only compares ranges.
+    the discrete supports; this only compares ranges. ``zero`` as for
+    :func:`data_in_support`.
     """
     if support == REAL:
         return True
     if support == POSITIVE:
-        return bool((arr > 0).all())
+        return bool((arr >= 0).all() if zero else (arr > 0).all())
     if support == UNIT:
         return bool(((arr > 0) & (arr < 1)).all())
     if support == COUNTS:
@@ -175,6 +185,11 @@ class Family:
     expect_fn: Callable[..., sp.Expr | None] | None = None
     variadic: bool = False
     discrete: bool = False
+    #: Entries of the table finite only where conditions hold: (part, x, *params) ->
+    #: (E[part], [(expression that must be positive, what it is)]) or None.
+    conditional_fn: Callable[..., tuple | None] | None = None
+    #: Whether a data value may be 0 on a positive support (the density is finite there).
+    data_zero: bool = False
 
     def check_arity(self, count: int) -> str | None:
         """None when ``count`` parameters fit, else a message saying what is expected."""
@@ -235,6 +250,21 @@ class Family:
         if part == 1:
             return sp.Integer(1)
         return self.expect_fn(part, x, *params) if self.expect_fn else None
+
+    def expect_where(self, part: sp.Expr, x: sp.Symbol, params) -> tuple | None:
+        """(E[part(x)], conditions) for x ~ self(params), or None when not in the table.
+
+        The conditions are (expression, what) pairs: E[part] is the formula where
+        every expression is positive, and +infinity where one is not (each
+        conditional entry is of a positive ``part``). Unconditional entries come
+        with no conditions.
+        """
+        e = self.expect(part, x, params)
+        if e is not None:
+            return e, []
+        if self.conditional_fn is None:
+            return None
+        return self.conditional_fn(part, x, *params)
 
     def probabilities(self, params) -> list[sp.Expr]:
         """Masses of the values of a finite discrete family."""
@@ -319,6 +349,27 @@ def _exponential_expect(part, x, lam):
     return _gamma_expect(part, x, sp.Integer(1), lam)
 
 
+def _negative_power(part: sp.Expr, x: sp.Symbol) -> int | None:
+    """The integer k when ``part`` is ``x**-k`` (k >= 1), else None."""
+    if isinstance(part, sp.Pow) and part.base == x and part.exp.is_Integer and part.exp < 0:
+        return int(-part.exp)
+    return None
+
+
+def _gamma_conditional(part, x, a, b):
+    # E[x^-k] = b^k Gamma(a - k) / Gamma(a) = b^k / ((a - 1) ... (a - k)) for a > k; the
+    # integrand x^(a - k - 1) is not integrable at 0 for a <= k.
+    k = _negative_power(part, x)
+    if k is None:
+        return None
+    value = b ** k / sp.Mul(*[a - i for i in range(1, k + 1)])
+    return value, [(a - k, f"the shape minus {k}")]
+
+
+def _exponential_conditional(part, x, lam):
+    return _gamma_conditional(part, x, sp.Integer(1), lam)
+
+
 def _beta_expect(part, x, a, b):
     k = _power(part, x)
     if k is not None:
@@ -355,6 +406,17 @@ def _laplace_expect(part, x, m, b):
     if k == 2:
         return m ** 2 + 2 * b ** 2
     return None
+
+
+def _laplace_conditional(part, x, m, b):
+    # E[exp(c x + d)] = exp(c m + d) / (1 - b^2 c^2) for |c| b < 1; the tail
+    # exp(-|x| / b + c x) is not integrable otherwise.
+    linear = _exp_linear(part, x)
+    if linear is None:
+        return None
+    c, d = linear
+    return sp.exp(c * m + d) / (1 - b ** 2 * c ** 2), [(1 - b ** 2 * c ** 2,
+                                                        "1 - (scale*c)**2")]
 
 
 # --- entropies -------------------------------------------------------------
@@ -439,9 +501,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("Beta", ("a", "b"), (D_POSITIVE, D_POSITIVE), UNIT,
            _beta_logpdf, _beta_entropy, _beta_kl, _beta_expect),
     Family("Gamma", ("shape", "rate"), (D_POSITIVE, D_POSITIVE), POSITIVE,
-           _gamma_logpdf, _gamma_entropy, _gamma_kl, _gamma_expect),
+           _gamma_logpdf, _gamma_entropy, _gamma_kl, _gamma_expect,
+           conditional_fn=_gamma_conditional),
     Family("Exponential", ("rate",), (D_POSITIVE,), POSITIVE,
-           _exponential_logpdf, _exponential_entropy, _exponential_kl, _exponential_expect),
+           _exponential_logpdf, _exponential_entropy, _exponential_kl, _exponential_expect,
+           conditional_fn=_exponential_conditional, data_zero=True),
     Family("Poisson", ("rate",), (D_POSITIVE,), COUNTS,
            _poisson_logpdf, None, _poisson_kl, _poisson_expect, discrete=True),
     Family("Bernoulli", ("p",), (D_PROB,), BINARY,
@@ -452,7 +516,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            _categorical_logpdf, _categorical_entropy, _categorical_kl, None,
            variadic=True, discrete=True),
     Family("Laplace", ("loc", "scale"), (D_REAL, D_POSITIVE), REAL,
-           _laplace_logpdf, _laplace_entropy, _laplace_kl, _laplace_expect),
+           _laplace_logpdf, _laplace_entropy, _laplace_kl, _laplace_expect,
+           conditional_fn=_laplace_conditional),
 ]}
 
 
@@ -526,6 +591,8 @@ def mp_eval(expr: sp.Expr, env: dict) -> "mpmath.mpf":
             return mpmath.polygamma(int(e.args[0]), ev(e.args[1]))
         if f is sp.Abs:
             return abs(ev(e.args[0]))
+        if f is sp.sign:
+            return mpmath.sign(ev(e.args[0]))
         if f is sp.Piecewise:
             for value, cond in e.args:
                 if cond is sp.true or bool(cond.subs({s: sp.Float(str(v), 40)

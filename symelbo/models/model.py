@@ -697,6 +697,8 @@ class Model:
             obs.dist.args = self._args(obs.dist, values)
 
         # 5. Data.
+        #: The n of each Binomial likelihood, as a number.
+        self._trials: dict[str, sp.Integer] = {}
         for obs in self.observed:
             entry = observed_doc[obs.name]
             where = obs.dist.where
@@ -726,8 +728,16 @@ class Model:
                 raise dwhere.error("no data")
             support = obs.dist.family.support
             sparams = obs.dist.args
-            if support == fam.BOUNDED_COUNTS and not sparams[0].is_number:
-                raise where.error("the n of a Binomial likelihood needs a value")
+            if support == fam.BOUNDED_COUNTS:
+                # the n of a Binomial bounds the data: it needs a number, written or in [values]
+                trials = sparams[0].xreplace(values)
+                if not trials.is_Integer:
+                    raise where.error("the n of a Binomial likelihood needs a value (a number, "
+                                      "or a name given one in [values])",
+                                      obs.dist.call.args[0].column)
+                sparams = (trials,) + tuple(sparams[1:])
+                self._trials[obs.name] = trials
+            zero = obs.dist.family.data_zero
             if array is not None:
                 # An array: checked and converted in bulk; an item is looked at one by one
                 # only to name the first one outside the support.
@@ -735,7 +745,7 @@ class Model:
                     ok = bool(np_all_integer(array))
                 else:
                     ok = True
-                ok = ok and fam.array_in_support(array, support, sparams)
+                ok = ok and fam.array_in_support(array, support, sparams, zero)
                 if not ok:
                     data = array.tolist()
                 else:
@@ -745,10 +755,10 @@ class Model:
                     data = obs.array
             if obs.array is None:
                 for i, v in enumerate(data):
-                    if not fam.data_in_support(v, support, sparams):
+                    if not fam.data_in_support(v, support, sparams, zero):
+                        shown = "the non-negative reals" if zero else fam.SUPPORT_TEXT[support]
                         raise dwhere.error(f"data value {v!r} (item {i + 1}) is outside the "
-                                           f"support of {obs.dist.call.name}, "
-                                           f"{fam.SUPPORT_TEXT[support]}")
+                                           f"support of {obs.dist.call.name}, {shown}")
                 if obs.dist.family.discrete:
                     data = [int(v) for v in data]
             obs.data = data
@@ -914,7 +924,16 @@ class Model:
                 stats[c] = sp.Integer(counts[k])
                 terms.append(c * family.logpdf(sp.Integer(k), obs.dist.args))
             return sp.expand(sp.Add(*terms))
-        logpdf = sp.expand(family.logpdf(x, obs.dist.args))
+        args = obs.dist.args
+        trials = self._trials.get(obs.name)
+        if trials is not None and args[0].is_Integer and args[0] > EXACT_GAMMA_LIMIT:
+            # loggamma(n + 1) of a large written n would be evaluated as log(n!), exactly:
+            # the n is a statistic symbol, put back as a number (held) when values are
+            held = sp.Symbol(f"n({obs.name})", integer=True, positive=True)
+            stats[held] = trials
+            args = (held,) + tuple(args[1:])
+        fixed = {args[0]: trials} if trials is not None and not args[0].is_number else {}
+        logpdf = sp.expand(family.logpdf(x, args))
         grouped: dict[sp.Expr, list] = {}
         for term in sp.Add.make_args(logpdf):
             xpart, rest = [], []
@@ -932,7 +951,9 @@ class Model:
                 nonneg = _nonnegative_on(g, x, family.support)
                 stat = sp.Symbol(f"sum({g})", real=True, **({"nonnegative": True} if nonneg
                                                                   else {}))
-                stats[stat] = _sum_over(g, x, obs.data, obs.array)
+                # a function of the data and of the Binomial's n (a number) is summed at the n
+                stats[stat] = _sum_over(g.xreplace(fixed) if fixed else g, x, obs.data,
+                                        obs.array)
             out.append(coef * stat)
         return sp.Add(*out)
 
