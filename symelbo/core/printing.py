@@ -132,14 +132,56 @@ def _ascii_math(tex: str) -> str:
 
 
 class NotationLatexPrinter(LatexPrinter):
-    """SymPy's LaTeX printer, with ``\\log p(X)`` for the log of a density or a symbol.
+    """SymPy's LaTeX printer, set as a textbook sets the notation.
+
+    - ``\\log p(X)`` for the log of a density or a symbol, and ``\\log \\frac{a}{b}``
+      for the log of a quotient: the fraction is its own bracket (PRML 10.1 writes
+      ``\\ln\\{p/q\\}``, never ``\\ln((p/q))``).
+    - ``\\mathrm{KL}(q \\,\\|\\, p)`` and ``\\mathrm{H}[q]`` with no gap after the name:
+      ``\\operatorname`` and ``\\left(`` each add a thin space, which reads as a product.
+    - with ``variable_order`` (a sequence of symbols), every density lists its
+      variables and its conditions in that order (symbols or names), so one document never mixes
+      ``p(Z, X)`` and ``p(X, Z)``; symbols not in it keep their place after those in it.
 
     Everything it prints needs amsmath and amssymb only (see the module's
     docstring); the notation's ``_latex`` hooks print through it.
     """
 
+    def __init__(self, settings=None, variable_order=()):
+        super().__init__(settings)
+        self._rank = {str(symbol): index for index, symbol in enumerate(variable_order)}
+        self._printing: list = []     # the expressions being printed, outermost first
+
     def doprint(self, expr):
         return _ascii_math(super().doprint(expr))
+
+    def _print(self, expr, **kwargs):
+        # the notation's own _latex hooks come first in SymPy's dispatch; a document's
+        # typesetting of KL, H and a density's variable order is decided here instead
+        from symelbo.core.notation import KL, Density, Entropy
+        if isinstance(expr, KL):
+            return (rf"\mathrm{{KL}}{{\left({self._print(expr.first)} \,\middle\|\, "
+                    rf"{self._print(expr.second)}\right)}}")
+        if isinstance(expr, Entropy):
+            return rf"\mathrm{{H}}{{\left[{self._print(expr.density)}\right]}}"
+        if isinstance(expr, Density) and self._rank:
+            ordered = self._ordered(expr.variables), self._ordered(expr.given)
+            if ordered != (expr.variables, expr.given):
+                expr = expr.with_variables(*ordered)
+        self._printing.append(expr)
+        try:
+            return super()._print(expr, **kwargs)
+        finally:
+            self._printing.pop()
+
+    def _factor_followed(self, expr) -> bool:
+        """Whether ``expr`` is a factor of a product with another factor printed after it."""
+        parent = self._printing[-2] if len(self._printing) > 1 else None
+        return isinstance(parent, sp.Mul) and parent.args[-1] is not expr
+
+    def _ordered(self, symbols) -> tuple:
+        last = len(self._rank)
+        return tuple(sorted(symbols, key=lambda s: (self._rank.get(s.name, last), symbols.index(s))))
 
     def _print_Symbol(self, expr, style="plain"):
         # SymPy prints a name ending in "scr" with \mathscr (mathrsfs, whose fonts a
@@ -152,16 +194,49 @@ class NotationLatexPrinter(LatexPrinter):
         if isinstance(arg, (Density, sp.Symbol)):
             text = rf"\log {self._print(arg)}"
         else:
-            text = rf"\log\left({self._print(arg)}\right)"
+            inner = self._print(arg)
+            # "\\log \\frac{a}{b} c" would read as the log of a product: brackets then
+            if _is_one_fraction(inner) and not self._factor_followed(expr):
+                text = rf"\log {inner}"
+            else:
+                text = rf"\log\left({inner}\right)"
         return text if exp is None else rf"\log^{{{exp}}} {text[5:]}"
+
+
+def _is_one_fraction(tex: str) -> bool:
+    """Whether ``tex`` is one ``\\frac{...}{...}`` and nothing else."""
+    if not tex.startswith(r"\frac{"):
+        return False
+    index, groups = len(r"\frac"), 0
+    while groups < 2:
+        if index >= len(tex) or tex[index] != "{":
+            return False
+        depth = 0
+        for end in range(index, len(tex)):
+            if tex[end] == "{" and tex[end - 1] != "\\":
+                depth += 1
+            elif tex[end] == "}" and tex[end - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    break
+        else:
+            return False
+        index, groups = end + 1, groups + 1
+    return index == len(tex)
 
 
 _LATEX = NotationLatexPrinter({"order": "none"})
 
 
-def latex_str(expr: sp.Expr) -> str:
-    """``expr`` as LaTeX, through the notation's printer hooks."""
-    return _LATEX.doprint(expr)
+def latex_str(expr: sp.Expr, variable_order=()) -> str:
+    """``expr`` as LaTeX, through the notation's printer hooks.
+
+    ``variable_order``: the order in which every density lists its variables
+    (see :class:`NotationLatexPrinter`); by default each as it was written.
+    """
+    if not variable_order:
+        return _LATEX.doprint(expr)
+    return NotationLatexPrinter({"order": "none"}, variable_order).doprint(expr)
 
 
 def calc_text(derivation, comment: str = "") -> str:
