@@ -39,6 +39,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Marginal
 from symelbo.core.printing import NotationLatexPrinter, latex_str, tex_char
 from symelbo.core.relations import RELATIONS, MixedDirections, compose
+from symelbo.io.prose import Segment, prose_segments
 from symelbo.io.report import omitted_rows_note, rows_that_matter
 from symelbo.core.verdicts import VERDICT, VERDICTS, weakest
 
@@ -50,14 +51,19 @@ FORMATS = ("latex", "markdown")
 #: The TeX symbol of each relation a step may state.
 RELATION_TEX = {symbol: r.tex for symbol, r in RELATIONS.items()}
 
-#: Width (in the units of :func:`math_width`) beyond which a right-hand side is
-#: broken at its top-level terms, and the width of one continuation line.
-#: Calibrated on pdflatex output: 11pt Latin Modern, a 16 cm text block with a
-#: 4.4 cm justification column.
-LINE_BUDGET = 40.0
-#: A chain's first expression wider than this goes on a line of its own when
-#: beside it the steps would not fit in :data:`LINE_BUDGET`.
-FIRST_BUDGET = 10.0
+#: The justification column, as a fraction of ``\\linewidth``: the same in every
+#: chain of a document (a reader's eye finds it in one place), wide enough for
+#: "refuted: see counterexample 12" on one line and five rule names on three.
+WHY_WIDTH = "0.38"
+#: Width (in the units of :func:`math_width`) of the formulas of one display
+#: line beside that column: beyond it a right-hand side is broken at its
+#: top-level terms. Calibrated on pdflatex output: 11pt Latin Modern, a 16 cm
+#: text block, 0.38 of it for the justification.
+LINE_BUDGET = 46.0
+#: When some chain's first expression is wider than this, every chain of the
+#: document sets its first expression on a line of its own (and the others
+#: under it), so that the chains of one document look alike.
+FIRST_BUDGET = 18.0
 
 
 class TeX(str):
@@ -277,14 +283,6 @@ def break_lines(tex: str, budget: float = LINE_BUDGET) -> list[TeX]:
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Segment:
-    """A piece of running prose: text (escaped on output) or a formula (``is_math``)."""
-
-    text: str
-    is_math: bool = False
-
-
-@dataclass(frozen=True)
 class StepView:
     relation: TeX
     lines: tuple[TeX, ...]        # the right-hand side, broken into display lines
@@ -292,6 +290,7 @@ class StepView:
     by: tuple[str, ...]
     found: bool                   # the rules were found by the checker, not written
     message: str
+    note: tuple[Segment, ...]     # the message as prose: its symbols as math
     line: int
     counterexample: int           # its number among the document's counterexamples, or 0
 
@@ -354,6 +353,7 @@ class RuleView:
     relation: TeX
     law: TeX
     conditions: str
+    condition_segments: tuple[Segment, ...]   # the side conditions as prose, symbols as math
 
 
 @dataclass(frozen=True)
@@ -384,8 +384,17 @@ def _expressions(derivation):
             yield step.rhs
 
 
-def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
-    """The model and variational family in words, from the densities the derivation uses."""
+def variable_order(derivation) -> tuple:
+    """The order in which a document lists a density's variables: the observed, then the latent.
+
+    As PRML writes ``p(X, Z)``: one document never mixes ``p(Z, X)`` and ``p(X, Z)``.
+    """
+    observed, latent = _observed_latent(derivation)[:2]
+    return tuple(observed + latent)
+
+
+def _observed_latent(derivation):
+    """(observed, latent, densities by key, variational keys) of the densities a derivation uses."""
     uses: dict[str, list[Density]] = {}
     variational: list[str] = []
     bound: list = []
@@ -410,17 +419,27 @@ def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
                     variational.append(q.key)
             elif isinstance(node, Marginal):
                 note_bound([node.variable])
-    if not bound:
-        return ()
     order: list = []
     for forms in uses.values():
         for form in forms:
             order.extend(s for s in form.variables + form.given if s not in order)
     observed = [s for s in order if s not in bound]
     latent = [s for s in order if s in bound]
+    return observed, latent, uses, variational, bound
+
+
+def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
+    """The model and variational family in words, from the densities the derivation uses;
+    then what ``\\mathcal{L}`` and KL stand for, where the derivation writes them, before a
+    claim uses them (PRML 10.1 defines both in (10.3) and (10.4) before it bounds anything)."""
+    observed, latent, uses, variational, bound = _observed_latent(derivation)
+    if not bound:
+        return ()
+    order = observed + latent
+    tex = lambda expr: latex_str(expr, order)
 
     def math(expr) -> Segment:
-        return Segment(latex_str(expr), True)
+        return Segment(tex(expr), True)
 
     def listing(symbols) -> list[Segment]:
         out: list[Segment] = []
@@ -464,7 +483,35 @@ def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
                 words.append(Segment(_role(form, observed, latent) + " "))
                 words.append(math(form))
         sentences.append(tuple(words))
+    sentences.extend(_definitions(derivation, tex))
     return tuple(sentences)
+
+
+def _definitions(derivation, tex) -> list[tuple[Segment, ...]]:
+    """A sentence for each ELBO and KL divergence the derivation writes: its definition."""
+    seen: list = []
+    for expr in _expressions(derivation):
+        for node in _walk(expr):
+            if isinstance(node, (ELBO, KL)) and node not in seen:
+                seen.append(node)
+    out = []
+    for node in seen:
+        first, second = node.args
+        if isinstance(node, ELBO):
+            body = sp.log(sp.Mul(second, sp.Pow(first, -1, evaluate=False), evaluate=False),
+                          evaluate=False)
+            formula = tex(node) + " = " + tex(Expectation(first, body))
+            words = "the evidence lower bound of "
+        else:
+            body = sp.log(sp.Mul(first, sp.Pow(second, -1, evaluate=False), evaluate=False),
+                          evaluate=False)
+            formula = tex(node) + " = " + tex(Expectation(first, body))
+            words = "the Kullback-Leibler divergence of "
+        sentence = (Segment(formula, True), Segment(": " + words), Segment(tex(first), True))
+        if isinstance(node, KL):
+            sentence += (Segment(" from "), Segment(tex(second), True))
+        out.append(sentence)
+    return out
 
 
 def _role(form: Density, observed, latent) -> str:
@@ -482,13 +529,17 @@ def _role(form: Density, observed, latent) -> str:
     return "marginal"
 
 
-def _counterexample_view(cx: dict, index: int, chain: int, line: int) -> CounterexampleView:
+def _counterexample_view(cx: dict, index: int, chain: int, line: int,
+                         order=()) -> CounterexampleView:
+    """A counterexample's view; its tables' columns in the document's variable ``order``."""
+    rank = {str(symbol): position for position, symbol in enumerate(order)}
     pairs = lambda mapping: tuple((_name_tex(k), _number_tex(v)) for k, v in (mapping or {}).items())
     tables = []
     for name, all_rows in cx.get("densities", {}).items():
         rows = rows_that_matter(all_rows, cx.get("held") or {})
         note = omitted_rows_note(len(rows), len(all_rows)) if len(rows) < len(all_rows) else ""
-        columns = tuple(rows[0]["at"]) if rows else ()
+        written = list(rows[0]["at"]) if rows else []
+        columns = tuple(sorted(written, key=lambda c: (rank.get(c, len(rank)), written.index(c))))
         if _NAME_RE.match(name) and all(_NAME_RE.match(c) for c in columns):
             head = TeX(latex_str(Density(sp.Symbol(name), [sp.Symbol(c) for c in columns],
                                          evaluate=False)))
@@ -517,19 +568,10 @@ def _note(step_result) -> str:
     return step_result.message
 
 
-#: :func:`math_width` units per \linewidth (11pt, 16 cm), measured on pdflatex output.
-_UNITS_PER_LINE = 69.0
-
-
-def _why_width(first: str, first_alone: bool, steps) -> TeX:
-    """The justification column takes what the formulas leave: 0.28 to 0.45 of the line."""
-    indent = 6.0 if first_alone else math_width(first) + 2.0
-    widest = max((math_width(line) + (4.0 if index else 0.0) + indent
-                  for step in steps for index, line in enumerate(step.lines)), default=0.0)
-    if first_alone:
-        widest = max(widest, math_width(first))
-    fraction = min(0.45, max(0.28, 0.9 - widest / _UNITS_PER_LINE))
-    return TeX(f"{fraction:.2f}")
+def _rule_names() -> frozenset:
+    """The rule names prose sets as rule names ("algebra" is also a word: it stays one)."""
+    from symelbo.core.rules import RULES
+    return frozenset(name for name in RULES if name != "algebra")
 
 
 def _rows(first: TeX, steps) -> tuple[RowView, ...]:
@@ -548,41 +590,46 @@ def document_view(result, name: str | None = None) -> DocumentView:
     derivation = result.derivation
     # a line number points into the reader's file; a built-in derivation has none to show
     shown = (lambda line: line) if derivation.path else (lambda line: 0)
+    order = variable_order(derivation)
+    tex = lambda expr: latex_str(expr, order)
+    names = _rule_names()
+    prose = lambda text: prose_segments(text, names, order)
+    firsts = [tex(chain_result.chain.first) for chain_result in result.chains]
+    # one decision for the whole document, so that its chains look alike
+    first_alone = any(math_width(first) > FIRST_BUDGET for first in firsts)
     chains, counterexamples, used = [], [], []
     for chain_index, chain_result in enumerate(result.chains, start=1):
         chain = chain_result.chain
-        first = latex_str(chain.first)
-        widest = max((math_width(latex_str(s.rhs)) for s in chain.steps), default=0.0)
-        first_alone = (math_width(first) > FIRST_BUDGET
-                       and math_width(first) + widest > LINE_BUDGET + 4)
-        budget = LINE_BUDGET if first_alone else LINE_BUDGET - math_width(first) + 4
+        first = firsts[chain_index - 1]
+        budget = LINE_BUDGET - 3 if first_alone else LINE_BUDGET - math_width(first)
+        budget = max(budget, LINE_BUDGET / 2)
         steps, chain_cx = [], []
         for step_result in chain_result.steps:
             step = step_result.step
-            names = step.by or step_result.found_by
-            used.extend(n for n in names if n in RULES and n not in used)
+            by = step.by or step_result.found_by
+            used.extend(n for n in by if n in RULES and n not in used)
             cx_index = 0
             if step_result.counterexample:
                 cx_index = len(counterexamples) + 1
                 counterexamples.append(_counterexample_view(
-                    step_result.counterexample, cx_index, chain_index, shown(step.line)))
+                    step_result.counterexample, cx_index, chain_index, shown(step.line), order))
                 chain_cx.append(counterexamples[-1])
             steps.append(StepView(
                 relation=TeX(RELATION_TEX[step.relation]),
-                lines=tuple(break_lines(latex_str(step.rhs), budget)),
-                verdict=step_result.verdict, by=tuple(names),
+                lines=tuple(break_lines(tex(step.rhs), budget)),
+                verdict=step_result.verdict, by=tuple(by),
                 found=not step.by and bool(step_result.found_by),
-                message=_note(step_result),
+                message=_note(step_result), note=prose(_note(step_result)),
                 line=shown(step.line), counterexample=cx_index))
         chains.append(ChainView(
             index=chain_index, line=shown(chain.line), first=TeX(first), first_alone=first_alone,
             claim_first=TeX(first), claim_relation=TeX(RELATION_TEX[chain.relation]),
-            claim_last=TeX(latex_str(chain.last)), verdict=chain_result.verdict, steps=tuple(steps),
-            rows=_rows(TeX(first), steps), why_width=_why_width(first, first_alone, steps),
+            claim_last=TeX(tex(chain.last)), verdict=chain_result.verdict, steps=tuple(steps),
+            rows=_rows(TeX(first), steps), why_width=TeX(WHY_WIDTH),
             counterexamples=tuple(chain_cx)))
     counts = Counter(s.verdict for c in result.chains for s in c.steps)
     rules = tuple(RuleView(n, TeX(RELATION_TEX.get(RULES[n].relation, "=")), TeX(RULES[n].law),
-                           RULES[n].conditions) for n in used)
+                           RULES[n].conditions, prose(RULES[n].conditions)) for n in used)
     headers = tuple((shortened(str(k)), shortened(str(v)))
                     for k, v in derivation.headers.items() if k != "title")
     return DocumentView(
