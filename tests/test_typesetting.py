@@ -137,6 +137,17 @@ def test_one_variable_order_per_document():
     for fmt in ("latex", "markdown"):
         text = render(result, fmt)
         assert "p(Z, X)" not in text and "p(X, Z)" in text
+    # the observed first even where the names sort the other way
+    for fmt in ("latex", "markdown"):
+        text = render(builtin("gradient"), fmt)
+        assert r"p(\theta, x)" not in text and r"\frac{p(x, \theta)}{q_{\phi}(\theta)}" in text
+
+
+def test_a_printed_variable_order_is_kept_as_asked():
+    from symelbo.core.notation import density
+    joint = density("p", "theta", "x", given=["b", "a"])
+    assert latex_str(joint) == r"p(\theta, x \mid a, b)"
+    assert latex_str(joint, ("x", "theta", "b")) == r"p(x, \theta \mid b, a)"
 
 
 def test_the_elbo_is_defined_before_a_claim_uses_it():
@@ -144,7 +155,7 @@ def test_the_elbo_is_defined_before_a_claim_uses_it():
     definition = tex.index(r"\item $\mathcal{L}(q) = \mathbb{E}_{q(Z)}\left[\log \frac{p(X, Z)}{q(Z)}\right]$: "
                            "the evidence lower bound of $q(Z)$.")
     assert definition < tex.index(r"\subsection*") < tex.index(r"\mathcal{L}(q)$\hfill")
-    assert "the Kullback-Leibler divergence of $q(Z)$ from $p(Z \\mid X)$." in tex
+    assert "the Kullback\u2013Leibler divergence of $q(Z)$ from $p(Z \\mid X)$." in tex
     md = render(builtin("kl-shuffle"), "markdown")
     assert md.index(r"- $\mathcal{L}(q) = ") < md.index("### ")
 

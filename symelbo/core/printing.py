@@ -167,7 +167,8 @@ class NotationLatexPrinter(LatexPrinter):
         if isinstance(expr, Density) and self._rank:
             ordered = self._ordered(expr.variables), self._ordered(expr.given)
             if ordered != (expr.variables, expr.given):
-                expr = expr.with_variables(*ordered)
+                # unevaluated: the constructor would sort the names again
+                expr = type(expr)(expr.args[0], *ordered, expr.params, evaluate=False)
         self._printing.append(expr)
         try:
             return super()._print(expr, **kwargs)

@@ -506,7 +506,7 @@ def _definitions(derivation, tex) -> list[tuple[Segment, ...]]:
             body = sp.log(sp.Mul(first, sp.Pow(second, -1, evaluate=False), evaluate=False),
                           evaluate=False)
             formula = tex(node) + " = " + tex(Expectation(first, body))
-            words = "the Kullback-Leibler divergence of "
+            words = "the Kullback\u2013Leibler divergence of "
         sentence = (Segment(formula, True), Segment(": " + words), Segment(tex(first), True))
         if isinstance(node, KL):
             sentence += (Segment(" from "), Segment(tex(second), True))
