@@ -58,8 +58,6 @@ SYNTAX = [
     ("ELBO(q, p) = 0\n", "1:1: ELBO takes densities applied to their variables: write ELBO(q(Z), p(X, Z))"),
     ("ln p(X) = 0\n", "1:1: the natural logarithm is written log, as in log p(X) or log(x)"),
     ("ln(X) = 0\n", "1:1: the natural logarithm is written log, as in log p(X) or log(x)"),
-    ("sqrt(2) = 0\n", "1:1: sqrt is not part of the notation; write (...)^(1/2)"),
-    ("sqrt(x) = 0\n", "1:1: sqrt is not part of the notation; write (...)^(1/2)"),
     ("log p(X) == 0\n", "1:10: '==' is not a relation; a step that claims equality is written ="),
     ("log p(X) => 0\n", "1:10: '=>' is not a relation; 'greater than or equal' is written >="),
     ("log p(X) != 0\n", "1:10: '!=' is not a relation; a step's relation is one of =, <=, >=, <, >"),

@@ -30,10 +30,12 @@ from sympy.core import random as sympy_random
 from symelbo.core.deadline import BudgetExceeded, time_budget
 from symelbo.core.derivation import Chain, Derivation, Step
 from symelbo.core.falsify import attack, density_values
+from symelbo.core.claims import READING_WORDS, equality_reading, is_reading
+from symelbo.core.hypotheses import active as active_hypotheses, assuming
 from symelbo.core.kernel import (CertificateRejected, Risk, certificate_data, check_rule_names,
                                  replay, value_risk)
 from symelbo.core.normalize import NormalizationLoop, evaluate, normal_form
-from symelbo.core.notation import Density, Gradient, known_nonnegative, known_positive
+from symelbo.core.notation import Density, Gradient, known_nonnegative, known_positive, split_const
 from symelbo.core.printing import calc_str
 from symelbo.core.relations import relation as relation_of
 from symelbo.core.rules import RULES
@@ -168,9 +170,10 @@ class CheckResult:
 # ---------------------------------------------------------------------------
 
 def check_derivation(derivation: Derivation, options: CheckOptions = CheckOptions()) -> CheckResult:
-    """Check every step of every chain; densities mean the same joint across the file."""
-    expressions = [e for c in derivation.chains for e in [c.first] + [s.rhs for s in c.steps]]
-    universe = Universe.of(expressions)
+    """Check every step of every chain; densities mean the same joint across the file,
+    and every instance satisfies the file's assumptions and definitions."""
+    expressions = [split_const(e)[0] for c in derivation.chains for e in [c.first] + [s.rhs for s in c.steps]]
+    universe = Universe.of(expressions, derivation.hypotheses)
     return CheckResult(derivation, tuple(check_chain(c, options, universe) for c in derivation.chains))
 
 
@@ -186,13 +189,15 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
     """The verdict on one step under a time budget."""
     check_rule_names(step.by)   # a typed error (UnknownRule) before any work
     if universe is None:
-        universe = Universe.of([step.lhs, step.rhs])
+        universe = Universe.of([split_const(step.lhs)[0], split_const(step.rhs)[0]])
+    if is_reading(step.relation, step.constant_in):
+        return _check_reading(step, options, universe)
     try:
         # before SymPy evaluates anything: 2^(10^10) as written would be computed
         extreme = extreme_number(step.lhs) or extreme_number(step.rhs)
         if extreme:
             return StepResult(step, "unknown", message=f"{extreme}: too large to compute with")
-        with time_budget(options.budget), _seeded_sympy():
+        with time_budget(options.budget), _seeded_sympy(), assuming(universe.hypotheses):
             risk = _step_risk(step)   # once per step: every stage below consults it
             result = _check(step, options, universe, risk)
             if risk and result.verdict in ASSERTS_TRUTH:
@@ -210,6 +215,21 @@ def check_step(step: Step, options: CheckOptions = CheckOptions(),
         # large number): this step only, the others are still checked
         return StepResult(step, "unknown",
                           message="a number in this step is too large to compute with")
+
+
+def _check_reading(step: Step, options: CheckOptions, universe: Universe) -> StepResult:
+    """A step up to a constant, or a proportionality: checked as the equality it claims
+    (:mod:`symelbo.core.claims`), the verdict given to the step as written."""
+    left, right, hypotheses = equality_reading(step.lhs, step.relation, step.rhs, step.constant_in,
+                                               universe.hypotheses)
+    inner = Step(left, "=", right, step.by, step.line, step.column)
+    result = check_step(inner, options, Universe.of([left, right], hypotheses))
+    message = result.message
+    if result.verdict == "refuted":
+        words = READING_WORDS["propto" if step.relation == "propto" else "constant"]
+        message = (message + "; " if message else "") + words.format(names=", ".join(step.constant_in))
+    return StepResult(step, result.verdict, result.found_by, result.counterexample, message,
+                      result.certificate, result.search, result.reason)
 
 
 #: The seed of SymPy's random generators at the start of every step.
@@ -581,7 +601,8 @@ def _kernel_accepts(step: Step, found: Found | None, by=()) -> Found | None:
     if found is None:
         return None
     try:
-        replay(found.certificate, step.lhs, step.relation, step.rhs, by)
+        replay(found.certificate, step.lhs, step.relation, step.rhs, by, active_hypotheses(),
+               step.constant_in)
     except CertificateRejected:
         return None
     return found

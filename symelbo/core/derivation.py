@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from sympy import Expr
 
 from symelbo.core.errors import InputError
+from symelbo.core.hypotheses import NO_HYPOTHESES, Hypotheses
 from symelbo.core.relations import RELATIONS, compose, relation
 
 @dataclass(frozen=True)
 class Step:
-    """One link ``lhs relation rhs [by rules]`` of a chain; ``line`` is the line of rhs."""
+    """One link ``lhs relation rhs [by rules]`` of a chain; ``line`` is the line of rhs.
+
+    ``constant_in``: for ``=``, the names (variables or densities) the step holds up
+    to a term constant in (``+ const_{Z1}``); for ``propto``, the variables the ratio
+    of the sides does not depend on. Empty for an exact claim.
+    """
 
     lhs: Expr
     relation: str
@@ -25,6 +31,14 @@ class Step:
     by: tuple[str, ...] = ()
     line: int = 0
     column: int = 0
+    constant_in: tuple[str, ...] = ()
+
+    @property
+    def relation_text(self) -> str:
+        """The relation as the ``.calc`` file writes it (``propto_{Z1}``)."""
+        if self.relation == "propto":
+            return "propto_{" + ", ".join(self.constant_in) + "}"
+        return self.relation
 
 
 @dataclass(frozen=True)
@@ -45,10 +59,12 @@ class Chain:
 
     @staticmethod
     def from_terms(first: Expr, links, first_line: int = 0) -> "Chain":
-        """Build a chain from ``first`` and ``(relation, rhs, by)`` links."""
+        """Build a chain from ``first`` and ``(relation, rhs, by)`` links (a fourth item:
+        the step's ``constant_in``)."""
         steps, lhs = [], first
-        for index, (relation, rhs, by) in enumerate(links, start=1):
-            steps.append(Step(lhs, relation, rhs, tuple(by), first_line + index if first_line else 0))
+        for index, (relation, rhs, by, *constant_in) in enumerate(links, start=1):
+            steps.append(Step(lhs, relation, rhs, tuple(by), first_line + index if first_line else 0,
+                              0, tuple(constant_in[0]) if constant_in else ()))
             lhs = rhs
         return Chain(first, tuple(steps), first_line)
 
@@ -60,6 +76,8 @@ class Derivation:
     chains: tuple[Chain, ...]
     headers: dict = field(default_factory=dict)
     path: str | None = None
+    #: the file's ``assume:`` and ``define:`` headers (symelbo.core.hypotheses.Hypotheses)
+    hypotheses: Hypotheses = NO_HYPOTHESES
 
     @property
     def title(self) -> str:

@@ -339,10 +339,11 @@ def record_comment(name: str) -> str:
 def _numbered(derivation: Derivation, comment_lines: int) -> Derivation:
     """Number the lines as ``calc_text`` lays the file out: comments, headers, then for each
     chain a blank line, its first expression and one line a step."""
-    line, chains = comment_lines + len(derivation.headers), []
+    line = comment_lines + len(derivation.headers) + len(derivation.hypotheses.texts())
+    chains = []
     for chain in derivation.chains:
         line += 2  # the blank line, then the first expression
-        chains.append(Chain.from_terms(chain.first, [(s.relation, s.rhs, s.by) for s in chain.steps],
-                                       line))
+        chains.append(Chain.from_terms(chain.first, [(s.relation, s.rhs, s.by, s.constant_in)
+                                                     for s in chain.steps], line))
         line += len(chain.steps)
-    return Derivation(tuple(chains), derivation.headers, derivation.path)
+    return Derivation(tuple(chains), derivation.headers, derivation.path, derivation.hypotheses)

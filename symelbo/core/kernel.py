@@ -40,7 +40,9 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from symelbo.core.normalize import NormalizationLoop, equal_by, evaluate, normal_form, tidy
+from symelbo.core.claims import equality_reading, is_reading
+from symelbo.core.hypotheses import NO_HYPOTHESES, Hypotheses, assuming
+from symelbo.core.normalize import NormalizationLoop, equal_by, evaluate, forms_of, normal_form, tidy
 from symelbo.core.notation import KL, NOTATION_CLASSES, Density, Gradient, known_nonnegative, known_positive
 from symelbo.core.printing import calc_str
 from symelbo.core.rules import RULES
@@ -107,8 +109,23 @@ def rules_of(certificate: dict) -> frozenset:
     return frozenset(found)
 
 
-def replay(certificate: dict, lhs: sp.Expr, relation: str, rhs: sp.Expr, by=()) -> Proof:
-    """Replay ``certificate`` for the step ``lhs relation rhs``; a Proof or CertificateRejected."""
+def replay(certificate: dict, lhs: sp.Expr, relation: str, rhs: sp.Expr, by=(),
+           hypotheses: Hypotheses = NO_HYPOTHESES, constant_in=()) -> Proof:
+    """Replay ``certificate`` for the step ``lhs relation rhs``; a Proof or CertificateRejected.
+
+    ``hypotheses``: the file's assumptions and definitions, the only ones the rules
+    ``assumption`` and ``definition`` may use. A step up to a constant
+    (``constant_in``) or a ``propto`` step is replayed as the equality it claims
+    (:func:`symelbo.core.claims.equality_reading`).
+    """
+    if is_reading(relation, constant_in):
+        lhs, rhs, hypotheses = equality_reading(lhs, relation, rhs, constant_in, hypotheses)
+        relation = "="
+    with assuming(hypotheses):
+        return _replay(certificate, lhs, relation, rhs, by)
+
+
+def _replay(certificate: dict, lhs: sp.Expr, relation: str, rhs: sp.Expr, by) -> Proof:
     if not isinstance(certificate, dict) or certificate.get("kind") not in KINDS:
         raise CertificateRejected(f"not a certificate kind the kernel knows: "
                                   f"{certificate.get('kind') if isinstance(certificate, dict) else certificate!r}")
@@ -188,7 +205,7 @@ def _rewrite(cert, lhs, relation, rhs) -> frozenset:
     for step in cert["steps"]:
         rule = RULES[step["rule"]]
         path = tuple(step["path"])
-        forms = rule.rewrites + rule.stated
+        forms = forms_of(rule.name)
         variant = step["variant"]
         if not (isinstance(variant, int) and 0 <= variant < len(forms)):
             _reject(f"{rule.name} has no form {variant!r}", cert)

@@ -21,6 +21,7 @@ import sympy as sp
 from sympy.core.cache import cacheit
 
 from symelbo.core.deadline import check_deadline
+from symelbo.core.hypotheses import active
 from symelbo.core.notation import ELBO, KL, NOTATION_CLASSES, Density, Entropy, Expectation, Gradient, Marginal
 from symelbo.core.rules import EXPAND_OPTIONS, RULES
 from symelbo.core.traversal import body_slots, replace_at, rewritable_positions
@@ -121,12 +122,36 @@ def _sum_order(e):
     return None
 
 
+def forms_of(name: str) -> tuple:
+    """A rule's node rewrites, its stated forms after them; for ``assumption`` and
+    ``definition``, those of the hypotheses in force (:func:`symelbo.core.hypotheses.active`)."""
+    rule = RULES[name]
+    return rule.rewrites + rule.stated + active().rewrites(name)
+
+
+def _sum_outward(e):
+    """sum_V[c * sum_W[g]] -> sum_W[sum_V[c * g]] when W sorts before V and c has no free
+    W (Fubini for finite sums, with c taken inside): nested expectations over
+    independent factors meet whichever order they were written in."""
+    if not (isinstance(e, Marginal) and e.body.is_Mul):
+        return None
+    inner = [f for f in e.body.args if isinstance(f, Marginal) and f.variable.name < e.variable.name]
+    if not inner:
+        return None
+    chosen = min(inner, key=lambda f: f.variable.name)
+    rest = [f for f in e.body.args if f is not chosen]
+    if any(chosen.variable in f.free_symbols for f in rest):
+        return None   # taking c inside would capture its W
+    return Marginal(chosen.variable, Marginal(e.variable, sp.Mul(*rest) * chosen.body))
+
+
 def _rewrites(names) -> list:
     """(rule name, node rewrite) for the named rules: cheap, local laws first; unfolding
     E into sums and differentiating last, so that found_by names the simplest rules."""
     names = frozenset(names)
     order = sorted((name for name in RULES if name in names), key=lambda name: name in _LATE_RULES)
-    return [(name, rw) for name in order for rw in RULES[name].rewrites]
+    hypotheses = active()
+    return [(name, rw) for name in order for rw in RULES[name].rewrites + hypotheses.rewrites(name)]
 
 
 class _Normalizer:
@@ -157,8 +182,8 @@ class _Normalizer:
             else:
                 new = _zero_body(e)   # 0 itself: not to be read as "nothing applies"
                 if new is None:
-                    new = (self.exchange_sums(e) or _sum_order(e) or _scalars_out(e)
-                           or _log_of_number(e))
+                    new = (self.exchange_sums(e) or _sum_order(e) or _sum_outward(e)
+                           or _scalars_out(e) or _log_of_number(e))
                 if new is None or new == e:
                     return e
                 e = self.full(new)
@@ -348,7 +373,7 @@ def _single_rewrites(side, rewrites):
             rule = RULES[name]
             # the side conditions are the rule's own, checked inside its rewrite; the
             # kernel checks them again when it replays the rewrite, never trusting this record
-            yield ({"rule": name, "variant": (rule.rewrites + rule.stated).index(rewrite),
+            yield ({"rule": name, "variant": forms_of(name).index(rewrite),
                     "path": list(path), "conditions": rule.conditions}, changed)
 
 

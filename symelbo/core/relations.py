@@ -1,6 +1,6 @@
 """The relations a step may state: direction, strictness, TeX symbol, truth on numbers, composition.
 
-One :class:`Relation` per symbol (``=``, ``<=``, ``>=``, ``<``, ``>``), in
+One :class:`Relation` per symbol (``=``, ``<=``, ``>=``, ``<``, ``>``, ``propto``), in
 :data:`RELATIONS`; every module that needs to know what a relation means asks
 it here.
 
@@ -29,6 +29,8 @@ class Relation:
     direction: int
     strict: bool
     tex: str
+    #: ``propto``: lhs / rhs, both positive, does not depend on the step's variables
+    proportional: bool = False
 
     def holds(self, order: str) -> str:
         """"holds", "fails" or "close" given how the sides compare: "less", "greater",
@@ -49,9 +51,13 @@ class Relation:
         """The relation of ``a R b S c`` between a and c (``=`` then ``>`` is ``>``)."""
         if self.direction and other.direction and self.direction != other.direction:
             raise MixedDirections("a chain cannot mix <= and >=")
+        proportional = self.proportional or other.proportional
         direction = self.direction or other.direction
+        if proportional and direction:
+            raise MixedDirections("a chain cannot mix propto with an inequality")
         strict = self.strict or other.strict
-        return next(r for r in RELATIONS.values() if (r.direction, r.strict) == (direction, strict))
+        return next(r for r in RELATIONS.values()
+                    if (r.direction, r.strict, r.proportional) == (direction, strict, proportional))
 
 
 RELATIONS: dict[str, Relation] = {r.symbol: r for r in (
@@ -60,6 +66,7 @@ RELATIONS: dict[str, Relation] = {r.symbol: r for r in (
     Relation(">=", 1, False, r"\ge"),
     Relation("<", -1, True, "<"),
     Relation(">", 1, True, ">"),
+    Relation("propto", 0, False, r"\propto", proportional=True),
 )}
 
 

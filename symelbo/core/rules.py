@@ -408,6 +408,15 @@ _ALL = (
           r"\nabla_{\phi} \log f = \frac{\nabla_{\phi} f}{f},\ "
           r"\nabla_{\phi} \sum_{Z} f = \sum_{Z} \nabla_{\phi} f",
           "f > 0 under a log; sums are finite or dominated", _differentiate),
+    # the file's own hypotheses: their rewrites come from symelbo.core.hypotheses.active()
+    _rule("assumption", "=",
+          r"q(Z_1, Z_2) = q_1(Z_1)\, q_2(Z_2),\ "
+          r"\mathbb{E}_{q(Z_1, Z_2)}\left[f\right] = \mathbb{E}_{q_2}\left[\mathbb{E}_{q_1}\left[f\right]\right]",
+          "an assume: header of the file states the factorisation"),
+    _rule("definition", "=",
+          r"f(A) = \text{its body},\ "
+          r"q(Z) = \frac{g(Z)}{\sum_{Z} g(Z)} \text{ when } q(Z) \propto_{Z} g(Z)",
+          "a define: header of the file names it"),
     _rule("algebra", "=", r"\text{field arithmetic: expand, collect, cancel}",
           "none (applied implicitly to every step)"),
 )

@@ -10,6 +10,12 @@ operator binds is held at one point (the observed data). A density with a
 subscript, ``q_phi``, is the smooth positive family
 ``exp(a_z + b_z phi) / normaliser``, so a gradient is a real derivative.
 
+A file's hypotheses (:mod:`symelbo.core.hypotheses`) hold on every instance:
+an assumed density's joint IS the product of its factors (a factor of its own
+name is a conditional of its base table; a factor of another name is that
+density), and a density named by ``define: qstar(Z1) propto_{Z1} body`` is
+``body / sum_{Z1}[body]``, computed, never tabulated.
+
 A step false on such an instance is false in general: a counterexample is
 always honest. Agreement on instances is evidence, never a proof.
 """
@@ -26,7 +32,8 @@ import mpmath
 import sympy as sp
 
 from symelbo.core.deadline import check_deadline
-from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal
+from symelbo.core.hypotheses import NO_HYPOTHESES, Hypotheses
+from symelbo.core.notation import ELBO, KL, Defined, Density, Entropy, Expectation, Gradient, Marginal
 
 __all__ = ["Universe", "Instance", "Undefined", "TooLarge", "instances", "build_instance", "evaluate_on",
            "exactly_equal", "exactly_apart", "log_combination_is_zero", "tabulation_problem", "DIGITS", "MAX_TABLE_CELLS",
@@ -94,12 +101,18 @@ class Universe:
     parameters: tuple[str, ...]
     # instances built so far, by seed: every step of a file is tested on the same ones
     built: dict = field(default_factory=dict, compare=False, repr=False)
+    # the file's assumptions and definitions, which every instance satisfies
+    hypotheses: Hypotheses = field(default=NO_HYPOTHESES, compare=False, repr=False)
 
     @staticmethod
-    def of(expressions) -> "Universe":
+    def of(expressions, hypotheses: Hypotheses = NO_HYPOTHESES) -> "Universe":
         dens: dict[str, tuple] = {}
         variables: set[str] = set()
         symbols: set[str] = set()
+        expressions = list(expressions)
+        for fact in hypotheses.factorisations:
+            expressions.extend((fact.left, *fact.factors))
+        expressions.extend(d.body for d in hypotheses.definitions)
         for expr in expressions:
             for node in _walk(expr):
                 if isinstance(node, Density):
@@ -114,10 +127,12 @@ class Universe:
                     symbols.add(node.parameter.name)
                 elif isinstance(node, sp.Symbol):
                     symbols.add(node.name)
+        # a density a definition names is computed from its body, never tabulated
         densities = {key: DensityInfo(name, params, tuple(sorted(vs)))
-                     for key, (name, params, vs) in sorted(dens.items())}
+                     for key, (name, params, vs) in sorted(dens.items())
+                     if hypotheses.definition(key) is None}
         parameters = tuple(sorted(symbols - variables))
-        return Universe(densities, tuple(sorted(variables)), parameters)
+        return Universe(densities, tuple(sorted(variables)), parameters, hypotheses=hypotheses)
 
 
 def _walk(expr):
@@ -167,7 +182,9 @@ class Instance:
             rows = []
             for assignment in product(*(range(len(self.support[v])) for v in info.variables)):
                 point = {v: fmt(self.support[v][i]) for v, i in zip(info.variables, assignment)}
-                if key in self.tables:
+                if self.universe.hypotheses.factorisation(key) is not None:
+                    value = _derived_text(self, key, assignment)
+                elif key in self.tables:
                     value = fmt(self.tables[key][assignment])
                 else:
                     a, b = self.families[key]
@@ -193,6 +210,20 @@ def _exact_text(x: Fraction) -> str:
                     return f"10^{sign}{guess}"
     with mpmath.workdps(30):
         return mpmath.nstr(mpmath.mpf(x.numerator) / x.denominator, 30)
+
+
+def _derived_text(instance: "Instance", key: str, cell: tuple) -> str:
+    """An assumed density's value at a cell (the product of its factors), exactly when
+    the factors are tables, else to 30 digits."""
+    try:
+        value = _ExactEvaluator(instance).joint(key, cell, {})
+        if value.is_Rational:
+            return _exact_text(Fraction(int(value.p), int(value.q)))
+    except (NotComputable, Undefined, ZeroDivisionError):
+        pass
+    with mpmath.workdps(30):
+        params = {k: mpmath.mpf(v.numerator) / v.denominator for k, v in instance.params.items()}
+        return mpmath.nstr(_Evaluator(instance).joint(key, cell, params), 30)
 
 
 def _format_family(a, b) -> str:
@@ -360,7 +391,10 @@ def _set_posterior(instance: Instance, away: bool = False) -> None:
     -4: its mass sits where the posterior's is least (a large KL, a low ELBO).
     """
     dens = instance.universe.densities
+    assumed = instance.universe.hypotheses.factorisation
     for qkey, qinfo in dens.items():
+        if assumed(qkey) is not None:
+            continue   # its joint is the product of its factors
         for pkey, pinfo in dens.items():
             if pkey == qkey or pkey not in instance.tables:
                 continue
@@ -454,6 +488,38 @@ class _Evaluator:
         return +fine
 
     def joint(self, key: str, cell: tuple, params: dict):
+        fact = self.inst.universe.hypotheses.factorisation(key)
+        if fact is not None:
+            return self.derived_joint(fact, key, cell, params)
+        return self.base_joint(key, cell, params)
+
+    def derived_joint(self, fact, key: str, cell: tuple, params: dict):
+        """An assumed density at a cell: L(G) times its factors (own ones are
+        conditionals of its base table; others are the densities they name)."""
+        signature = ("dj", key, cell, mpmath.mp.dps, tuple(sorted(params.items())))
+        value = self.cache.get(signature)
+        if value is not None:
+            return value
+        info = self.inst.universe.densities[key]
+        env = dict(zip(info.variables, cell))
+        value = self.constant(sp.S.One)
+        given = frozenset(g.name for g in fact.given)
+        if given:
+            value = self.marginal(key, info, given, env, params, base=True)
+        for factor in fact.factors:
+            if fact.own(factor):
+                numer = self.marginal(key, info, frozenset(v.name for v in factor.variables + factor.given),
+                                      env, params, base=True)
+                if factor.given:
+                    numer = numer / self.marginal(key, info, frozenset(g.name for g in factor.given),
+                                                  env, params, base=True)
+                value = value * numer
+            else:
+                value = value * self.density(factor, env, params)
+        self.cache[signature] = value
+        return value
+
+    def base_joint(self, key: str, cell: tuple, params: dict):
         if key in self.inst.tables:
             return self.mpf(self.inst.tables[key][cell])
         a, b = self.inst.families[key]
@@ -472,6 +538,9 @@ class _Evaluator:
 
     def density(self, d: Density, env: dict, params: dict):
         """p(A | B) at the points in env: a ratio of marginals of p's joint table."""
+        definition = self.inst.universe.hypotheses.definition(d.key)
+        if definition is not None:
+            return self.value(definition.unfold(d), env, params)
         plan = self.cache.get(("plan", d))
         if plan is None:  # what to marginalize, worked out once per density
             plan = self.cache[("plan", d)] = (
@@ -484,18 +553,22 @@ class _Evaluator:
             return numer
         return numer / self.marginal(key, info, denom_keep, env, params)
 
-    def marginal(self, key, info, keep: set, env: dict, params: dict):
+    def marginal(self, key, info, keep: set, env: dict, params: dict, base: bool = False):
+        """The marginal over ``keep`` of a density's joint (``base``: of its table, not
+        of the product an assumption makes it)."""
         free = [v for v in info.variables if v not in keep]
         fixed = {v: env[v] for v in info.variables if v in keep}
-        signature = ("m", key, mpmath.mp.dps, tuple(sorted(fixed.items())), tuple(sorted(params.items())))
+        signature = ("mb" if base else "m", key, mpmath.mp.dps, tuple(sorted(fixed.items())),
+                     tuple(sorted(params.items())))
         if signature in self.cache:
             return self.cache[signature]
+        joint = self.base_joint if base else self.joint
         total = self.zero()
         for cell in product(*(range(len(self.inst.support[v])) for v in free)):
             where = dict(fixed)
             where.update(zip(free, cell))
             w = _cell_weight(free, cell, self.inst.weight)
-            total += self.mpf(w) * self.joint(key, tuple(where[v] for v in info.variables), params)
+            total += self.mpf(w) * joint(key, tuple(where[v] for v in info.variables), params)
         self.cache[signature] = total
         return total
 
@@ -560,6 +633,8 @@ class _Evaluator:
             return min(values) if isinstance(e, sp.Min) else max(values)
         if isinstance(e, Density):
             return self.density(e, env, params)
+        if isinstance(e, Defined):
+            return v(e.body)
         if isinstance(e, Expectation):
             a = e.density
             return self.over(a, env, params, lambda inner: self.density(a, inner, params) * v(e.body, inner))
@@ -628,10 +703,10 @@ class _ExactEvaluator(_Evaluator):
             raise NotComputable("log of a number not known to be positive")
         return sp.log(x)
 
-    def joint(self, key, cell, params):
+    def base_joint(self, key, cell, params):
         if key not in self.inst.tables:
             raise NotComputable("a parametric family has no exact value")
-        return super().joint(key, cell, params)
+        return super().base_joint(key, cell, params)
 
     def derivative(self, f, at):
         raise NotComputable("no exact derivative")

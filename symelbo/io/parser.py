@@ -29,10 +29,12 @@ from symelbo.io.grammars import load_parser
 from symelbo.io.mistakes import bracket_fault, spelling_fault, tex_advice
 from symelbo.io.userfiles import (MAX_LINE_CHARS, MAX_SOURCE_BYTES, decode_user_text, excerpt,
                                   read_user_text, source_lines)
-from symelbo.core.notation import ELBO, KL, Density, Entropy, Expectation, Gradient, Marginal, parameter, variable
+from symelbo.core.hypotheses import Definition, Factorisation, Hypotheses, factorisation_problem
+from symelbo.core.notation import (ELBO, KL, Const, Defined, Density, Entropy, Expectation, Gradient, Marginal,
+                                   known_positive, parameter, split_const, variable)
 
 __all__ = ["parse_file", "parse_stream", "parse_text", "parse_expression", "parse_step", "HeaderWarning",
-           "KNOWN_HEADERS", "did_you_mean"]
+           "ReadingWarning", "KNOWN_HEADERS", "did_you_mean"]
 
 _BUILD_RECURSION = 6000
 _MAX_DIGITS = 1000
@@ -44,12 +46,14 @@ MAX_LINES_CHECKED = 2000
 _MAX_EXPONENT = 1000
 _HEADER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:(.*)$")
 _OPERATORS = {"E": "expectation", "sum": "marginal", "int": "marginal", "grad": "gradient"}
-_RESERVED = {"log", "exp", "KL", "ELBO", "H", "E", "by", "sum", "int", "grad"}
+_RESERVED = {"log", "exp", "KL", "ELBO", "H", "E", "by", "sum", "int", "grad", "abs", "sqrt", "const",
+             "propto"}
 _TOKEN_NAMES = {
     "REL": "a relation (=, <=, >=, <, >)", "IDENT": "a name", "NUMBER": "a number",
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
     "COMMA": "','", "VBAR": "'|'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
     "POW": "'^'", "LOG": "'log'", "EXP": "'exp'", "KL": "'KL'", "ELBO": "'ELBO'", "BY": "'by'",
+    "ABS": "'abs'", "SQRT": "'sqrt'", "PROPTO": "'propto_{'", "CONST": "'const_{'",
     "$END": "the end of the line",
 }
 
@@ -57,12 +61,18 @@ _TOKEN_NAMES = {
 #: Headers the tool reads; any other header is kept as the document's metadata.
 KNOWN_HEADERS = ("title", "assume", "define")
 #: Names other notations use for a function, refused as density names with the spelling here.
-_FOREIGN_FUNCTIONS = {"ln": "the natural logarithm is written log, as in log p(X) or log(x)",
-                      "sqrt": "sqrt is not part of the notation; write (...)^(1/2)"}
+_FOREIGN_FUNCTIONS = {"ln": "the natural logarithm is written log, as in log p(X) or log(x)"}
+#: Headers that may be given any number of times: each is one hypothesis.
+_HYPOTHESIS_HEADERS = ("assume", "define")
 
 
 class HeaderWarning(UserWarning):
     """A header that looks like a misspelling of one the tool reads (``titel:`` for ``title:``)."""
+
+
+class ReadingWarning(UserWarning):
+    """A line whose meaning changed with the language's version 2 (``E_{q(Z1)}`` now
+    averages over Z1 alone, not over every variable q is applied to)."""
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -107,6 +117,7 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise InputError("the file holds a NUL byte; it is not a text file", path, line)
     headers: dict[str, str] = {}
+    hypotheses_raw: list = []    # (kind, lineno, tree)
     chains_raw: list[list] = []  # each: [(lineno, tree), ...]
     current: list | None = None
     seen_expression = False
@@ -124,6 +135,12 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
         header = _HEADER.match(content)
         if header and not seen_expression:
             key = header.group(1)
+            if key in _HYPOTHESIS_HEADERS:
+                # the header's name blanked out, so that columns stay the line's own
+                body = " " * header.start(2) + content[header.start(2):]
+                hypotheses_raw.append((key, lineno, _parse_line(body, path, lineno),
+                                       header.group(2).strip()))
+                continue
             if key in headers:
                 raise InputError(f"the header '{key}' is given twice", path, lineno, 1)
             _warn_unknown_header(key, path, lineno, content)
@@ -162,11 +179,13 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
         raise InputError(f"the file holds {steps:,} lines of derivation; at most "
                          f"{MAX_LINES_CHECKED:,} are checked in one file (split it)",
                          path, first_over, 1)
-    builder = _Builder(path, [tree for chain in chains_raw for _, tree in chain])
+    builder = _Builder(path, [tree for chain in chains_raw for _, tree in chain]
+                       + [tree for _, _, tree, _ in hypotheses_raw])
     chains = []
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, _BUILD_RECURSION))  # a sum of a thousand terms nests deeply
     try:
+        hypotheses = builder.hypotheses(hypotheses_raw)
         for chain in chains_raw:
             try:
                 chains.append(builder.chain(chain))
@@ -175,7 +194,7 @@ def parse_text(text: str, path: str | None = None) -> Derivation:
                                  path, chain[0][0]) from None
     finally:
         sys.setrecursionlimit(limit)
-    return Derivation(tuple(chains), headers, path)
+    return Derivation(tuple(chains), headers, path, hypotheses)
 
 
 def _warn_unknown_header(key: str, path, lineno: int, content: str) -> None:
@@ -324,6 +343,10 @@ class _Builder:
         self.variable_names: set[str] = set()
         self.parameter_names: set[str] = set()   # phi of q_phi
         self.summed_names: set[str] = set()      # Z of sum_Z[...]
+        self.functions: dict[str, Definition] = {}    # names a define: ... = ... gives
+        self.defined_densities: dict[str, Definition] = {}   # names a define: ... propto_{..} gives
+        self.assumed: set[str] = set()            # density keys an assume: header factorises
+        self._allowed_const = None                # the one const node a side may end in
         for tree in trees:
             for node in tree.iter_subtrees():
                 if node.data == "density":
@@ -361,25 +384,147 @@ class _Builder:
     # -- chains ------------------------------------------------------------------
     def chain(self, lines) -> Chain:
         first_lineno, first_tree = lines[0]
-        first = self.expr(first_tree.children[0], first_lineno)
-        steps, lhs = [], first
-        places = []
+        first = self.side(first_tree.children[0], first_lineno)
+        links = []   # (rel node, rhs, just, lineno)
         if len(first_tree.children) > 1:  # one-line claim
             rel, rhs_tree, *just = first_tree.children[1:]
-            rhs = self.expr(rhs_tree, first_lineno)
-            places.append((str(rel), first_lineno, rel.column))
-            steps.append(Step(lhs, str(rel), rhs, self.rules(just, first_lineno), first_lineno, rel.column))
+            links.append((rel, self.side(rhs_tree, first_lineno), just, first_lineno))
         for lineno, tree in lines[1:]:
             rel, rhs_tree, *just = tree.children
-            rhs = self.expr(rhs_tree, lineno)
-            places.append((str(rel), lineno, rel.column))
-            steps.append(Step(lhs, str(rel), rhs, self.rules(just, lineno), lineno, rel.column))
-            lhs = rhs
-        if not steps:
+            links.append((rel, self.side(rhs_tree, lineno), just, lineno))
+        if not links:
             raise InputError("a chain needs at least one step (a line starting with a relation)",
                              self.path, first_lineno, 1)
+        steps, lhs, places = [], first, []
+        reading = _ChainReading(self)
+        for rel, rhs, just, lineno in links:
+            symbol, column, constant_in = reading.step(rel, lhs, rhs, lineno)
+            places.append((symbol, lineno, column))
+            steps.append(Step(lhs, symbol, rhs, self.rules(just, lineno), lineno, column, constant_in))
+            lhs = rhs
         check_chain_relations(places, self.path)
         return Chain(first, tuple(steps), first_lineno)
+
+    def side(self, tree, lineno) -> sp.Expr:
+        """One side of a step: an expression that may end in ``+ const_{...}``."""
+        self._allowed_const = None
+        if isinstance(tree, Tree) and tree.data == "const":
+            self._allowed_const = tree
+        elif isinstance(tree, Tree) and tree.data == "add" and isinstance(tree.children[1], Tree) \
+                and tree.children[1].data == "const":
+            self._allowed_const = tree.children[1]
+        try:
+            return self.expr(tree, lineno)
+        finally:
+            self._allowed_const = None
+
+    # -- headers: assume and define --------------------------------------------
+    def hypotheses(self, entries) -> Hypotheses:
+        """The assume: and define: headers, in order, each checked against those before it."""
+        factorisations, definitions = [], []
+        used_so_far: dict[str, int] = {}   # density names met in earlier headers -> line
+        for kind, lineno, tree, text in entries:
+            if tree.data != "expr_line" or len(tree.children) < 2:
+                raise self.error(f"{kind}: needs a claim, as in "
+                                 + ("q(Z1, Z2) = q1(Z1) * q2(Z2)" if kind == "assume" else
+                                    "qstar(Z1) propto_{Z1} exp(E_{q2(Z2)}[log p(X, Z1, Z2)])"),
+                                 tree, lineno)
+            head_tree, rel, body_tree, *just = tree.children
+            if just:
+                raise self.error(f"{kind}: a header takes no 'by'", just[0], lineno)
+            if kind == "assume":
+                factorisations.append(self.factorisation(head_tree, rel, body_tree, lineno, text))
+            else:
+                definitions.append(self.definition(head_tree, rel, body_tree, lineno, text, used_so_far))
+            for node in tree.iter_subtrees():
+                if node.data == "density":
+                    used_so_far.setdefault(str(node.children[0]), lineno)
+        return Hypotheses(tuple(factorisations), tuple(definitions))
+
+    def factorisation(self, head_tree, rel, body_tree, lineno, text) -> Factorisation:
+        if isinstance(rel, Tree) or str(rel) != "=":
+            raise self.error("assume: states a factorisation with '='", rel, lineno)
+        if not (isinstance(head_tree, Tree) and head_tree.data == "density"):
+            raise self.error("assume: the left side must be one density, as in q(Z1, Z2)",
+                             head_tree, lineno)
+        left = self.density(head_tree, lineno)
+        factor_trees = _product_operands(body_tree)
+        if factor_trees is None or not all(t.data == "density" for t in factor_trees):
+            raise self.error("assume: the right side must be a product of densities, as in "
+                             "q1(Z1) * q2(Z2)", body_tree, lineno)
+        factors = tuple(self.density(t, lineno) for t in factor_trees)
+        if left.key in self.assumed:
+            raise self.error(f"{left.name} is factorised by two assume: headers", head_tree, lineno)
+        applied = {name: set(vs) for name, vs in self.density_vars.items()}
+        problem = factorisation_problem(left, factors, applied)
+        if problem is not None:
+            index, message = problem
+            where = head_tree if index < 0 else factor_trees[index]
+            raise self.error(f"assume: not a directed factorisation: {message}", where, lineno)
+        self.assumed.add(left.key)
+        return Factorisation(left, factors, text, lineno)
+
+    def definition(self, head_tree, rel, body_tree, lineno, text, used_so_far) -> Definition:
+        if not (isinstance(head_tree, Tree) and head_tree.data == "density") or len(head_tree.children) > 2:
+            raise self.error("define: the left side must be a name applied to variables, as in "
+                             "qstar(Z1)", head_tree, lineno)
+        name_token = head_tree.children[0]
+        name = str(name_token)
+        if name in self.functions or name in self.defined_densities:
+            raise self.error(f"'{name}' is defined twice", name_token, lineno)
+        if name in used_so_far:
+            raise self.error(f"'{name}' is used before its definition (line {used_so_far[name]})",
+                             name_token, lineno)
+        if name in self.assumed or any(name == key for key in self.assumed):
+            raise self.error(f"'{name}' is defined and also used as a free density in an assume: header",
+                             name_token, lineno)
+        if _split_density_name(name)[1]:
+            raise self.error(f"'{name}': a defined name takes no parameter subscript", name_token, lineno)
+        if name in _RESERVED:
+            raise self.error(f"'{name}' is reserved and cannot be defined", name_token, lineno)
+        variables = [variable(str(tok)) for tok in head_tree.children[1].children]
+        if len({v.name for v in variables}) != len(variables):
+            raise self.error(f"a variable appears twice in {name}(...)", head_tree, lineno)
+        body = self.expr(body_tree, lineno)
+        if isinstance(rel, Tree):   # propto_{...}: a normalised density
+            over = [str(tok) for tok in rel.children[1].children]
+            if sorted(over) != sorted(v.name for v in variables):
+                raise self.error(f"define: {name} is normalised over its own variables: write "
+                                 f"propto_{{{', '.join(v.name for v in variables)}}}", rel, lineno)
+            if not known_positive(sp.sympify(body)):
+                raise self.error(f"define: the right side of a density defined by propto must be "
+                                 f"positive by its form (exp(...), a density, a product of such)",
+                                 body_tree, lineno)
+            definition = Definition(Density(name, variables, evaluate=False), body, True, text, lineno)
+            self.defined_densities[name] = definition
+            return definition
+        if str(rel) != "=":
+            raise self.error("define: uses '=' (a function) or propto_{...} (a normalised density)",
+                             rel, lineno)
+        definition = Definition(Defined(name, variables, body), body, False, text, lineno)
+        self.functions[name] = definition
+        return definition
+
+    def applied_function(self, node: Tree, lineno) -> sp.Expr:
+        """``ptilde(X, Z1)`` for a name a ``define: ... = ...`` header gives."""
+        name_token, *groups = node.children
+        definition = self.functions[str(name_token)]
+        if len(groups) > 1:
+            raise self.error(f"{name_token} is a function of {len(definition.variables)} "
+                             "variables; it takes no '|'", node, lineno)
+        actual = [variable(str(tok)) for tok in groups[0].children]
+        if len(actual) != len(definition.variables):
+            raise self.error(f"{name_token} is defined on {len(definition.variables)} variable(s) "
+                             f"({', '.join(v.name for v in definition.variables)}), not {len(actual)}",
+                             node, lineno)
+        body = definition.body
+        if tuple(actual) != definition.variables:
+            try:
+                body = body.subs(dict(zip(definition.variables, actual)), simultaneous=True)
+            except TypeError as why:
+                raise self.error(f"{name_token}({', '.join(v.name for v in actual)}): {why}",
+                                 node, lineno) from None
+        return Defined(str(name_token), actual, body)
 
     def rules(self, just, lineno) -> tuple[str, ...]:
         from symelbo.core.rules import RULES  # the registry is the one place that knows rule names
@@ -415,11 +560,17 @@ class _Builder:
         if kind == "pow":
             return sp.Pow(build(node.children[0]), build(node.children[2]), evaluate=False)
         if kind == "log_density":
-            return sp.log(self.density(node.children[1], lineno), evaluate=False)
+            return sp.log(self.applied(node.children[1], lineno), evaluate=False)
         if kind == "log":
             return sp.log(build(node.children[1]), evaluate=False)
         if kind == "exp":
             return sp.exp(build(node.children[1]), evaluate=False)
+        if kind == "abs":
+            return sp.Abs(build(node.children[1]), evaluate=False)
+        if kind == "sqrt":
+            return sp.Pow(build(node.children[1]), sp.Rational(1, 2), evaluate=False)
+        if kind == "const":
+            return self.const(node, lineno)
         if kind == "kl":
             first = self.density(node.children[1], lineno)
             second = self.density(node.children[2], lineno)
@@ -434,7 +585,7 @@ class _Builder:
                                  node, lineno)
             return ELBO(variational, joint)
         if kind == "density":
-            return self.density(node, lineno)
+            return self.applied(node, lineno)
         if kind in ("operator", "operator_braced"):
             return self.operator(node, lineno)
         raise self.error(f"unsupported expression '{kind}'", node, lineno)  # pragma: no cover
@@ -471,15 +622,45 @@ class _Builder:
         if text in self.density_names:
             raise self.error(f"'{text}' is a density; apply it to variables, as in {text}(Z)",
                              token, lineno)
+        if text == "const":
+            raise self.error("write const_{Z1}: say what the term is constant in (variables or "
+                             "densities)", token, lineno)
+        if text == "propto":
+            raise self.error("write propto_{Z1} at the start of a step: say in which variables the "
+                             "ratio is constant", token, lineno)
         if text in _RESERVED:
             raise self.error(f"'{text}' needs an argument", token, lineno)
         if text in self.variable_names:
             return variable(text)
         return parameter(text)
 
+    def applied(self, node: Tree, lineno) -> sp.Expr:
+        """A name applied to variables where a value stands: a density or a defined function."""
+        if str(node.children[0]) in self.functions:
+            return self.applied_function(node, lineno)
+        return self.density(node, lineno)
+
+    def const(self, node: Tree, lineno) -> Const:
+        names = [str(tok) for tok in node.children[1].children]
+        if node is not self._allowed_const:
+            raise self.error("const_{...} may only be the last term of a side, after a '+' "
+                             "(as in log q(Z1) = E_{q2(Z2)}[log p(X, Z1, Z2)] + const_{Z1})",
+                             node, lineno)
+        for name in names:
+            if name not in self.variable_names and name not in self.density_names:
+                raise self.error(f"const_{{{name}}}: '{name}' is neither a variable nor a density "
+                                 "of this file", node, lineno)
+        if len(set(names)) != len(names):
+            raise self.error("const_{...} names a variable twice", node, lineno)
+        return Const(names)
+
     def density(self, node: Tree, lineno, evaluate=False) -> Density:
         name_token, *groups = node.children
         name = str(name_token)
+        if name in self.functions:
+            raise self.error(f"'{name}' is a function defined with '='; only a density defined "
+                             f"with propto_{{...}} may stand where a density must (KL, H, E_{{...}}, "
+                             "ELBO, assume:)", name_token, lineno)
         if name in _RESERVED:
             raise self.error(f"'{name}' is reserved and cannot name a density", name_token, lineno)
         if name in _FOREIGN_FUNCTIONS:
@@ -496,6 +677,11 @@ class _Builder:
         if clash:
             raise self.error(f"'{clash[0]}' is a random variable and cannot be the parameter of {name}",
                              name_token, lineno)
+        definition = self.defined_densities.get(name)
+        if definition is not None and (given or len(variables) != len(definition.variables)):
+            raise self.error(f"{name} is a density over {len(definition.variables)} variable(s) "
+                             f"({', '.join(v.name for v in definition.variables)}), defined with "
+                             "propto: apply it to as many, with no '|'", node, lineno)
         return Density(base, variables, given, [parameter(p) for p in params], evaluate=evaluate)
 
     def full_density(self, name: str, token, lineno) -> Density:
@@ -539,13 +725,28 @@ class _Builder:
             if kind != "expectation":
                 raise self.error(f"{op}_{{...}} takes a name, not a density", sub_node, lineno)
             written = self.density(sub_node, lineno, evaluate=True)
-            if written.given:  # a conditional expectation keeps its conditioning variables
-                return Expectation(written, body)
-            return Expectation(self.full_density(str(sub_node.children[0]), sub_node, lineno), body)
+            # version 2: the expectation averages over the variables written, and no others
+            full = set(self.density_vars.get(str(sub_node.children[0]), ()))
+            if not written.given and full - {v.name for v in written.variables} and not self._v2:
+                self._warn_reading(written, full, sub_node, lineno)
+            return Expectation(written, body)
         sub_token = sub_node.children[0]
         if kind == "expectation":
             return Expectation(self.full_density(str(sub_token), sub_token, lineno), body)
         return self.bound_operator(kind, str(sub_token), sub_token, body, lineno)
+
+    @property
+    def _v2(self) -> bool:
+        """A file with assume: or define: headers is written in version 2 of the language."""
+        return bool(self.functions or self.defined_densities or self.assumed)
+
+    def _warn_reading(self, written: Density, full: set, node, lineno) -> None:
+        located = self.error(
+            f"warning: E_{{{written}}} averages over {', '.join(v.name for v in written.variables)} "
+            f"only; {written.name} is also applied to {', '.join(sorted(full - {v.name for v in written.variables}))}, "
+            f"and before version 2 this expectation was over all of them (write E_{written.name}[...] "
+            "for that)", node, lineno)
+        warnings.warn(ReadingWarning(str(located)), stacklevel=2)
 
     def bound_operator(self, kind, name, token, body, lineno):
         if kind == "marginal":
@@ -565,6 +766,74 @@ class _Builder:
         if not (isinstance(body, Tree) and body.data == "density"):
             raise self.error("H[...] takes a density, as in H[q(Z)]", node, lineno)
         return Entropy(self.density(body, lineno))
+
+
+class _ChainReading:
+    """What each step of a chain claims: its relation, and what it holds up to.
+
+    ``+ const_{V}`` on either side makes an ``=`` step hold up to a term constant in V,
+    and every later ``=`` step of the chain keeps that reading; ``propto_{V}`` steps
+    compose with ``=``. Mixing either with an inequality, or the two with each
+    other, or two different V, is an input error.
+    """
+
+    def __init__(self, builder: "_Builder"):
+        self.builder = builder
+        self.constant: tuple[str, ...] = ()
+        self.propto: tuple[str, ...] = ()
+        self.inequality = False
+
+    def step(self, rel, lhs, rhs, lineno) -> tuple[str, int, tuple]:
+        error = lambda message: self.builder.error(message, rel, lineno)
+        names = tuple(sorted(set(split_const(lhs)[1]) | set(split_const(rhs)[1])))
+        if isinstance(rel, Tree):   # propto_{...}
+            over = tuple(sorted(str(tok) for tok in rel.children[1].children))
+            column = rel.children[0].column
+            for name in over:
+                if name not in self.builder.variable_names:
+                    raise error(f"propto_{{{name}}}: '{name}' is not a variable of this file")
+            if self.inequality:
+                raise error("propto cannot be mixed with an inequality in one chain")
+            if names or self.constant:
+                raise error("propto and + const cannot be mixed in one chain (divide, or take logs)")
+            if self.propto and self.propto != over:
+                raise error(f"this chain is proportional in {', '.join(self.propto)}, not "
+                            f"{', '.join(over)}")
+            self.propto = over
+            return "propto", column, over
+        symbol, column = str(rel), rel.column
+        if symbol != "=":
+            if names or self.constant:
+                raise error(f"'{symbol}' with + const: a term known only up to a constant has no "
+                            "order (const composes with = only)")
+            if self.propto:
+                raise error(f"'{symbol}' cannot be mixed with propto in one chain")
+            self.inequality = True
+            return symbol, column, ()
+        if names:
+            if self.propto:
+                raise error("propto and + const cannot be mixed in one chain (divide, or take logs)")
+            if self.constant and self.constant != names:
+                raise error(f"this chain holds up to a term constant in {', '.join(self.constant)}, "
+                            f"not in {', '.join(names)}")
+            self.constant = names
+        return "=", column, self.constant
+
+
+def _product_operands(tree):
+    """The factors of ``a * b * c`` as trees (a lone factor: itself); None for a quotient."""
+    if not isinstance(tree, Tree):
+        return None
+    if tree.data != "mul":
+        return None if tree.data == "div" else [tree]
+    operands = []
+    while isinstance(tree, Tree) and tree.data in ("mul", "div"):
+        if tree.data == "div":
+            return None
+        operands.append(tree.children[1])
+        tree = tree.children[0]
+    operands.append(tree)
+    return list(reversed(operands))
 
 
 def _negate(expr: sp.Expr) -> sp.Expr:
