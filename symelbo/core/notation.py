@@ -9,6 +9,10 @@ Map of this module:
 - :class:`ELBO`        ``ELBO(q(Z), p(X, Z))``, printed as ``\\mathcal{L}(q)``.
 - :class:`Marginal`    ``sum_Z[f]``: a sum or an integral over a variable.
 - :class:`Gradient`    ``grad_phi[f]``: the gradient with respect to a parameter.
+- :class:`Defined`     ``ptilde(X, Z1)``: a function named by a ``define:`` header (it
+  carries its body, so it is that body under another name).
+- :class:`Const`       ``const_{Z1}``: the last term of a side that is claimed only up to
+  a term not depending on Z1 (the checker reads the claim; the node only prints).
 
 Every class is an unevaluated SymPy ``Expr``: it stays symbolic, users can
 ``subs`` and ``latex`` it, and printing goes through the printer hooks
@@ -22,14 +26,14 @@ A density's arguments are kept in written order when built with
 
 from __future__ import annotations
 
-from sympy import Abs, Basic, Expr, Pow, Symbol, Tuple, exp, log, preorder_traversal, sympify
+from sympy import Abs, Add, Basic, Expr, Pow, Symbol, Tuple, exp, log, preorder_traversal, sympify
 from sympy.core.assumptions import StdFactKB
 from sympy.core.parameters import global_parameters
 from sympy.printing.pretty.stringpict import prettyForm
 
 __all__ = [
-    "Density", "Expectation", "KL", "Entropy", "ELBO", "Marginal", "Gradient",
-    "variable", "parameter", "density", "NOTATION_CLASSES",
+    "Density", "Expectation", "KL", "Entropy", "ELBO", "Marginal", "Gradient", "Defined", "Const",
+    "split_const", "variable", "parameter", "density", "NOTATION_CLASSES",
 ]
 
 
@@ -179,7 +183,7 @@ class Density(Expr):
         return f"{self._head_str(printer)}({self._args_str(printer)})"
 
     def _head_latex(self, printer) -> str:
-        head = printer._print(Symbol(self.name))
+        head = decorated_name_latex(self.name, printer)
         if self.params:
             head += "_{" + ", ".join(printer._print(p) for p in self.params) + "}"
         return head
@@ -255,7 +259,7 @@ def known_positive(expr: Expr) -> bool:
                 and any(known_positive(a) for a in expr.args))
     if expr.is_Pow:
         return known_positive(expr.base) and bool(expr.exp.is_extended_real)
-    if isinstance(expr, (Expectation, Marginal)):
+    if isinstance(expr, (Expectation, Marginal, Defined)):
         return known_positive(expr.body)
     return False
 
@@ -565,7 +569,120 @@ def _log_latex(self, printer, exp=None) -> str:
 # nothing but the log of a density (everything else goes to the printer's _print_log).
 log._latex = _log_latex
 
-NOTATION_CLASSES = (Density, Expectation, KL, Entropy, ELBO, Marginal, Gradient)
+class Defined(Expr):
+    """``f(A)``: the function a ``define: f(A) = body`` header names, applied to A.
+
+    It holds its (instantiated) body, so its free symbols, sign and value are
+    the body's: the name is an abbreviation, unfolded by the rule ``definition``.
+    """
+
+    is_commutative = True
+
+    def __new__(cls, name, variables, body, **kwargs):
+        kwargs.pop("evaluate", None)
+        name = name if isinstance(name, Symbol) else Symbol(name)
+        return Expr.__new__(cls, name, Tuple(*variables), sympify(body, strict=True))
+
+    @property
+    def name(self) -> str:
+        return self.args[0].name
+
+    @property
+    def variables(self) -> tuple:
+        return tuple(self.args[1])
+
+    @property
+    def body(self) -> Expr:
+        return self.args[2]
+
+    @property
+    def free_symbols(self):
+        return self.body.free_symbols | set(self.variables)
+
+    def _eval_is_extended_real(self):
+        return self.body.is_extended_real
+
+    def _eval_is_positive(self):
+        return True if known_positive(self.body) else None
+
+    def _eval_derivative(self, s):
+        return _gradient_by(self, s)
+
+    def _sympystr(self, printer) -> str:
+        return f"{self.name}(" + ", ".join(printer._print(v) for v in self.variables) + ")"
+
+    def _latex(self, printer) -> str:
+        inner = ", ".join(printer._print(v) for v in self.variables)
+        return rf"{decorated_name_latex(self.name, printer)}({inner})"
+
+    def _pretty(self, printer):
+        return prettyForm(self._sympystr(printer))
+
+
+def decorated_name_latex(name: str, printer) -> str:
+    """``qstar`` as ``q^\\star``, ``ptilde`` as ``\\tilde{p}``, ``phat`` as ``\\hat{p}``: the
+    marks textbooks put on a defined density; any other name as SymPy prints it."""
+    for suffix, template in (("star", "{}^{{\\star}}"), ("tilde", "\\tilde{{{}}}"),
+                             ("hat", "\\hat{{{}}}"), ("bar", "\\bar{{{}}}")):
+        base = name[: -len(suffix)]
+        if name.endswith(suffix) and base:
+            return template.format(printer._print(Symbol(base)))
+    return printer._print(Symbol(name))
+
+
+class Const(Expr):
+    """``const_{V}``: "plus a term that does not depend on V" (variables or density names).
+
+    Only the last top-level term of a side may be one; the checker reads the
+    step as ``lhs - rhs`` (consts left out) not depending on V. The node has no
+    value and no free symbols: it is notation for the claim, printed as the
+    textbooks print it (``\\text{const}``).
+    """
+
+    is_commutative = True
+    is_real = True
+    is_extended_real = True
+
+    def __new__(cls, names, **kwargs):
+        kwargs.pop("evaluate", None)
+        symbols = [n if isinstance(n, Symbol) else Symbol(n) for n in names]
+        return Expr.__new__(cls, Tuple(*sorted(symbols, key=lambda s: s.name)))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.args[0])
+
+    @property
+    def free_symbols(self):
+        return set()
+
+    def _eval_subs(self, old, new):
+        return self
+
+    def _sympystr(self, printer) -> str:
+        return "const_{" + ", ".join(self.names) + "}"
+
+    def _latex(self, printer) -> str:
+        return r"\text{const}"
+
+    def _pretty(self, printer):
+        return prettyForm("const")
+
+
+def split_const(expr: Expr) -> tuple[Expr, tuple[str, ...]]:
+    """``(side without its const, the names it is constant in)``; ``()`` when it has none."""
+    if isinstance(expr, Const):
+        return sympify(0), expr.names
+    if expr.is_Add:
+        consts = [a for a in expr.args if isinstance(a, Const)]
+        if consts:
+            names = tuple(sorted({n for c in consts for n in c.names}))
+            rest = [a for a in expr.args if not isinstance(a, Const)]
+            return (Add(*rest, evaluate=False) if len(rest) > 1 else (rest[0] if rest else sympify(0))), names
+    return expr, ()
+
+
+NOTATION_CLASSES = (Density, Expectation, KL, Entropy, ELBO, Marginal, Gradient, Defined, Const)
 
 
 def density(name: str, *variables, given=(), params=()) -> Density:

@@ -245,10 +245,12 @@ def calc_text(derivation, comment: str = "") -> str:
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]
     for key, value in derivation.headers.items():
         lines.append(f"{key}: {value}")
+    for kind, text in derivation.hypotheses.texts():
+        lines.append(f"{kind}: {text}")
     for chain in derivation.chains:
         lines.append("")
         rows = [("", calc_str(chain.first), "")]
-        rows += [(s.relation, calc_str(s.rhs), ", ".join(s.by)) for s in chain.steps]
+        rows += [(s.relation_text, calc_str(s.rhs), ", ".join(s.by)) for s in chain.steps]
         width = max(len(text) for _, text, _ in rows)
         for relation, text, by in rows:
             row = f"{relation:>4} {text}" if relation else f"     {text}"

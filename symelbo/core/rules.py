@@ -415,7 +415,7 @@ _ALL = (
           "an assume: header of the file states the factorisation"),
     _rule("definition", "=",
           r"f(A) = \text{its body},\ "
-          r"q(Z) = \frac{g(Z)}{\sum_{Z} g(Z)} \text{ when } q(Z) \propto_{Z} g(Z)",
+          r"q(Z) = \frac{g(Z)}{\sum_{Z} g(Z)} \text{ for a density defined by propto}",
           "a define: header of the file names it"),
     _rule("algebra", "=", r"\text{field arithmetic: expand, collect, cancel}",
           "none (applied implicitly to every step)"),
