@@ -30,7 +30,7 @@ from sympy.core import random as sympy_random
 from symelbo.core.deadline import BudgetExceeded, time_budget
 from symelbo.core.derivation import Chain, Derivation, Step
 from symelbo.core.falsify import attack, density_values
-from symelbo.core.claims import READING_WORDS, equality_reading, is_reading
+from symelbo.core.claims import READING_WORDS, equality_reading, is_reading, reading_rules
 from symelbo.core.hypotheses import active as active_hypotheses, assuming
 from symelbo.core.kernel import (CertificateRejected, Risk, certificate_data, check_rule_names,
                                  replay, value_risk)
@@ -222,13 +222,15 @@ def _check_reading(step: Step, options: CheckOptions, universe: Universe) -> Ste
     (:mod:`symelbo.core.claims`), the verdict given to the step as written."""
     left, right, hypotheses = equality_reading(step.lhs, step.relation, step.rhs, step.constant_in,
                                                universe.hypotheses)
-    inner = Step(left, "=", right, step.by, step.line, step.column)
+    by = reading_rules(step.by, step.relation, step.constant_in, universe.hypotheses)
+    inner = Step(left, "=", right, by, step.line, step.column)
     result = check_step(inner, options, Universe.of([left, right], hypotheses))
     message = result.message
     if result.verdict == "refuted":
         words = READING_WORDS["propto" if step.relation == "propto" else "constant"]
         message = (message + "; " if message else "") + words.format(names=", ".join(step.constant_in))
-    return StepResult(step, result.verdict, result.found_by, result.counterexample, message,
+    found_by = tuple(r for r in result.found_by if r in step.by) if step.by else result.found_by
+    return StepResult(step, result.verdict, found_by, result.counterexample, message,
                       result.certificate, result.search, result.reason)
 
 

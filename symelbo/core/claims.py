@@ -24,7 +24,12 @@ import sympy as sp
 from symelbo.core.hypotheses import Definition, Factorisation, Hypotheses
 from symelbo.core.notation import Defined, Density, Expectation, split_const, variable
 
-__all__ = ["equality_reading", "is_reading", "AVERAGING_DENSITY", "READING_WORDS"]
+__all__ = ["equality_reading", "is_reading", "reading_rules", "AVERAGING_DENSITY", "READING_WORDS",
+           "READING_RULES"]
+
+#: The rules the average over ``any(V)`` itself takes (E_{any}[D] = D once D is free
+#: of V): part of reading the claim, so a step's ``by`` need not name them.
+READING_RULES = ("linearity_expectation", "expectation_constant")
 
 #: The name of the density over V that a constancy in V averages under.
 AVERAGING_DENSITY = "any"
@@ -67,6 +72,15 @@ def equality_reading(lhs: sp.Expr, relation: str, rhs: sp.Expr, constant_in,
             name, suffix = f"{AVERAGING_DENSITY}{suffix}", suffix + 1
         right = Expectation(Density(name, variables), right)
     return difference, right, hypotheses
+
+
+def reading_rules(by, relation: str, constant_in, hypotheses: Hypotheses) -> tuple:
+    """A step's ``by`` with the rules its reading takes added (none when it names none)."""
+    if not by or not is_reading(relation, constant_in):
+        return tuple(by)
+    if all(_is_density_name(n, hypotheses) for n in constant_in) and relation != "propto":
+        return tuple(by)   # a renamed density takes no average
+    return tuple(by) + tuple(r for r in READING_RULES if r not in by)
 
 
 def _is_density_name(name: str, hypotheses: Hypotheses) -> bool:

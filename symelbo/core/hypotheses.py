@@ -92,8 +92,13 @@ class Factorisation:
         return body
 
     def iterated(self, body: sp.Expr) -> sp.Expr:
-        """``E_{L(V | G)}[body]`` as iterated expectations over the factors."""
-        for factor in self.factors:
+        """``E_{L(V | G)}[body]`` as iterated expectations over the factors: the last
+        factor outermost (the others condition on it); for factors that condition on
+        nothing of each other (mean field), the first outermost, as written."""
+        factors = self.factors
+        if all(set(f.given) <= set(self.given) for f in factors):
+            factors = tuple(reversed(factors))
+        for factor in factors:
             body = Expectation(self.opaque(factor), body)
         return body
 

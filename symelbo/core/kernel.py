@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from symelbo.core.claims import equality_reading, is_reading
+from symelbo.core.claims import equality_reading, is_reading, reading_rules
 from symelbo.core.hypotheses import NO_HYPOTHESES, Hypotheses, assuming
 from symelbo.core.normalize import NormalizationLoop, equal_by, evaluate, forms_of, normal_form, tidy
 from symelbo.core.notation import KL, NOTATION_CLASSES, Density, Gradient, known_nonnegative, known_positive
@@ -119,6 +119,7 @@ def replay(certificate: dict, lhs: sp.Expr, relation: str, rhs: sp.Expr, by=(),
     (:func:`symelbo.core.claims.equality_reading`).
     """
     if is_reading(relation, constant_in):
+        by = reading_rules(by, relation, constant_in, hypotheses)
         lhs, rhs, hypotheses = equality_reading(lhs, relation, rhs, constant_in, hypotheses)
         relation = "="
     with assuming(hypotheses):
