@@ -187,3 +187,26 @@ def test_markdown_wraps_long_rule_lists():
     assert (r"\textit{found: }\begin{array}[t]{@{}l@{}}" "\n"
             r"\mathsf{definition\_kl},\ \mathsf{log\_quotient},\ \mathsf{linearity\_expectation}, \\" "\n"
             r"\mathsf{expectation\_constant},\ \mathsf{bayes\_rule}\end{array} \\") in md
+
+
+def test_one_wide_first_expression_sets_every_chain_first_alone():
+    text = ("title: two chains\n\n"
+            "    E_q[log p(X, Z)] - E_q[log q(Z)] + E_q[log p(X, Z)] - E_q[log q(Z)]\n"
+            "  = 2*E_q[log p(X, Z)] - 2*E_q[log q(Z)]\n\n"
+            "    log p(X)\n"
+            "  = log(sum_Z[p(X, Z)])\n")
+    tex = render(check_derivation(parse_text(text, "two.calc")), "latex")
+    firsts = re.findall(r"\\begin\{align\*\}\n(.*?)\n", tex)
+    assert len(firsts) == 2 and all(line.lstrip().startswith("& ") for line in firsts)
+
+
+def test_a_wide_first_expression_is_broken_and_a_wide_claim_leaves_the_heading():
+    text = ("    E_q[log p(X, Z)] - E_q[log q(Z)] + E_q[log p(X, Z)] - E_q[log q(Z)]"
+            " + E_q[log p(X, Z)] - E_q[log q(Z)]\n"
+            "  = 3*E_q[log p(X, Z)] - 3*E_q[log q(Z)]\n")
+    tex = render(check_derivation(parse_text(text, "wide.calc")), "latex")
+    assert r"\subsection*{1.\hfill" in tex
+    block = tex[tex.index(r"\begin{align*}"):tex.index(r"\end{align*}")]
+    from symelbo.io.render import LINE_BUDGET, math_width
+    lines = [line for line in block.split(r"\\" + "\n")[:-1]]    # the first expression's lines
+    assert len(lines) >= 2 and all(math_width(line) <= LINE_BUDGET + 8 for line in lines)

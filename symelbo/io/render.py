@@ -64,6 +64,10 @@ LINE_BUDGET = 46.0
 #: document sets its first expression on a line of its own (and the others
 #: under it), so that the chains of one document look alike.
 FIRST_BUDGET = 18.0
+#: The widest claim (first, relation, last) a chain's heading shows beside its
+#: number and verdict; a wider one would stick out of the line (math in a heading
+#: does not break well), so the heading shows only its number and the display the claim.
+CLAIM_BUDGET = 52.0
 
 
 class TeX(str):
@@ -314,6 +318,7 @@ class ChainView:
     claim_first: TeX
     claim_relation: TeX
     claim_last: TeX
+    claim_fits: bool              # the claim is narrow enough for the chain's heading
     verdict: str
     steps: tuple[StepView, ...]
     rows: tuple[RowView, ...]
@@ -574,8 +579,11 @@ def _rule_names() -> frozenset:
     return frozenset(name for name in RULES if name != "algebra")
 
 
-def _rows(first: TeX, steps) -> tuple[RowView, ...]:
-    rows = [RowView("first", first, None, not steps)]
+def _rows(first: TeX, steps, first_lines=None) -> tuple[RowView, ...]:
+    """The display lines of a chain; ``first_lines``: its first expression, broken (set alone)."""
+    first_lines = first_lines or [first]
+    rows = [RowView("first", first_lines[0], None, not steps and len(first_lines) == 1)]
+    rows += [RowView("continued", line, None, False) for line in first_lines[1:]]
     for step in steps:
         for index, line in enumerate(step.lines):
             rows.append(RowView("continued" if index else "step", line, step, False))
@@ -624,8 +632,11 @@ def document_view(result, name: str | None = None) -> DocumentView:
         chains.append(ChainView(
             index=chain_index, line=shown(chain.line), first=TeX(first), first_alone=first_alone,
             claim_first=TeX(first), claim_relation=TeX(RELATION_TEX[chain.relation]),
-            claim_last=TeX(tex(chain.last)), verdict=chain_result.verdict, steps=tuple(steps),
-            rows=_rows(TeX(first), steps), why_width=TeX(WHY_WIDTH),
+            claim_last=TeX(tex(chain.last)),
+            claim_fits=math_width(first) + math_width(tex(chain.last)) + 2 <= CLAIM_BUDGET,
+            verdict=chain_result.verdict, steps=tuple(steps),
+            rows=_rows(TeX(first), steps, break_lines(first, LINE_BUDGET) if first_alone else None),
+            why_width=TeX(WHY_WIDTH),
             counterexamples=tuple(chain_cx)))
     counts = Counter(s.verdict for c in result.chains for s in c.steps)
     rules = tuple(RuleView(n, TeX(RELATION_TEX.get(RULES[n].relation, "=")), TeX(RULES[n].law),
