@@ -41,7 +41,7 @@ import mpmath
 import sympy as sp
 
 from symelbo.models import families as fam
-from symelbo.core.deadline import BudgetExceeded, time_budget
+from symelbo.core.deadline import BudgetExceeded, check_deadline, time_budget
 from symelbo.core.errors import InputError
 from symelbo.models.model_expr import DistCall, Where, decimal_problem, factor_names, \
     magnitude_problem, names, parse_distribution, to_sympy
@@ -54,10 +54,14 @@ DIGITS = 50
 #: sums of the decimals as written; beyond, correctly rounded float sums.
 EXACT_SUM_LIMIT = 20000
 #: Seconds the quadrature fallback may take before the report says it has no value.
-QUADRATURE_BUDGET = 20.0
+QUADRATURE_BUDGET = 12.0
+#: Seconds of processor time each closed form (ELBO, log evidence, KL) may take.
+SYMBOLIC_BUDGET = 6.0
 #: A quadrature whose integral of q is further than this from 1 did not find q's mass:
 #: its values are not reported and it refutes nothing.
 QUADRATURE_MASS_TOLERANCE = mpmath.mpf(10) ** -10
+#: A quadrature whose error estimate is above this (relative to its values' size) gives no values.
+QUADRATURE_ERROR_TOLERANCE = mpmath.mpf(10) ** -9
 #: The header of a .npy data file may be at most this long (numpy's own default).
 NPY_HEADER_LIMIT = 10000
 
@@ -163,6 +167,19 @@ class Evidence:
     log_evidence: sp.Expr
     posterior: list[Posterior]
     conditions: list[tuple[sp.Expr, str]]
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A term of a closed form whose expectation is +infinity unless its conditions hold.
+
+    The term is ``factor * E_q[part]`` with E_q[part] > 0: where a condition's
+    expression is not positive the quantity is (the sign of ``factor``) infinity.
+    """
+
+    what: str                               # "E_q[sigma**(-2)] under q(sigma) = Gamma(a, b)"
+    conditions: tuple[tuple[sp.Expr, str], ...]
+    factor: sp.Expr
 
 
 # --- reading TOML ----------------------------------------------------------
@@ -979,22 +996,34 @@ class Model:
                                     for z, ren in zip(lat.symbols, lat.renames)}
         return self._cache["local"]
 
-    def expect(self, expr: sp.Expr) -> sp.Expr:
-        """E_q[expr] for an expanded expression, term by term from the closed-form table."""
-        glob, loc = self._expect_terms(sp.expand(expr))
+    def expect(self, expr: sp.Expr, sink: list | None = None) -> sp.Expr:
+        """E_q[expr] for an expanded expression, term by term from the closed-form table.
+
+        Entries finite only under conditions append a :class:`Divergence` to ``sink``
+        (without a sink they are refused: NoClosedForm)."""
+        glob, loc = self._expect_terms(sp.expand(expr), sink)
         return sp.Add(*glob, *loc)
 
-    def _expect_terms(self, expr: sp.Expr) -> tuple[list, list]:
+    def _expect_terms(self, expr: sp.Expr, sink: list | None = None) -> tuple[list, list]:
         """E_q of each term of an expanded expression: (terms of global latents only, the rest).
 
         A term with a per-observation latent z_i is taken from the expectation of its
         generic form, renamed, and comes back expanded; the others are left as products.
+        A table entry finite only under conditions adds, for each term using it, a
+        :class:`Divergence` to ``sink``.
         """
         qmap = self._q_map()
         latent = set(qmap)
         local = self._local_map()
         memo: dict = {}
+        conditions: dict = {}
         glob, loc = [], []
+
+        def table(family, part, z, args):
+            found = _table_expect(family, part, z, args, sink is not None)
+            conditions[(z, part)] = found[1]
+            return found[0]
+
         for term in sp.Add.make_args(expr):
             parts: dict[sp.Symbol, list] = {}
             coef = []
@@ -1009,6 +1038,7 @@ class Model:
                 parts.setdefault(zs.pop(), []).append(factor)
             value = sp.Mul(*coef)
             renamed = []
+            pending = []  # (z, part, its expectation, its conditions) of entries with conditions
             for z, fs in parts.items():
                 part = sp.Mul(*fs)
                 if z in local:
@@ -1016,13 +1046,25 @@ class Model:
                     generic = self._symbols[lat.name]
                     key = (generic, part.xreplace({z: generic}))
                     if key not in memo:
-                        memo[key] = sp.expand(_table_expect(lat.q.family, key[1], generic, lat.q.args))
+                        memo[key] = sp.expand(table(lat.q.family, key[1], generic, lat.q.args))
                     renamed.append(_rename(memo[key], ren))
+                    if conditions[key]:
+                        pending.append((z, part, renamed[-1],
+                                        [(_rename(c, ren), w) for c, w in conditions[key]]))
                     continue
                 key = (z, part)
                 if key not in memo:
-                    memo[key] = _table_expect(qmap[z][0], part, z, qmap[z][1])
+                    memo[key] = table(qmap[z][0], part, z, qmap[z][1])
                 value *= memo[key]
+                if conditions[key]:
+                    pending.append((z, part, memo[key], conditions[key]))
+            for z, part, e, conds in pending:
+                # the rest of the term: what multiplies the infinite expectation
+                rest = value * sp.Mul(*renamed) / e if e != 0 else sp.Integer(0)
+                lat = local[z][0] if z in local else next(l for l in self.latents
+                                                           if z in l.symbols)
+                sink.append(Divergence(f"E_q[{part}] under q({z}) = {lat.q.text()}",
+                                       tuple(conds), rest))
             if not renamed:
                 glob.append(value)
                 continue
@@ -1063,24 +1105,47 @@ class Model:
 
         With ``data_symbols`` the sufficient statistics stay symbols (``n``, ``sum(x)``...).
         """
-        key = "elbo"
-        if key not in self._cache:
+        def compute():
             problem = self._support_problem()
             if problem:
                 raise NoClosedForm(problem)
             joint, _ = self._statistics()  # expanded
-            glob, loc = self._expect_terms(joint)
+            sink: list = []
+            glob, loc = self._expect_terms(joint, sink)
             hglob, hloc = self._entropy_terms()
-            self._cache[key] = sp.Add(sp.expand(sp.Add(*glob, *hglob)), *loc, *hloc)
-        return self._with_data(self._cache[key], data_symbols)
+            self._cache["elbo divergences"] = sink
+            return sp.Add(sp.expand(sp.Add(*glob, *hglob)), *loc, *hloc)
+
+        return self._with_data(self._budgeted("elbo", compute, "the closed-form ELBO"),
+                               data_symbols)
+
+    def divergences(self, key: str) -> list[Divergence]:
+        """The terms of the closed form ``key`` ("elbo" or "kl") that are infinite unless
+        their conditions hold (after that closed form was computed)."""
+        return list(self._cache.get(f"{key} divergences", []))
+
+    def _budgeted(self, key: str, compute, what: str):
+        """``compute()`` under SYMBOLIC_BUDGET seconds of processor time, its result or its
+        NoClosedForm cached under ``key``; past the budget it has no closed form."""
+        if key not in self._cache:
+            try:
+                with time_budget(SYMBOLIC_BUDGET):
+                    self._cache[key] = compute()
+            except BudgetExceeded:
+                self._cache[key] = NoClosedForm(f"{what} was not found within "
+                                                f"{SYMBOLIC_BUDGET:g} s of processor time")
+            except NoClosedForm as exc:
+                self._cache[key] = exc
+        result = self._cache[key]
+        if isinstance(result, NoClosedForm):
+            raise result
+        return result
 
     def evidence(self) -> Evidence:
         """log p(X) by integrating latents out in turn; raises NoClosedForm when no kernel matches."""
-        if "evidence" in self._cache:
-            result = self._cache["evidence"]
-            if isinstance(result, NoClosedForm):
-                raise result
-            return result
+        return self._budgeted("evidence", self._evidence, "the exact log evidence")
+
+    def _evidence(self) -> Evidence:
         joint, _ = self._statistics()
         glob = [lat.symbols[0] for lat in self.latents if lat.per is None]
         loc = [z for lat in self.latents if lat.per for z in lat.symbols]
@@ -1095,10 +1160,7 @@ class Model:
             except NoClosedForm as exc:
                 first_reason = first_reason or exc.reason
         if result is None:
-            result = NoClosedForm(first_reason or "no conjugate structure found")
-        self._cache["evidence"] = result
-        if isinstance(result, NoClosedForm):
-            raise result
+            raise NoClosedForm(first_reason or "no conjugate structure found")
         return result
 
     def log_evidence(self, data_symbols: bool = False) -> sp.Expr:
@@ -1107,11 +1169,13 @@ class Model:
 
     def kl_to_posterior(self, data_symbols: bool = False) -> sp.Expr:
         """KL(q || p(Z | X)) from the KL table and the exact posterior (not from log p(X) - ELBO)."""
-        if "kl" not in self._cache:
-            problem = self._support_problem()
-            if problem:
-                raise NoClosedForm(problem)
-            ev = self.evidence()
+        problem = self._support_problem()
+        if problem:
+            raise NoClosedForm(problem)
+        ev = self.evidence()  # under its own budget, before this one
+
+        def compute():
+            sink: list = []
             qmap = self._q_map()
             independent = all(not (set().union(*(a.free_symbols for a in post.params))
                                    & set(qmap)) for post in ev.posterior)
@@ -1132,12 +1196,17 @@ class Model:
                     h = qf.entropy(qargs)
                     if h is None:
                         raise NoClosedForm(f"the entropy of {qf.name} has no closed form")
-                    parts.append(-h - self.expect(post.family.logpdf(post.symbol, post.params)))
+                    parts.append(-h - self.expect(post.family.logpdf(post.symbol, post.params),
+                                                  sink))
             else:
                 log_post = sp.Add(*[p.family.logpdf(p.symbol, p.params) for p in ev.posterior])
-                parts.append(-self._entropy() - self.expect(sp.expand(log_post)))
-            self._cache["kl"] = sp.Add(*parts)
-        return self._with_data(self._cache["kl"], data_symbols)
+                parts.append(-self._entropy() - self.expect(sp.expand(log_post), sink))
+            self._cache["kl divergences"] = [
+                Divergence(d.what, d.conditions, -d.factor) for d in sink]
+            return sp.Add(*parts)
+
+        return self._with_data(self._budgeted("kl", compute, "the closed-form KL"),
+                               data_symbols)
 
     def kl_is_from_table(self) -> bool:
         """Whether every factor of the KL came straight from the family KL table."""
@@ -1206,7 +1275,8 @@ class Model:
             raise QuadratureFailed(f"mpmath quadrature failed ({type(exc).__name__}{detail})") \
                 from None
         with mpmath.workdps(30):
-            broken = [k for k in ("log_evidence", "elbo", "kl") if not mpmath.isfinite(result[k])]
+            broken = [k for k in ("log_evidence", "elbo", "kl")
+                      if not mpmath.isfinite(result[k]) and k not in result["divergent"]]
             if broken:
                 raise QuadratureFailed(
                     "mpmath quadrature failed: " + ", ".join(
@@ -1216,6 +1286,12 @@ class Model:
                 raise QuadratureFailed(f"mpmath quadrature failed: q integrates to "
                                        f"{mpmath.nstr(result['q_mass'], 6)}, not 1, so the "
                                        "nodes missed its mass")
+            scale = max([mpmath.mpf(1)] + [abs(result[k]) for k in ("log_evidence", "elbo", "kl")
+                                           if mpmath.isfinite(result[k])])
+            if not result["error"] <= QUADRATURE_ERROR_TOLERANCE * scale:
+                raise QuadratureFailed(f"mpmath quadrature failed: its error estimate, "
+                                       f"{mpmath.nstr(result['error'], 3)}, is too large for "
+                                       "its values to be reported")
         return result
 
     def _quadrature(self) -> dict:
@@ -1237,78 +1313,106 @@ class Model:
         if missing:
             raise NoClosedForm("quadrature needs values for "
                                + ", ".join(sorted(map(str, missing))))
+        # The numbers put in once: a node then evaluates a few terms, not the model.
+        joint_n = with_numbers(joint, env)
+        logq_n = with_numbers(logq, env)
+        moments = [with_numbers(lat.q.family.expect(z ** k, z, lat.q.args), env) for k in (1, 2)]
+        lj, lq = _numeric_function(joint_n, z), _numeric_function(logq_n, z)
         with mpmath.workdps(30):
-            envm = {s: mp_value(v, {}) for s, v in env.items()}
 
-            def lj(t):
-                return mp_value(joint, {**envm, z: t})
-
-            def lq(t):
-                return mp_value(logq, {**envm, z: t})
-
-            ranges = {fam.REAL: (-mpmath.inf, mpmath.inf), fam.POSITIVE: (0, mpmath.inf),
-                      fam.UNIT: (0, 1)}
+            ranges = {fam.REAL: (-mpmath.inf, mpmath.inf), fam.POSITIVE: (mpmath.mpf(0), mpmath.inf),
+                      fam.UNIT: (mpmath.mpf(0), mpmath.mpf(1))}
             lo, hi = ranges[support]
             qlo, qhi = ranges[lat.q.family.support]
-            # Break the ranges where q and the joint put their mass.
-            qm = mp_value(lat.q.family.expect(z, z, lat.q.args), envm)
-            qv = mp_value(lat.q.family.expect(z ** 2, z, lat.q.args), envm) - qm ** 2
-            grid = [qm + k * mpmath.sqrt(qv) for k in (-8, -3, -1, 0, 1, 3, 8)]
-            mode = _argmax(lj, grid, lo, hi)
-            # Refine the posterior mode and scale with Newton steps on log p(X, z).
-            d1, d2 = sp.diff(joint, z), sp.diff(joint, z, 2)
-            for _ in range(60):
-                g1, g2 = mp_value(d1, {**envm, z: mode}), mp_value(d2, {**envm, z: mode})
-                if not g2 < 0:
-                    break
-                step = g1 / g2
-                new = mode - step
-                while not lo < new < hi:
-                    step /= 2
-                    new = mode - step
-                mode = new
-                if abs(step) <= mpmath.mpf(10) ** -25 * (1 + abs(mode)):
-                    break
-            g2 = mp_value(d2, {**envm, z: mode})
-            if g2 < 0:
-                width = 1 / mpmath.sqrt(-g2)
-                grid += [mode + k * width for k in (-30, -8, -3, -1, 1, 3, 8, 30)]
+            qm = mp_value(moments[0], {})
+            qsd = mpmath.sqrt(max(mp_value(moments[1], {}) - qm ** 2, mpmath.mpf(10) ** -40))
+            grid = [qm + k * qsd for k in (-8, -3, -1, 0, 1, 3, 8)]
+            # Every mode of the joint density (a scan over many scales, each local maximum
+            # refined), with its width, and every kink (where an |.| changes sign): the
+            # breakpoints the integrals are split at. No derivative is taken: |theta| has
+            # none at its kink.
+            modes = _modes(lj, _scan(support, qm, qsd), lo, hi)
+            for mode, left, right in modes:
+                grid.append(mode)
+                grid += [mode - k * left for k in (1, 3, 8, 30)]
+                grid += [mode + k * right for k in (1, 3, 8, 30)]
+            grid += _kinks((joint_n, logq_n), z)
+            grid = [t for t in grid if mpmath.isfinite(t)]
 
             def points(a, b):
-                return [a] + sorted({c for c in grid + [mode] if a < c < b}) + [b]
+                return [a] + sorted({c for c in grid if a < c < b}) + [b]
 
-            # Where q is below e**-200 of its peak its share of an integral is far
-            # below the working precision; skipping it avoids 0 * log(0) from
-            # rounding in the far tails.
-            q_peak = max(lq(t) for t in grid if qlo < t < qhi)
+            divergent: dict[str, str] = {}
+            out: dict = {}
+            # log evidence: the joint density scaled by its peak
+            peak = max(lj(m) for m, _, _ in modes) if modes else lj(_argmax(lj, grid, lo, hi))
+            tail = _divergent_tail(lambda t: lj(t), (lo, hi), qm, qsd, z)
+            if tail:
+                divergent["log_evidence"] = f"the integral of p(X, {z}) over {z} diverges: {tail}"
+                out["log_evidence"], e1, z_scaled = mpmath.inf, mpmath.mpf(0), mpmath.mpf(1)
+            else:
+                z_scaled, e1 = _integral(lambda t: _exp_or_zero(lj(t) - peak), points(lo, hi))
+                if not z_scaled > 0:
+                    raise ArithmeticError("the integral of the joint density came out 0")
+                out["log_evidence"] = peak + mpmath.log(z_scaled)
+                e1 = e1 / z_scaled
+            log_ev = out["log_evidence"]
 
-            def weighted(t):
+            def elbo_log(t):  # log |q (log p(X, t) - log q)| and its sign
                 w = lq(t)
-                if w < q_peak - 200:
-                    return mpmath.mpf(0), w
-                return mpmath.exp(w), w
+                if w == -mpmath.inf:
+                    return -mpmath.inf, 0
+                d = lj(t) - w
+                return (w + mpmath.log(abs(d)), mpmath.sign(d)) if d else (-mpmath.inf, 0)
 
-            def elbo_integrand(t):
-                qt, w = weighted(t)
-                return qt * (lj(t) - w) if qt else mpmath.mpf(0)
+            tail = _divergent_tail(lambda t: elbo_log(t)[0], (qlo, qhi), qm, qsd, z,
+                                   sign=lambda t: elbo_log(t)[1])
+            e2 = e3 = mpmath.mpf(0)
+            if tail:
+                where_, sign = tail
+                divergent["elbo"] = (f"E_q[log p(X, {z}) - log q({z})] diverges: the integrand "
+                                     f"{where_}")
+                out["elbo"] = sign * mpmath.inf
+                if mpmath.isfinite(log_ev) and sign < 0:
+                    out["kl"] = mpmath.inf
+                    divergent["kl"] = (f"KL = log p(X) - ELBO with the ELBO -infinity "
+                                       f"({divergent['elbo']})")
+                else:
+                    out["kl"] = mpmath.nan
+                    divergent["kl"] = "not defined: the ELBO and log p(X) are not both finite"
+            else:
+                # Where the integrand is e**-200 below its largest value at the breakpoints
+                # its share is far below the working precision: skipping it avoids
+                # 0 * log(0) from rounding in the far tails.
+                top = max(elbo_log(t)[0] for t in grid if qlo < t < qhi)
 
-            peak = lj(mode)
-            z_scaled, e1 = mpmath.quad(lambda t: _exp_or_zero(lj(t) - peak), points(lo, hi),
-                                       error=True)
-            log_ev = peak + mpmath.log(z_scaled)
-            elbo, e2 = mpmath.quad(elbo_integrand, points(qlo, qhi), error=True)
+                def elbo_integrand(t):
+                    la, sg = elbo_log(t)
+                    return sg * mpmath.exp(la) if la > top - 200 else mpmath.mpf(0)
 
-            def kl_integrand(t):
-                qt, w = weighted(t)
-                return qt * (w - (lj(t) - log_ev)) if qt else mpmath.mpf(0)
+                out["elbo"], e2 = _integral(elbo_integrand, points(qlo, qhi))
+                if mpmath.isfinite(log_ev):
+                    def kl_log(t):  # log |q (log q - log p(X, t) + log p(X))| and its sign
+                        w = lq(t)
+                        if w == -mpmath.inf:
+                            return -mpmath.inf, 0
+                        d = w - lj(t) + log_ev
+                        return (w + mpmath.log(abs(d)), mpmath.sign(d)) if d else (-mpmath.inf, 0)
 
-            kl, e3 = mpmath.quad(kl_integrand, points(qlo, qhi), error=True)
+                    kl_top = max(kl_log(t)[0] for t in grid if qlo < t < qhi)
+
+                    def kl_integrand(t):
+                        la, sg = kl_log(t)
+                        return sg * mpmath.exp(la) if la > kl_top - 200 else mpmath.mpf(0)
+
+                    out["kl"], e3 = _integral(kl_integrand, points(qlo, qhi))
+                else:
+                    out["kl"] = mpmath.nan
+                    divergent["kl"] = ("not defined: the posterior is improper "
+                                       f"({divergent['log_evidence']})")
             # the same nodes on q alone: 1 when they found where q's mass is
-            q_mass = mpmath.quad(lambda t: weighted(t)[0], points(qlo, qhi))
-            if not z_scaled > 0:
-                raise ArithmeticError("the integral of the joint density came out 0")
-        return {"log_evidence": log_ev, "elbo": elbo, "kl": kl, "q_mass": q_mass,
-                "error": e1 / z_scaled + e2 + e3}
+            q_mass = mpmath.quad(lambda t: _exp_or_zero(lq(t)), points(qlo, qhi))
+        return {**out, "q_mass": q_mass, "error": e1 + e2 + e3, "divergent": divergent}
 
 
 _QUAD_NAMES = {"log_evidence": "log evidence", "elbo": "ELBO", "kl": "KL"}
@@ -1346,18 +1450,243 @@ def _rename(expr: sp.Expr, mapping: dict) -> sp.Expr:
     return walk(expr)
 
 
-def _table_expect(family: fam.Family, part: sp.Expr, z: sp.Symbol, args) -> sp.Expr:
-    """E_q[part] from the family's closed-form table; NoClosedForm when it is not there."""
-    e = family.expect(part, z, args)
-    if e is None:
-        raise NoClosedForm(
-            f"E_q[{part}] under q({z}) = {family.name}"
-            f"({', '.join(map(str, args))}) is not in the closed-form table")
-    return e
+def _table_expect(family: fam.Family, part: sp.Expr, z: sp.Symbol, args,
+                  conditional: bool = False) -> tuple[sp.Expr, list]:
+    """(E_q[part], its conditions) from the family's closed-form table; NoClosedForm when
+    it is not there (or has conditions and ``conditional`` is False)."""
+    found = family.expect_where(part, z, args)
+    shown = f"E_q[{part}] under q({z}) = {family.name}({', '.join(map(str, args))})"
+    if found is None:
+        raise NoClosedForm(f"{shown} is not in the closed-form table")
+    if found[1] and not conditional:
+        raise NoClosedForm(f"{shown} is finite only where "
+                           + ", ".join(f"{w} = {c} > 0" for c, w in found[1]))
+    return found
 
 
 def _exp_or_zero(x):
     return mpmath.exp(x) if x > -400 else mpmath.mpf(0)
+
+
+def _numeric_function(expr: sp.Expr, z: sp.Symbol):
+    """t -> the mpmath value of ``expr`` (numbers put in, one free symbol ``z``) at z = t.
+
+    The tree is walked once into closures, its z-free parts evaluated once per
+    precision: a quadrature evaluates it at thousands of nodes. Nothing is compiled
+    from text; a node of a kind mp_value does not know is left to it.
+    """
+    consts: dict = {}
+
+    def build(e):
+        if not e.has(z):
+            def constant(t, e=e):
+                key = (e, mpmath.mp.prec)
+                if key not in consts:
+                    consts[key] = mp_value(e, {})
+                return consts[key]
+            return constant
+        if e == z:
+            return lambda t: t
+        args = [build(a) for a in e.args]
+        if e.is_Add:
+            return lambda t: mpmath.fsum(f(t) for f in args)
+        if e.is_Mul:
+            def product(t):
+                out = mpmath.mpf(1)
+                for f in args:
+                    out *= f(t)
+                return out
+            return product
+        if e.is_Pow:
+            base, power = args
+            if e.args[1].is_Integer:
+                k = int(e.args[1])
+                return lambda t: base(t) ** k
+            return lambda t: mpmath.power(base(t), power(t))
+        simple = {sp.log: mpmath.log, sp.exp: mpmath.exp, sp.loggamma: mpmath.loggamma,
+                  sp.gamma: mpmath.gamma, sp.digamma: mpmath.digamma, sp.Abs: abs,
+                  sp.sign: mpmath.sign}
+        if e.func in simple and len(args) == 1:
+            f, (g,) = simple[e.func], args
+            return lambda t: f(g(t))
+        return lambda t: mp_value(e, {z: t})
+
+    walk = build(expr)
+
+    def value(t):
+        check_deadline()
+        return walk(t)
+
+    return value
+
+
+def _scan(support: str, qm, qsd) -> list:
+    """Points at many scales where a search for the modes of a density on ``support`` looks:
+    around q's mean (``qm``, std ``qsd``) and on a logarithmic grid from 1e-8 to 1e8."""
+    near = [qm + qsd * mpmath.mpf(k) / 2 for k in range(-24, 25)]
+    if support == fam.REAL:
+        far = [s * mpmath.mpf(10) ** (mpmath.mpf(j) / 4) for j in range(-12, 33) for s in (1, -1)]
+        pts = near + far + [mpmath.mpf(0)]
+    elif support == fam.POSITIVE:
+        pts = near + [mpmath.mpf(10) ** (mpmath.mpf(j) / 8) for j in range(-64, 65)]
+    else:
+        pts = near + [1 / (1 + mpmath.exp(-mpmath.mpf(u) / 2)) for u in range(-60, 61)]
+    return sorted(set(pts))
+
+
+#: At most this many modes are refined (a density that wiggles more is beyond a breakpoint list).
+MAX_MODES = 12
+
+
+def _modes(f, scan: list, lo, hi) -> list[tuple]:
+    """(mode, width to the left, width to the right) for each local maximum of ``f`` on the
+    scanned points inside (lo, hi) that matters (within e**230 of the largest), refined by
+    golden-section search; a width is where f has dropped by 1/2 from the mode."""
+    pts = [t for t in scan if lo < t < hi]
+    vals = [f(t) for t in pts]
+    ok = [i for i, v in enumerate(vals) if mpmath.isfinite(v)]
+    pts, vals = [pts[i] for i in ok], [vals[i] for i in ok]
+    if not pts:
+        return []
+    best = max(vals)
+    found = []
+    for i, v in enumerate(vals):
+        left = vals[i - 1] if i > 0 else -mpmath.inf
+        right = vals[i + 1] if i + 1 < len(vals) else -mpmath.inf
+        if v > left and v >= right and v >= best - 230:
+            a = pts[i - 1] if i > 0 else (pts[i] - (pts[1] - pts[0]) if lo == -mpmath.inf
+                                          else (lo + pts[i]) / 2)
+            b = pts[i + 1] if i + 1 < len(pts) else (pts[i] + (pts[i] - pts[i - 1])
+                                                     if hi == mpmath.inf else (pts[i] + hi) / 2)
+            found.append((v, a, b))
+    found.sort(key=lambda item: -item[0])
+    out = []
+    for _, a, b in found[:MAX_MODES]:
+        mode = _golden_max(f, a, b)
+        peak = f(mode)
+        out.append((mode, _half_width(f, mode, peak, -1, lo, hi),
+                    _half_width(f, mode, peak, 1, lo, hi)))
+    return out
+
+
+def _golden_max(f, a, b, steps: int = 60):
+    """The maximum of a unimodal f on [a, b] by golden-section search."""
+    ratio = (mpmath.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(steps):
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = f(d)
+    return c if fc >= fd else d
+
+
+def _half_width(f, mode, peak, direction: int, lo, hi):
+    """How far from ``mode`` in ``direction`` f first lies 1/2 below ``peak`` (doubling, then
+    bisection); half the distance to the boundary when it never does before it."""
+    h = mpmath.mpf(10) ** -8 * max(1, abs(mode))
+    inside = hi - mode if direction > 0 else mode - lo
+    while h < inside and h < mpmath.mpf(10) ** 12:
+        v = f(mode + direction * h)
+        if not (v > peak - mpmath.mpf(1) / 2):
+            break
+        h *= 2
+    else:
+        return min(inside, mpmath.mpf(10) ** 12) / 2
+    a, b = h / 2, h
+    for _ in range(20):
+        mid = (a + b) / 2
+        if f(mode + direction * mid) > peak - mpmath.mpf(1) / 2:
+            a = mid
+        else:
+            b = mid
+    return b
+
+
+def _kinks(exprs, z: sp.Symbol) -> list:
+    """Where an |linear function of z| in ``exprs`` (numbers put in) changes sign."""
+    out = []
+    for expr in exprs:
+        for node in expr.atoms(sp.Abs):
+            arg = node.args[0]
+            if arg.free_symbols != {z}:
+                continue
+            a, b = sp.expand(arg).coeff(z, 1), sp.expand(arg).coeff(z, 0)
+            if a.is_number and b.is_number and a != 0 and sp.expand(arg - a * z - b) == 0:
+                out.append(mp_value(-b / a, {}))
+    return out
+
+
+def _divergent_tail(logabs, ends, c, scale, z, sign=None):
+    """How the integral of a function with log |f| = ``logabs`` over ``ends`` diverges at one
+    of them, or None when it converges at both.
+
+    Tail analysis: at points ever further out (distances 10**2 ... 10**16 times the scale
+    towards an infinite end, 10**-4 ... 10**-32 towards a finite one) the integral
+    converges when |distance * f| keeps falling, as a power of the distance with
+    exponent below -1e-6 or faster; where it does not fall it diverges (the tail is
+    at least like 1/distance). With ``sign`` the answer is (text, sign of f there).
+    """
+    with mpmath.workdps(90):
+        for end in ends:
+            if mpmath.isinf(end):
+                towards = 1 if end > 0 else -1
+                dist = [scale * mpmath.mpf(10) ** k for k in (2, 4, 8, 16)]
+                ts = [c + towards * d for d in dist]
+                us = [mpmath.log(d) for d in dist]
+                hs = [logabs(t) + u for t, u in zip(ts, us)]
+            else:
+                towards = 1 if end == ends[0] else -1
+                base = min(c, 1) if end == 0 and ends[1] == mpmath.inf else mpmath.mpf(1)
+                dist = [base * mpmath.mpf(10) ** -k for k in (4, 8, 16, 32)]
+                ts = [end + towards * d for d in dist]
+                us = [-mpmath.log(d) for d in dist]
+                hs = [logabs(t) - u for t, u in zip(ts, us)]
+            if not mpmath.isfinite(hs[-1]) or not mpmath.isfinite(hs[-2]):
+                continue  # -inf: the function vanishes there
+            slope = (hs[-1] - hs[-2]) / (us[-1] - us[-2])
+            if slope < -mpmath.mpf(10) ** -6:
+                continue
+            if mpmath.isinf(end):
+                power = slope - 1
+                shown = f"{z} -> {'+' if towards > 0 else '-'}infinity"
+                like = (f"|integrand| grows faster than any power of {z}" if power > 10 else
+                        f"|integrand| ~ |{z}|^{mpmath.nstr(power, 3)}")
+            else:
+                power = -slope - 1
+                shown = f"{z} -> {mpmath.nstr(end, 3)}"
+                like = f"|integrand| ~ |{z} - {mpmath.nstr(end, 3)}|^{mpmath.nstr(power, 3)}"
+            text = f"is not integrable as {shown} ({like})"
+            if sign is None:
+                return text
+            return text, sign(ts[-1])
+    return None
+
+
+def _integral(f, pts: list):
+    """(integral of f over the breakpoints ``pts``, an error estimate that is honest).
+
+    mpmath's own estimate compares two levels of one quadrature; the estimate here is
+    the larger of it and the difference from a second quadrature on every interval
+    halved, so a feature between the breakpoints that one rule misses shows.
+    """
+    first, err = mpmath.quad(f, pts, error=True)
+    finer = [pts[0]]
+    for a, b in zip(pts, pts[1:]):
+        if mpmath.isfinite(a) and mpmath.isfinite(b):
+            finer.append((a + b) / 2)
+        elif mpmath.isfinite(a):
+            finer.append(a + max(1, abs(a)))
+        elif mpmath.isfinite(b):
+            finer.append(b - max(1, abs(b)))
+        finer.append(b)
+    second = mpmath.quad(f, finer)
+    return first, max(err, abs(first - second))
 
 
 def _argmax(f, grid, lo, hi):
@@ -1384,7 +1713,10 @@ def _locate_table(text, table):
 
 
 def mp_value(expr, env):
-    """mpmath value of a SymPy expression at exact numbers (Rationals are converted exactly)."""
+    """mpmath value of a SymPy expression at exact numbers (Rationals are converted exactly).
+
+    It checks the time budget first: a quadrature evaluates it at every node."""
+    check_deadline()
     envm = {}
     for s, v in env.items():
         if isinstance(v, sp.Basic):
