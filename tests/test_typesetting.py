@@ -184,9 +184,9 @@ def test_markdown_punctuates_as_the_pdf():
 def test_markdown_wraps_long_rule_lists():
     md = render(example("wrong_steps.calc"), "markdown")
     assert max(line.count(r"\mathsf{") for line in md.splitlines()) <= 3
-    assert (r"\textit{found: }\begin{array}[t]{@{}l@{}}" "\n"
-            r"\mathsf{definition\_kl},\ \mathsf{log\_quotient},\ \mathsf{linearity\_expectation}, \\" "\n"
-            r"\mathsf{expectation\_constant},\ \mathsf{bayes\_rule}\end{array} \\") in md
+    assert (r"\textit{found: }\begin{aligned}[t]" "\n"
+            r"&\mathsf{definition\_kl},\ \mathsf{log\_quotient},\ \mathsf{linearity\_expectation}, \\" "\n"
+            r"&\mathsf{expectation\_constant},\ \mathsf{bayes\_rule}\end{aligned} \\") in md
 
 
 def test_one_wide_first_expression_sets_every_chain_first_alone():
