@@ -44,3 +44,14 @@ def test_builtin_derivations_conclude_as_stated():
     assert kl.relation == ">="          # log p(X) >= L(q): a lower bound, from KL >= 0
     assert generate("jensen").chains[0].relation == ">="
     assert generate("gradient").chains[0].relation == "="
+
+
+def test_the_mean_field_derivation_concludes_as_bishop_does():
+    """H[q1 q2] = H[q1] + H[q2]; the ELBO is -KL(q1 || q1*) up to a term constant in q1;
+    log q1* is E_{q2}[log p] up to a constant in Z1 (Bishop 10.9) and the complete
+    conditional's (Blei 18); the ELBO is at most its value at q1 = q1*."""
+    chains = generate("mean-field").chains
+    assert [c.relation for c in chains] == ["=", "=", "=", "propto", "=", "<="]
+    assert [c.steps[-1].constant_in for c in chains] == [(), ("q1",), ("Z1",), ("Z1",), ("Z1",), ()]
+    assert str(chains[3].relation_text) == "propto_{Z1}"
+    assert generate("mean-field").hypotheses.texts()[0] == ("assume", "q(Z1, Z2) = q1(Z1) * q2(Z2)")

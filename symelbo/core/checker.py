@@ -128,7 +128,7 @@ class ChainResult:
 
     @property
     def claim(self) -> str:
-        return f"{printed(self.chain.first)} {self.chain.relation} {printed(self.chain.last)}"
+        return f"{printed(self.chain.first)} {self.chain.relation_text} {printed(self.chain.last)}"
 
     def as_dict(self) -> dict:
         return {"claim": self.claim, "verdict": self.verdict,

@@ -57,6 +57,15 @@ class Chain:
     def relation(self) -> str:
         return compose(step.relation for step in self.steps)
 
+    @property
+    def relation_text(self) -> str:
+        """The claim's relation as a ``.calc`` file writes it (``propto_{Z1}``)."""
+        relation = self.relation
+        if relation == "propto":
+            over = next(s.constant_in for s in self.steps if s.relation == "propto")
+            return "propto_{" + ", ".join(over) + "}"
+        return relation
+
     @staticmethod
     def from_terms(first: Expr, links, first_line: int = 0) -> "Chain":
         """Build a chain from ``first`` and ``(relation, rhs, by)`` links (a fourth item:

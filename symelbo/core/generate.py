@@ -1,4 +1,4 @@
-"""The generator: the three built-in derivations, each step made by applying named rules.
+"""The generator: the four built-in derivations, each step made by applying named rules.
 
 Every step is produced from the previous expression by a *move*: a named
 rule (or a short list of them) applied at the nodes it matches, in the
@@ -18,7 +18,9 @@ from typing import Callable
 import sympy as sp
 
 from symelbo.core.derivation import Chain, Derivation
-from symelbo.core.notation import ELBO, KL, Density, Expectation, Gradient, Marginal, density, parameter
+from symelbo.core.hypotheses import Definition, Factorisation, Hypotheses
+from symelbo.core.notation import (ELBO, KL, Const, Defined, Density, Entropy, Expectation, Gradient, Marginal,
+                                   density, parameter, split_const, variable)
 
 __all__ = ["BUILTIN", "generate", "record_comment"]
 
@@ -244,12 +246,17 @@ class Builtin:
     build: Callable[[], Derivation]
 
 
-def _chain(first, moves):
-    """Run moves from ``first``: each is (relation, rule names, function of the previous expr)."""
-    links, current = [], first
+def _chain(first, moves, constant_in=()):
+    """Run moves from ``first``: each is (relation, rule names, function of the previous expr).
+
+    ``constant_in``: from the first step whose side ends in ``const`` (or that is a
+    ``propto`` step), what the chain holds up to."""
+    links, current, reading = [], first, ()
     for relation, names, move in moves:
         current = move(current)
-        links.append((relation, current, names))
+        if relation == "propto" or split_const(current)[1]:
+            reading = tuple(constant_in)
+        links.append((relation, current, names, reading if relation in ("=", "propto") else ()))
     return Chain.from_terms(first, links)
 
 
@@ -309,6 +316,117 @@ def _gradient() -> Derivation:
     return Derivation((chain,), {"title": "The gradients of the ELBO and of the KL divergence are opposite"})
 
 
+# ---------------------------------------------------------------------------
+# the mean-field factor (Bishop PRML 10.6-10.9; Blei et al. 2017, eqs. 17-18)
+# ---------------------------------------------------------------------------
+
+def split_elbo_entropy(expr):
+    """definition_elbo, definition_entropy, log_quotient, linearity_expectation:
+    ELBO(q, p) -> E_q[log p] + H[q]."""
+    return _rewrite(expr, lambda e: isinstance(e, ELBO),
+                    lambda e: _add(Expectation(e.variational, _log(e.joint)), Entropy(e.variational)))
+
+
+def factorise(expr, fact):
+    """assumption (with definition_entropy, log_product, linearity_expectation,
+    expectation_constant): under q = q1 q2, E_q[f] -> E_{q1}[E_{q2}[f]] and
+    H[q] -> H[q1] + H[q2]."""
+    left, factors = fact.left, fact.factors
+
+    def move(e):
+        if isinstance(e, Entropy):
+            return _add(*[Entropy(f) for f in factors])
+        body = e.body
+        for f in reversed(factors):
+            body = Expectation(f, body)
+        return body
+    return _flatten(_rewrite(expr, lambda e: isinstance(e, (Entropy, Expectation)) and e.density == left,
+                             move))
+
+
+def fold_function(expr, definition, held):
+    """definition, log_power: E_{q2}[log p] -> log ptilde(X, Z1), the body of a define:
+    header read backwards; terms in which ``held`` does not occur become ``const_{held}``."""
+    inner = definition.body.args[0]          # exp(E_{q2}[log p]) -> E_{q2}[log p]
+    applied = _log(Defined(definition.name, definition.variables, definition.body))
+    folded = _rewrite(expr, lambda e: e == inner, lambda e: applied)
+    kept = [t for t in sp.Add.make_args(folded) if t.has(held) or t.has(applied)]
+    return _add(*kept, Const([held.name if isinstance(held, sp.Symbol) else held]))
+
+
+def kl_to_optimum(expr, variational, optimum, held):
+    """definition_kl, definition, log_quotient: E_{q1}[log ptilde] + H[q1] ->
+    -KL(q1 || qstar) + const (the normaliser of qstar does not depend on q1)."""
+    return _add(_neg(KL(variational, optimum)), Const([held]))
+
+
+def unfold_optimum(expr, definition, variable_name):
+    """definition, log_quotient, log_power: log qstar(Z1) -> E_{q2}[log p] + const_{Z1}
+    (the log of qstar's normaliser does not depend on Z1)."""
+    return _add(definition.body.args[0], Const([variable_name]))
+
+
+def conditional_form(expr, joint, conditional):
+    """bayes_rule, log_quotient, linearity_expectation: E_{q2}[log p(X, Z1, Z2)] ->
+    E_{q2}[log p(Z1 | Z2, X)] + const_{Z1} (E_{q2}[log p(Z2, X)] does not depend on Z1)."""
+    return _rewrite(expr, lambda e: e == _log(joint), lambda e: _log(conditional))
+
+
+def optimum_bound(expr, fact, definition, optimum):
+    """definition_elbo, definition_kl, definition_entropy, assumption, definition, log_quotient,
+    linearity_expectation, expectation_constant: the ELBO as its largest value over q1
+    minus the KL from q1 to the optimum."""
+    q1, q2 = fact.factors
+    ptilde = Defined(definition.name, definition.variables, definition.body)
+    return _add(_log(Marginal(q1.variables[0], ptilde)), Entropy(q2), _neg(KL(q1, optimum)))
+
+
+def _mean_field() -> Derivation:
+    Z1, Z2 = variable("Z1"), variable("Z2")
+    q, q1, q2 = density("q", "Z1", "Z2"), density("q1", "Z1"), density("q2", "Z2")
+    joint = density("p", "X", "Z1", "Z2")
+    fact = Factorisation(q, (q1, q2), "q(Z1, Z2) = q1(Z1) * q2(Z2)", 1)
+    body = sp.exp(Expectation(q2, _log(joint)), evaluate=False)
+    ptilde = Definition(Defined("ptilde", (variable("X"), Z1), body), body, False,
+                        "ptilde(X, Z1) = exp(E_{q2(Z2)}[log p(X, Z1, Z2)])", 2)
+    qstar = density("qstar", "Z1")
+    optimum = Definition(qstar, body, True, "qstar(Z1) propto_{Z1} exp(E_{q2(Z2)}[log p(X, Z1, Z2)])", 3)
+    hypotheses = Hypotheses((fact,), (ptilde, optimum))
+    entropy = _chain(Entropy(q), [
+        ("=", ("definition_entropy", "assumption", "log_product", "linearity_expectation",
+               "expectation_constant"), lambda e: factorise(e, fact)),
+    ])
+    elbo = _chain(ELBO(q, joint), [
+        ("=", ("definition_elbo", "definition_entropy", "log_quotient", "linearity_expectation"),
+         split_elbo_entropy),
+        ("=", ("assumption", "definition_entropy", "log_product", "linearity_expectation",
+               "expectation_constant"), lambda e: factorise(e, fact)),
+        ("=", ("definition", "log_power"), lambda e: fold_function(e, ptilde, q1.args[0])),
+        ("=", ("definition_kl", "definition_entropy", "definition", "log_quotient", "log_power",
+               "linearity_expectation", "expectation_constant"),
+         lambda e: kl_to_optimum(e, q1, qstar, "q1")),
+    ], constant_in=("q1",))
+    factor = _chain(_log(qstar), [
+        ("=", ("definition", "log_quotient", "log_power"), lambda e: unfold_optimum(e, optimum, "Z1")),
+    ], constant_in=("Z1",))
+    proportional = _chain(qstar, [
+        ("propto", ("definition", "log_quotient", "log_power"), lambda e: body),
+    ], constant_in=("Z1",))
+    conditional = _chain(_log(qstar), [
+        ("=", ("definition", "bayes_rule", "log_quotient", "log_power", "linearity_expectation"),
+         lambda e: conditional_form(unfold_optimum(e, optimum, "Z1"), joint,
+                                    density("p", "Z1", given=["Z2", "X"]))),
+    ], constant_in=("Z1",))
+    bound = _chain(ELBO(q, joint), [
+        ("=", ("definition_elbo", "definition_kl", "definition_entropy", "assumption", "definition",
+               "log_quotient", "linearity_expectation", "expectation_constant"),
+         lambda e: optimum_bound(e, fact, ptilde, qstar)),
+        ("<=", ("gibbs_inequality",), lambda e: _add(*[t for t in e.args if not t.has(KL)])),
+    ])
+    return Derivation((entropy, elbo, factor, proportional, conditional, bound),
+                      {"title": "The optimal mean-field factor"}, hypotheses=hypotheses)
+
+
 BUILTIN: dict[str, Builtin] = {
     b.name: b for b in (
         Builtin("kl-shuffle", "The ELBO by rearranging the KL divergence",
@@ -317,6 +435,8 @@ BUILTIN: dict[str, Builtin] = {
                 "log p(X) >= E_q[log p(X, Z)/q(Z)] because log is concave", _jensen),
         Builtin("gradient", "The gradients of the ELBO and of the KL divergence are opposite",
                 "grad_phi ELBO = -grad_phi KL(q_phi || p(theta|x))", _gradient),
+        Builtin("mean-field", "The optimal mean-field factor",
+                "q1*(Z1) propto exp(E_{q2}[log p(X, Z1, Z2)]) maximises the ELBO over q1", _mean_field),
     )
 }
 
