@@ -413,6 +413,11 @@ class _Builder:
         elif isinstance(tree, Tree) and tree.data == "add" and isinstance(tree.children[1], Tree) \
                 and tree.children[1].data == "const":
             self._allowed_const = tree.children[1]
+        elif isinstance(tree, Tree) and tree.data == "sub" and isinstance(tree.children[1], Tree) \
+                and tree.children[1].data == "const":
+            # a constant has no sign of its own: - const_{V} is + const_{V}
+            raise self.error("write + const_{...}, not - const_{...}: a term constant in the "
+                             "variables may have either sign", tree.children[1], lineno)
         try:
             return self.expr(tree, lineno)
         finally:
@@ -448,6 +453,10 @@ class _Builder:
             raise self.error("assume: the left side must be one density, as in q(Z1, Z2)",
                              head_tree, lineno)
         left = self.density(head_tree, lineno)
+        if left.name in self.defined_densities:
+            raise self.error(f"'{left.name}' is defined by a define: header (line "
+                             f"{self.defined_densities[left.name].line}); an assume: header cannot "
+                             "also factorise it", head_tree.children[0], lineno)
         factor_trees = _product_operands(body_tree)
         if factor_trees is None or not all(t.data == "density" for t in factor_trees):
             raise self.error("assume: the right side must be a product of densities, as in "
@@ -485,6 +494,11 @@ class _Builder:
         variables = [variable(str(tok)) for tok in head_tree.children[1].children]
         if len({v.name for v in variables}) != len(variables):
             raise self.error(f"a variable appears twice in {name}(...)", head_tree, lineno)
+        itself = next((node for node in body_tree.iter_subtrees_topdown()
+                       if node.data == "density" and str(node.children[0]) == name), None) \
+            if isinstance(body_tree, Tree) else None
+        if itself is not None:
+            raise self.error(f"'{name}' is used in its own definition", itself, lineno)
         body = self.expr(body_tree, lineno)
         if isinstance(rel, Tree):   # propto_{...}: a normalised density
             over = [str(tok) for tok in rel.children[1].children]
@@ -511,7 +525,7 @@ class _Builder:
         definition = self.functions[str(name_token)]
         if len(groups) > 1:
             raise self.error(f"{name_token} is a function of {len(definition.variables)} "
-                             "variables; it takes no '|'", node, lineno)
+                             "variable(s); it takes no '|'", node, lineno)
         actual = [variable(str(tok)) for tok in groups[0].children]
         if len(actual) != len(definition.variables):
             raise self.error(f"{name_token} is defined on {len(definition.variables)} variable(s) "
@@ -619,6 +633,10 @@ class _Builder:
 
     def name(self, token: Token, lineno) -> sp.Symbol:
         text = str(token)
+        if text in self.functions:
+            written = ", ".join(v.name for v in self.functions[text].variables)
+            raise self.error(f"'{text}' is a function defined with '='; apply it to its variables, "
+                             f"as in {text}({written})", token, lineno)
         if text in self.density_names:
             raise self.error(f"'{text}' is a density; apply it to variables, as in {text}(Z)",
                              token, lineno)
@@ -686,6 +704,10 @@ class _Builder:
 
     def full_density(self, name: str, token, lineno) -> Density:
         """The density ``name`` over every variable it is applied to in the file."""
+        if name in self.functions:
+            raise self.error(f"E_{name}: '{name}' is a function defined with '='; only a density "
+                             "defined with propto_{...} may stand where a density must (KL, H, "
+                             "E_{...}, ELBO, assume:)", token, lineno)
         if name not in self.density_vars:
             raise self.error(f"E_{name}: the density '{name}' is never applied to variables "
                              f"in this file, so its variables are unknown; write E_{{{name}(Z)}}",
