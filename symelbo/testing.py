@@ -25,6 +25,8 @@ that ``E_q`` knows the variables of ``q``::
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,7 +41,12 @@ from symelbo.core.verdicts import VERDICTS, passing
 from symelbo.core.printing import calc_str
 from symelbo.io.report import counterexample_table, justification
 from symelbo.core.rules import RULES
+from symelbo.core.hypotheses import NO_HYPOTHESES
+from symelbo.core.notation import split_const
 from symelbo.core.semantics import Universe
+
+#: A header line of a context (``assume: ...``, ``define: ...``).
+_HEADER_LINE = re.compile(r"^\s*(assume|define|title)\s*:")
 
 __all__ = [
     "DerivationError", "assert_step", "assert_refuted", "assert_derivation_proved",
@@ -177,13 +184,19 @@ def _options(budget) -> CheckOptions:
 
 
 def _check_one(lhs, relation, rhs, by, context, budget) -> StepResult:
-    if relation not in RELATIONS:
-        raise ValueError(f"relation must be one of {', '.join(RELATIONS)}, not {relation!r}")
+    if relation not in RELATIONS and not (relation.startswith("propto_{") and relation.endswith("}")):
+        raise ValueError(f"relation must be one of {', '.join(RELATIONS)} (propto as propto_{{Z1}}), "
+                         f"not {relation!r}")
     names = _rule_names(by)
     context_text = _context_text(context)
-    if isinstance(lhs, sp.Basic) and isinstance(rhs, sp.Basic):
+    hypotheses = NO_HYPOTHESES
+    if isinstance(lhs, sp.Basic) and isinstance(rhs, sp.Basic) and relation in RELATIONS:
         step = Step(lhs, relation, rhs, names)
-        extra = _expressions(parse_text(context_text, "<context>")) if context_text else []
+        if context_text:
+            context_derivation = parse_text(context_text + "\n\n0 = 0", "<context>")
+            extra, hypotheses = _expressions(context_derivation), context_derivation.hypotheses
+        else:
+            extra = []
     else:
         lhs_text, rhs_text = _side_text(lhs, "lhs"), _side_text(rhs, "rhs")
         claim = f"{lhs_text} {relation} {rhs_text}" + (" by " + ", ".join(names) if names else "")
@@ -196,8 +209,8 @@ def _check_one(lhs, relation, rhs, by, context, budget) -> StepResult:
         step = derivation.chains[-1].steps[0]
         if step.by != names:
             raise ValueError(f"rhs {rhs_text!r} names rules; pass them as by=...")
-        extra = _expressions(derivation)
-    universe = Universe.of([step.lhs, step.rhs] + extra)
+        extra, hypotheses = _expressions(derivation), derivation.hypotheses
+    universe = Universe.of([split_const(step.lhs)[0], split_const(step.rhs)[0]] + extra, hypotheses)
     return check_step(step, _options(budget), universe)
 
 
@@ -238,6 +251,9 @@ def _context_text(context) -> str:
     if not isinstance(context, str):
         pieces = [calc_str(c) if isinstance(c, sp.Basic) else str(c) for c in context]
         return "\n".join(f"{p} = {p}" for p in pieces)
+    lines = [line.split("#")[0] for line in context.splitlines()]
+    if any(_HEADER_LINE.match(line) for line in lines):
+        return context   # headers (assume:, define:) and perhaps chains: the parser reads them
     try:
         parse_text(context, "<context>")
         return context

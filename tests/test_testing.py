@@ -218,3 +218,16 @@ def test_a_side_that_would_change_the_claim_is_refused(lhs, rhs):
         assert_step(lhs, "=", rhs)
     with pytest.raises(InputError):
         parse_step(lhs, "=", rhs)
+
+
+MEAN_FIELD = ("assume: q(Z1, Z2) = q1(Z1) * q2(Z2)\n"
+              "define: qstar(Z1) propto_{Z1} exp(E_{q2(Z2)}[log p(X, Z1, Z2)])")
+
+
+def test_assertions_read_assumptions_and_definitions_in_their_context():
+    assert_step("H[q(Z1, Z2)]", "=", "H[q1(Z1)] + H[q2(Z2)]", context=MEAN_FIELD)
+    assert_step("qstar(Z1)", "propto_{Z1}", "exp(E_{q2(Z2)}[log p(X, Z1, Z2)])", context=MEAN_FIELD)
+    # the expectation over the factor's own variable, not the other one: false
+    assert_refuted("log qstar(Z1)", "=", "E_{q1(Z1)}[log p(X, Z1, Z2)] + const_{Z1}", context=MEAN_FIELD)
+    # without the assumption, q's entropy is not the sum of two others
+    assert_refuted("H[q(Z1, Z2)]", "=", "H[q1(Z1)] + H[q2(Z2)]")

@@ -114,7 +114,9 @@ class StepResult:
                 "verdict": self.verdict, "counterexample": self.counterexample,
                 "message": self.message, "certificate": certificate_data(self.certificate),
                 # only where a counterexample search ran: every other step keeps its keys
-                **({"search": self.search} if self.search is not None else {})}
+                **({"search": self.search} if self.search is not None else {}),
+                # only for a step up to a constant or a proportionality: what it holds up to
+                **({"constant_in": list(s.constant_in)} if s.constant_in else {})}
 
 
 @dataclass(frozen=True)
