@@ -39,7 +39,7 @@ from sympy.printing.str import StrPrinter
 from symelbo.core.relations import RELATIONS
 from symelbo.core.verdicts import weakest
 from symelbo.io.render import TeX, break_lines, fold_tex_lines, latex_environment, \
-    markdown_environment, shortened, tex_escape
+    markdown_environment, math_width, shortened, tex_escape
 from symelbo.io.report import TEXT_WIDTH
 from symelbo.models.model import Model, NoClosedForm, load_model
 from symelbo.models.model_report import exit_status, report
@@ -165,6 +165,19 @@ def abbreviations(exprs, taken) -> tuple[list, list[tuple[sp.Symbol, sp.Expr]]]:
     return [e.xreplace(mapping) if isinstance(e, sp.Basic) else e for e in exprs], names
 
 
+def display_lines(expr, names: dict, budget: float = None) -> tuple[TeX, ...]:
+    """A closed form as display lines of about ``budget`` width; a product too wide for a line
+    (``r_1 (...)``) is shown multiplied out when that gives narrower lines, the same value."""
+    budget = budget or CLOSED_BUDGET
+    lines = break_lines(expr_latex(expr, names), budget)
+    widest = max(math_width(line) for line in lines)
+    if widest > budget * 1.1 and isinstance(expr, sp.Expr):
+        expanded = break_lines(expr_latex(sp.expand(expr), names), budget)
+        if max(math_width(line) for line in expanded) < widest:
+            lines = expanded
+    return tuple(lines)
+
+
 def _mpf(value):
     if isinstance(value, sp.Basic):
         value = sp.Float(value, 30) if not value.is_Integer else int(value)
@@ -233,9 +246,18 @@ def wrap_terms(text: str, width: int, first: str, rest: str) -> list[str]:
     return out
 
 
+_KEEP = "\u00a0"   # a space no line is broken at (textwrap breaks at ASCII whitespace only)
+
+
 def _wrap_prose(text: str, width: int, first: str, rest: str) -> list[str]:
-    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
-                         break_on_hyphens=False) or [first.rstrip()]
+    lines = textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                          break_on_hyphens=False) or [first.rstrip()]
+    return [line.replace(_KEEP, " ") for line in lines]
+
+
+def _pair(name: str, value: str) -> str:
+    """``name = value``, kept on one line."""
+    return f"{name}{_KEEP}={_KEEP}{value}"
 
 
 # ---------------------------------------------------------------------------
@@ -308,13 +330,19 @@ def _words(family, role: str) -> TeX:
     return TeX(f"{role}: {tex_escape(family.name)}" + (f" ({params})" if params else ""))
 
 
-def _dist_text(dist, per: str) -> str:
+def _dist_text(dist, per: str, indexed=frozenset()) -> str:
+    """``Normal(mean mu0, standard deviation s)`` from the file's own text; a one-letter
+    parameter name (Beta's a and b) is no word and is left out; the names in ``indexed``
+    (a per-observation latent and its factor's parameters) get their index ``_i``."""
     params = list(dist.family.params)
     shown = []
     for i, arg in enumerate(dist.call.args):
         label = _PARAMETER_WORDS.get(params[i], params[i]) if i < len(params) and \
             not dist.family.variadic else ""
-        shown.append(f"{label} {arg.text}".strip())
+        text = arg.text
+        for name in indexed:
+            text = re.sub(rf"\b{re.escape(name)}\b", name + "_i", text)
+        shown.append(f"{label} {text}".strip() if len(label) > 1 else text)
     return f"{dist.call.name}(" + ", ".join(shown) + ")" + per
 
 
@@ -343,6 +371,8 @@ def model_view(model: Model) -> ModelView:
             for s in set().union(*(a.free_symbols for a in lat.q.args)):
                 if f"{s}_1" in params:
                     names[s] = sp.latex(s) + "_{i}"
+    indexed = frozenset(str(s) for s, tex in names.items() if tex.endswith("_{i}")
+                        and s not in {o.symbol for o in model.observed})
     sizes = {o.name: len(o.data) for o in model.observed}
     for_each = {o.name: f", i = 1..{len(o.data)}" for o in model.observed}
     for_each_tex = {o.name: rf", \quad i = 1, \ldots, {len(o.data)}" for o in model.observed}
@@ -361,7 +391,7 @@ def model_view(model: Model) -> ModelView:
         cond_tex = (r" \mid " + ", ".join(_symbol_tex(s, names) for s in cond)) if cond else ""
         per, per_tex = (for_each[lat.per], for_each_tex[lat.per]) if lat.per else ("", "")
         priors.append(Statement(
-            "prior", f"{var_text}{cond_text} ~ {_dist_text(lat.prior, per)}",
+            "prior", f"{var_text}{cond_text} ~ {_dist_text(lat.prior, per, indexed)}",
             TeX(f"p({var_tex}{cond_tex}) = " + _dist_tex(lat.prior, var_tex, names) + per_tex),
             _words(lat.prior.family, f"prior of ${var_tex}$")))
     likelihoods = []
@@ -372,7 +402,7 @@ def model_view(model: Model) -> ModelView:
                                        for s in cond)) if cond else ""
         cond_tex = (r" \mid " + ", ".join(_symbol_tex(s, names) for s in cond)) if cond else ""
         likelihoods.append(Statement(
-            "likelihood", f"{observed[obs.name]}{cond_text} ~ {_dist_text(obs.dist, for_each[obs.name])}",
+            "likelihood", f"{observed[obs.name]}{cond_text} ~ {_dist_text(obs.dist, for_each[obs.name], indexed)}",
             TeX(f"p({var_tex}{cond_tex}) = " + _dist_tex(obs.dist, var_tex, names)
                 + for_each_tex[obs.name]),
             _words(obs.dist.family, f"likelihood of ${var_tex}$")))
@@ -385,7 +415,7 @@ def model_view(model: Model) -> ModelView:
         per, per_tex = (for_each[lat.per], for_each_tex[lat.per]) if lat.per else ("", "")
         var_text = lat.name + ("_i" if lat.per else "")
         factors.append(Statement(
-            "variational factor", f"q({var_text}) = {_dist_text(lat.q, per)}",
+            "variational factor", f"q({var_text}) = {_dist_text(lat.q, per, indexed)}",
             TeX(f"q({var_tex}) = " + _dist_tex(lat.q, var_tex, names) + per_tex),
             _words(lat.q.family, f"factor $q({var_tex})$")))
     meanfield = TeX("q(Z) = " + " ".join(
@@ -410,14 +440,14 @@ def model_text(view: ModelView, width: int = TEXT_WIDTH) -> list[str]:
     lines = []
     label = max(len(s.role) for s in view.priors + view.likelihoods + view.factors) + 2
     for s in view.priors + view.likelihoods + view.factors:
-        lines += _wrap_prose(s.text, width, f"  {s.role + ':':<{label}}", " " * (label + 4))
+        lines += _wrap_prose(s.text, width, f"  {s.role + ':':<{label}}", " " * (label + 2))
     for name, _, size in view.data:
-        stats = ", ".join(f"{e.text_name} = {e.value}" for e in view.statistics)
+        stats = ", ".join(_pair(e.text_name.replace(" ", _KEEP), e.value) for e in view.statistics)
         lines += _wrap_prose(f"{size} observations of {name}" + (f"; statistics: {stats}" if stats else ""),
-                             width, f"  {'data:':<{label}}", " " * (label + 4))
+                             width, f"  {'data:':<{label}}", " " * (label + 2))
     if view.values:
-        lines += _wrap_prose(", ".join(f"{e.text_name} = {e.value}" for e in view.values), width,
-                             f"  {'values:':<{label}}", " " * (label + 4))
+        lines += _wrap_prose(", ".join(_pair(e.text_name, e.value) for e in view.values), width,
+                             f"  {'values:':<{label}}", " " * (label + 2))
     return lines
 
 
@@ -504,13 +534,12 @@ class ReportView:
 def report_view(model: Model, rep: dict) -> ReportView:
     view = model_view(model)
     forms, names = _closed_forms(model)
-    where = tuple((TeX(sp.latex(symbol)), tuple(break_lines(expr_latex(definition, view.names),
-                                                            CLOSED_BUDGET)))
+    where = tuple((TeX(sp.latex(symbol)), display_lines(definition, view.names))
                   for symbol, definition in names)
     quantities = []
     for key, _, label in _QUANTITIES:
         closed = forms.get(key)
-        lines = tuple(break_lines(expr_latex(closed, view.names), CLOSED_BUDGET)) if closed is not None else ()
+        lines = display_lines(closed, view.names) if closed is not None else ()
         quantities.append(QuantityView(TeX(label), lines, number_tex(rep[key]["value"]),
                                        rep[key].get("reason") or ""))
     checks = tuple(CheckView(c["name"], c["verdict"], c["message"]) for c in rep["checks"])
@@ -523,8 +552,8 @@ def render_report(model: Model, rep: dict, fmt: str) -> str:
     """The report as a LaTeX article (``fmt="latex"``) or a Markdown document."""
     doc = report_view(model, rep)
     if fmt == "latex":
-        return fold_tex_lines(latex_environment().get_template("model.tex.j2").render(doc=doc))
-    return markdown_environment().get_template("model.md.j2").render(doc=doc)
+        return fold_tex_lines(latex_environment().get_template("model.tex.j2").render(doc=doc).lstrip())
+    return markdown_environment().get_template("model.md.j2").render(doc=doc).lstrip()
 
 
 def _finite(value):
@@ -643,8 +672,7 @@ def derivation_view(inst, model: Model) -> DerivationView:
                     labels = [(TeX(f"\\text{{component {i}}}"), f"component {i}")
                               for i in range(1, len(comps) + 1)]
                 parts = tuple(ClosedPart(lab, lab_text,
-                                         tuple(break_lines(expr_latex(c.xreplace(short), view.names),
-                                                           CLOSED_BUDGET)),
+                                         display_lines(c.xreplace(short), view.names),
                                          expr_text(c.xreplace(short)))
                               for (lab, lab_text), c in zip(labels, comps))
                 values = tuple((lab, lab_text, number_tex(v) if v is not None else TeX(""))
@@ -666,8 +694,7 @@ def derivation_view(inst, model: Model) -> DerivationView:
         claim_text = chain[0].abstract + (f" {claim_rel} {chain[-1].abstract}" if claim_rel and len(chain) > 1 else "")
         chains.append(DerivedChain(index, claim, claim_text, weakest(verdicts) if verdicts else "",
                                    tuple(rows)))
-    where = tuple((TeX(sp.latex(symbol)), tuple(break_lines(expr_latex(definition, view.names),
-                                                            CLOSED_BUDGET)), str(symbol),
+    where = tuple((TeX(sp.latex(symbol)), display_lines(definition, view.names), str(symbol),
                    expr_text(definition)) for symbol, definition in named)
     return DerivationView(shortened(inst.title or inst.name), inst.name, view, inst.verdict, where,
                           tuple(chains))
@@ -707,5 +734,6 @@ def render_derivation(inst, model: Model, fmt: str) -> str:
     """The instantiated derivation as a LaTeX article or a Markdown document, opening with the model."""
     doc = derivation_view(inst, model)
     if fmt == "latex":
-        return fold_tex_lines(latex_environment().get_template("model_derivation.tex.j2").render(doc=doc))
-    return markdown_environment().get_template("model_derivation.md.j2").render(doc=doc)
+        return fold_tex_lines(latex_environment().get_template("model_derivation.tex.j2").render(doc=doc)
+                              .lstrip())
+    return markdown_environment().get_template("model_derivation.md.j2").render(doc=doc).lstrip()
