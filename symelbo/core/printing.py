@@ -26,8 +26,8 @@ class _CalcPrinter(StrPrinter):
     """The ``.calc`` syntax: what it prints, the parser reads back."""
 
     def _print_log(self, expr):
-        from symelbo.core.notation import Density
-        if isinstance(expr.args[0], Density):  # the file format's `log p(X)`
+        from symelbo.core.notation import Defined, Density
+        if isinstance(expr.args[0], (Density, Defined)):  # the file format's `log p(X)`
             return f"log {self._print(expr.args[0])}"
         return f"log({self._print(expr.args[0])})"
 
@@ -138,7 +138,8 @@ class NotationLatexPrinter(LatexPrinter):
       for the log of a quotient: the fraction is its own bracket (PRML 10.1 writes
       ``\\ln\\{p/q\\}``, never ``\\ln((p/q))``).
     - ``\\mathrm{KL}(q \\,\\|\\, p)`` and ``\\mathrm{H}[q]`` with no gap after the name:
-      ``\\operatorname`` and ``\\left(`` each add a thin space, which reads as a product.
+      ``\\operatorname`` and ``\\left(`` each add a thin space, which reads as a product;
+      the brackets of a density are never tall.
     - with ``variable_order`` (a sequence of symbols), every density lists its
       variables and its conditions in that order (symbols or names), so one document never mixes
       ``p(Z, X)`` and ``p(X, Z)``; symbols not in it keep their place after those in it.
@@ -159,11 +160,10 @@ class NotationLatexPrinter(LatexPrinter):
         # the notation's own _latex hooks come first in SymPy's dispatch; a document's
         # typesetting of KL, H and a density's variable order is decided here instead
         from symelbo.core.notation import KL, Density, Entropy
-        if isinstance(expr, KL):
-            return (rf"\mathrm{{KL}}{{\left({self._print(expr.first)} \,\middle\|\, "
-                    rf"{self._print(expr.second)}\right)}}")
+        if isinstance(expr, KL):    # densities are never tall: plain brackets, as PRML sets them
+            return rf"\mathrm{{KL}}({self._print(expr.first)} \,\|\, {self._print(expr.second)})"
         if isinstance(expr, Entropy):
-            return rf"\mathrm{{H}}{{\left[{self._print(expr.density)}\right]}}"
+            return rf"\mathrm{{H}}[{self._print(expr.density)}]"
         if isinstance(expr, Density) and self._rank:
             ordered = self._ordered(expr.variables), self._ordered(expr.given)
             if ordered != (expr.variables, expr.given):
@@ -189,10 +189,19 @@ class NotationLatexPrinter(LatexPrinter):
         # plain TeX Live lacks); \mathcal is the script alphabet amsmath always has
         return super()._print_Symbol(expr, style).replace(r"\mathscr{", r"\mathcal{")
 
-    def _print_log(self, expr, exp=None):
-        from symelbo.core.notation import Density
+    def _print_exp(self, expr, exp=None):
+        """``\\exp\\left(...\\right)`` as PRML sets the exponential of an expectation (10.9);
+        ``e^{x}`` only for a lone symbol or number."""
         arg = expr.args[0]
-        if isinstance(arg, (Density, sp.Symbol)):
+        if arg.is_Atom:
+            return super()._print_ExpBase(expr, exp)
+        text = rf"\exp\left({self._print(arg)}\right)"
+        return text if exp is None else rf"{text}^{{{exp}}}"
+
+    def _print_log(self, expr, exp=None):
+        from symelbo.core.notation import Defined, Density
+        arg = expr.args[0]
+        if isinstance(arg, (Density, Defined, sp.Symbol)):
             text = rf"\log {self._print(arg)}"
         else:
             inner = self._print(arg)

@@ -455,7 +455,10 @@ def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
         return out
 
     sentences = []
+    hypotheses = derivation.hypotheses
     for key, forms in uses.items():
+        if hypotheses.definition(key) is not None:
+            continue   # said below, by its definition
         head = forms[0]
         variables = [s for s in order if any(s in f.variables or s in f.given for f in forms)]
         seen_observed = [s for s in variables if s in observed]
@@ -488,8 +491,31 @@ def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
                 words.append(Segment(_role(form, observed, latent) + " "))
                 words.append(math(form))
         sentences.append(tuple(words))
+    sentences.extend(_hypotheses(hypotheses, tex))
     sentences.extend(_definitions(derivation, tex))
     return tuple(sentences)
+
+
+def _hypotheses(hypotheses, tex) -> list[tuple[Segment, ...]]:
+    """A sentence for each assume: and define: header, as a textbook states them."""
+    out = []
+    for fact in hypotheses.factorisations:
+        product = sp.Mul(*fact.factors, evaluate=False)
+        words = (" (mean field: the factors are independent)"
+                 if all(not f.given for f in fact.factors) and not fact.left.given else "")
+        out.append((Segment("assumed: "), Segment(tex(fact.left) + " = " + tex(product), True),
+                    Segment(words)))
+    for definition in hypotheses.definitions:
+        if definition.normalised:
+            formula = tex(definition.head) + r" \propto " + tex(definition.body)
+            out.append((Segment("defined: "), Segment(formula, True),
+                        Segment(": the density over "),
+                        Segment(", ".join(tex(v) for v in definition.variables), True),
+                        Segment(" proportional to the right side, normalised")))
+        else:
+            formula = tex(definition.head) + " = " + tex(definition.body)
+            out.append((Segment("defined: "), Segment(formula, True)))
+    return out
 
 
 def _definitions(derivation, tex) -> list[tuple[Segment, ...]]:
