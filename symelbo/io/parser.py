@@ -533,12 +533,30 @@ class _Builder:
                              node, lineno)
         body = definition.body
         if tuple(actual) != definition.variables:
-            try:
-                body = body.subs(dict(zip(definition.variables, actual)), simultaneous=True)
-            except TypeError as why:
-                raise self.error(f"{name_token}({', '.join(v.name for v in actual)}): {why}",
-                                 node, lineno) from None
+            self._check_renaming(definition, actual, node, lineno)
+            body = body.subs(dict(zip(definition.variables, actual)), simultaneous=True)
         return Defined(str(name_token), actual, body)
+
+    def _check_renaming(self, definition: Definition, actual, node, lineno) -> None:
+        """A definition applied to other variables than its own: refused where a new
+        name is one its body sums or averages over (it would be captured), or where
+        the body cannot be renamed."""
+        written = f"{definition.name}({', '.join(v.name for v in actual)})"
+        bound = {v for e in sp.preorder_traversal(definition.body)
+                 if isinstance(e, (Expectation, Marginal)) for v in e.bound}
+        renamed = [new for old, new in zip(definition.variables, actual) if old != new]
+        captured = sorted(v.name for v in set(renamed) & bound)
+        if captured:
+            raise self.error(f"{written}: {captured[0]} is summed or averaged over inside the "
+                             f"definition of {definition.name} (line {definition.line}); apply it "
+                             "to another variable", node, lineno)
+        try:
+            definition.body.subs(dict(zip(definition.variables, actual)), simultaneous=True)
+        except TypeError:
+            raise self.error(f"{written}: {definition.name} is applied to other variables than "
+                             f"its definition's ({', '.join(v.name for v in definition.variables)}); "
+                             "renaming the variables of a definition whose body holds a density is "
+                             "not supported: apply it to its own", node, lineno) from None
 
     def rules(self, just, lineno) -> tuple[str, ...]:
         from symelbo.core.rules import RULES  # the registry is the one place that knows rule names
@@ -700,6 +718,8 @@ class _Builder:
             raise self.error(f"{name} is a density over {len(definition.variables)} variable(s) "
                              f"({', '.join(v.name for v in definition.variables)}), defined with "
                              "propto: apply it to as many, with no '|'", node, lineno)
+        if definition is not None and tuple(variables) != definition.variables:
+            self._check_renaming(definition, variables, node, lineno)
         return Density(base, variables, given, [parameter(p) for p in params], evaluate=evaluate)
 
     def full_density(self, name: str, token, lineno) -> Density:
