@@ -84,7 +84,11 @@ def test_no_closed_form_falls_back_to_quadrature(tmp_path):
     verdicts = {c["name"]: c["verdict"] for c in rep["checks"]}
     assert verdicts["log evidence = ELBO + KL"] == "tested"
     assert verdicts["grad ELBO = -grad KL (m)"] == "unknown"
-    assert status == 1
+    grad = next(c for c in rep["checks"] if c["name"] == "grad ELBO = -grad KL (m)")
+    assert grad["message"].startswith("not made: no closed form to differentiate")
+    # every value is there and checked by quadrature: the gradient checks that could not
+    # be made do not fail the report by themselves
+    assert status == 0
 
 
 def test_symbolic_model_without_values(tmp_path):

@@ -31,7 +31,7 @@ from symelbo.core.deadline import BudgetExceeded, time_budget
 from symelbo.core.kernel import prove_identity
 from symelbo.core.verdicts import PASSING, VERDICT
 from symelbo.models.model import DIGITS, Model, NoClosedForm, QuadratureFailed, load_model, \
-    with_numbers
+    quadrature_too_rough, with_numbers
 
 # the verdict names, from the one table of them
 PROVED, TESTED, REFUTED, UNKNOWN = (VERDICT[name].name for name in ("proved", "tested", "refuted", "unknown"))
@@ -105,6 +105,10 @@ class ModelReport:
             except NoClosedForm as exc:
                 self._quad_reason = exc.reason
                 self._quad_failed = isinstance(exc, QuadratureFailed)
+        if self.quad is not None and any(e is None for e in self.exprs.values()):
+            rough = quadrature_too_rough(self.quad)
+            if rough:  # its values would stand for missing closed forms: not when rough
+                self.quad, self._quad_reason, self._quad_failed = None, rough, True
         if self.quad is not None:
             for key in ("elbo", "log_evidence", "kl"):
                 if self.exprs[key] is None:
