@@ -269,3 +269,62 @@ def test_replay_refuses_an_algebra_certificate_for_a_derivation_step(tmp_path):
     run = _run("replay", str(path))
     assert run.returncode == 1
     assert "REJECTED: an algebra certificate proves a model's closed forms" in run.stdout
+
+
+# ---------------------------------------------------------------------------
+# hypotheses: assumptions, definitions, steps up to a constant, normalisation
+# ---------------------------------------------------------------------------
+
+INDEPENDENT = ("assume: p(X, Z1, Z2) = p(X | Z1) * p(Z1) * p(Z2)\n"
+               "define: qstar(Z1) propto_{Z1} exp(E_{q2(Z2)}[log p(X, Z1, Z2)])\n\n")
+
+
+def _step_of(text: str):
+    derivation = parse_text(text)
+    return derivation.chains[-1].steps[0], derivation.hypotheses
+
+
+def test_the_kernel_equates_two_densities_only_when_their_ratio_is_constant():
+    """q*(Z1) = p(Z1 | X) when Z2 is independent of the rest (normalisation); the same
+    certificate is refused for q*(Z1) = p(Z1), whose ratio to q* depends on Z1."""
+    certificate = {"kind": "normalised", "rules": ["definition", "assumption", "bayes_rule", "log_product",
+                                                    "log_quotient", "log_power", "linearity_expectation",
+                                                    "expectation_constant", "normalisation"]}
+    step, hypotheses = _step_of(INDEPENDENT + "qstar(Z1) = p(Z1 | X)\n")
+    proof = replay(certificate, step.lhs, "=", step.rhs, hypotheses=hypotheses)
+    assert "normalisation" in proof.rules
+    wrong, hypotheses = _step_of(INDEPENDENT + "qstar(Z1) = p(Z1)\n")
+    with pytest.raises(CertificateRejected, match="not shown constant"):
+        replay(certificate, wrong.lhs, "=", wrong.rhs, hypotheses=hypotheses)
+    other, hypotheses = _step_of(INDEPENDENT + "qstar(Z1) = p(X | Z1)\n")
+    with pytest.raises(CertificateRejected, match="not over the same variables"):
+        replay(certificate, other.lhs, "=", other.rhs, hypotheses=hypotheses)
+    with pytest.raises(CertificateRejected, match="not one"):
+        replay(certificate, sp.log(step.lhs), "=", sp.log(step.rhs), hypotheses=hypotheses)
+
+
+def test_the_rule_assumption_needs_the_files_assumption():
+    """H[q(Z1, Z2)] = H[q1(Z1)] + H[q2(Z2)] is proved under q = q1 q2; the same certificate
+    is refused without the assumption (the kernel uses only the hypotheses it is given)."""
+    text = ("assume: q(Z1, Z2) = q1(Z1) * q2(Z2)\n\n"
+            "H[q(Z1, Z2)] = H[q1(Z1)] + H[q2(Z2)] by definition_entropy, assumption, log_product, "
+            "linearity_expectation, expectation_constant\n")
+    step, hypotheses = _step_of(text)
+    certificate = {"kind": "normal_forms", "rules": list(step.by)}
+    replay(certificate, step.lhs, "=", step.rhs, step.by, hypotheses)
+    with pytest.raises(CertificateRejected, match="normal forms"):
+        replay(certificate, step.lhs, "=", step.rhs, step.by)
+
+
+def test_a_step_up_to_a_constant_is_replayed_as_the_equality_it_claims():
+    """log q*(Z1) = E_{q2}[log p] + const_{Z1} (Bishop 10.9) is proved as the constancy it
+    claims; read as an exact equality, the same certificate is refused (the normaliser)."""
+    text = ("define: qstar(Z1) propto_{Z1} exp(E_{q2(Z2)}[log p(X, Z1, Z2)])\n\n"
+            "log qstar(Z1) = E_{q2(Z2)}[log p(X, Z1, Z2)] + const_{Z1}\n")
+    step, hypotheses = _step_of(text)
+    certificate = {"kind": "normal_forms", "rules": ["definition", "log_quotient", "log_power",
+                                                      "linearity_expectation", "expectation_constant"]}
+    replay(certificate, step.lhs, "=", step.rhs, hypotheses=hypotheses, constant_in=step.constant_in)
+    exact = parse_text(text.replace(" + const_{Z1}", "")).chains[-1].steps[0]
+    with pytest.raises(CertificateRejected, match="normal forms"):
+        replay(certificate, exact.lhs, "=", exact.rhs, hypotheses=hypotheses)

@@ -23,6 +23,7 @@ every kind, with what the kernel checks, is in :data:`KINDS`::
     {"kind": "normal_forms", "rules": [R, ...]}
     {"kind": "algebra", "method": "expand" | "cancel"}
     {"kind": "bound", "big": "lhs" | "rhs", "strict": bool, "log": bool, "argument": A}
+    {"kind": "normalised", "rules": [R, ...]}     (two densities with a constant ratio)
 
 An inequality's argument ``A`` is about ``big >= small`` (``>`` when strict):
 
@@ -40,8 +41,8 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from symelbo.core.claims import equality_reading, is_reading, reading_rules
-from symelbo.core.hypotheses import NO_HYPOTHESES, Hypotheses, assuming
+from symelbo.core.claims import READING_RULES, equality_reading, is_reading, reading_rules
+from symelbo.core.hypotheses import NO_HYPOTHESES, Hypotheses, active, assuming
 from symelbo.core.normalize import NormalizationLoop, equal_by, evaluate, forms_of, normal_form, tidy
 from symelbo.core.notation import KL, NOTATION_CLASSES, Density, Gradient, known_nonnegative, known_positive
 from symelbo.core.printing import calc_str
@@ -247,6 +248,28 @@ def prove_identity(lhs: sp.Expr, rhs: sp.Expr) -> Proof | None:
     return None
 
 
+def _normalised(cert, lhs, relation, rhs) -> frozenset:
+    """Two densities over the same variables V whose ratio does not depend on V are
+    equal: each sums to one over V (whatever else is held), so the ratio is 1. The
+    ratio's constancy is the equality :func:`~symelbo.core.claims.equality_reading`
+    reads ``lhs propto_V rhs`` as, under the recorded rules."""
+    if relation not in _EQUAL_ENOUGH:
+        _reject(f"two normalised densities prove an equality, not '{relation}'", cert)
+    left, right = evaluate(lhs), evaluate(rhs)
+    if not (isinstance(left, Density) and isinstance(right, Density)):
+        _reject("normalisation equates two densities, and a side is not one", cert)
+    if set(left.variables) != set(right.variables):
+        _reject("the densities are not over the same variables", cert)
+    names = frozenset(cert["rules"]) - {"algebra", "normalisation"}
+    over = tuple(v.name for v in left.variables)
+    a, b, hypotheses = equality_reading(left, "propto", right, over, active())
+    with assuming(hypotheses):
+        used = equal_by(a, b, names | set(READING_RULES))
+    if used is None:
+        _reject("the ratio of the densities is not shown constant under the recorded rules", cert)
+    return (frozenset(used) - set(READING_RULES)) | (names & set(READING_RULES)) | {"normalisation"}
+
+
 def _normal_forms(cert, lhs, relation, rhs) -> frozenset:
     """The normal forms of both sides under exactly the recorded rules agree."""
     if relation not in _EQUAL_ENOUGH:
@@ -359,7 +382,7 @@ _ARGUMENTS = {"equal": _equal, "sign": _sign, "inequality_rule": _inequality_rul
 
 #: Every certificate kind and the replay that checks it.
 KINDS = {"identical": _identical, "rewrite": _rewrite, "normal_forms": _normal_forms,
-         "bound": _bound, "algebra": _algebra}
+         "bound": _bound, "algebra": _algebra, "normalised": _normalised}
 
 
 # ---------------------------------------------------------------------------

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symelbo.core.claims import READING_RULES, equality_reading
 from symelbo.core.derivation import Step
+from symelbo.core.hypotheses import active, assuming
 from symelbo.core.kernel import GIBBS_FORM, sign_of
 from symelbo.core.normalize import (CANONICAL_RULES, NormalizationLoop, equal_by, evaluate, minimal_rules,
                         normal_form, one_rewrite_steps)
@@ -62,6 +64,8 @@ def replay_named(step: Step, named: frozenset) -> Found | None:
     if step.relation == "=":
         if named & INEQUALITY_RULES:
             return None
+        if "normalisation" in named:
+            return _normalised_densities(step, named - {"normalisation"})
         single = _one_rewrite(step, named)
         if single is not None:
             return single
@@ -73,7 +77,31 @@ def search_proof(step: Step) -> Found | None:
     """A proof of ``step`` by any rule, else None; one rule applied once names a step best
     (p(X | Z) p(Z) = p(X, Z) is product_rule)."""
     found = _one_rewrite(step, CANONICAL_RULES) if step.relation == "=" else None
-    return found or _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
+    found = found or _prove(step, CANONICAL_RULES, INEQUALITY_RULES)
+    if found is None and step.relation == "=":
+        found = _normalised_densities(step, CANONICAL_RULES - {"normalisation"})
+    return found
+
+
+def _normalised_densities(step: Step, names) -> Found | None:
+    """Two densities over the same variables whose ratio is constant in them are equal."""
+    left, right = evaluate(step.lhs), evaluate(step.rhs)
+    if not (isinstance(left, Density) and isinstance(right, Density)) or left == right:
+        return None
+    if set(left.variables) != set(right.variables):
+        return None
+    over = tuple(v.name for v in left.variables)
+    a, b, hypotheses = equality_reading(left, "propto", right, over, active())
+    try:
+        with assuming(hypotheses):
+            used = equal_by(a, b, frozenset(names) | set(READING_RULES))
+    except NormalizationLoop:
+        return None
+    if used is None:
+        return None
+    rules = (frozenset(used) - set(READING_RULES)) | (frozenset(names) & set(READING_RULES) & used)
+    return Found(rules | {"normalisation"},
+                 {"kind": "normalised", "rules": ordered(rules | {"normalisation"})})
 
 
 def _one_rewrite(step: Step, names) -> Found | None:
