@@ -210,3 +210,13 @@ def test_a_wide_first_expression_is_broken_and_a_wide_claim_leaves_the_heading()
     from symelbo.io.render import LINE_BUDGET, math_width
     lines = [line for line in block.split(r"\\" + "\n")[:-1]]    # the first expression's lines
     assert len(lines) >= 2 and all(math_width(line) <= LINE_BUDGET + 8 for line in lines)
+
+
+def test_a_tall_justification_is_smashed_and_its_depth_reserved_after_it():
+    tex = render(builtin("kl-shuffle"), "latex")
+    assert tex.count(r"\smash[b]{\parbox[t]") == 9     # one per step
+    # five rules take three lines beside a one-line step: two more lines of depth
+    assert (r"\textsf{expectation\_constant}}}\rule[-28.0pt]{0pt}{28.0pt} \\") in tex
+    # beside a step of three lines a two-line justification needs nothing more
+    step = tex[tex.index(r"by \textsf{bayes\_rule}"):tex.index(r"+ \mathbb{E}_{q(Z)}\left[\log p(X)\right]")]
+    assert r"\rule" not in step

@@ -307,6 +307,7 @@ class RowView:
     tex: TeX
     step: StepView | None
     last: bool                    # the chain's last display line
+    strut: TeX = TeX("")          # on a step's last line: the depth its justification still needs
 
 
 @dataclass(frozen=True)
@@ -605,6 +606,38 @@ def _rule_names() -> frozenset:
     return frozenset(name for name in RULES if name != "algebra")
 
 
+#: Characters of a justification per line of its column (\\small sans serif in
+#: 0.38 of a 16 cm line, less the mark's 1.2em), and of its message (\\footnotesize);
+#: on the low side, so that the depth reserved is rather too much than too little.
+_WHY_CHARS, _NOTE_CHARS = 32, 38
+#: Points: a line of the justification (\\small), and the least a display line adds.
+_WHY_LINE_PT, _DISPLAY_LINE_PT = 12.5, 16.0
+
+
+def _why_lines(step: StepView) -> int:
+    """About how many lines a step's justification takes in its column."""
+    text = (("found: " if step.found else "by ") + ", ".join(step.by)) if step.by else ""
+    if step.verdict == "proved" and not step.by:
+        text = "by algebra"
+    if step.verdict != "proved":
+        text += ("; " if text else "") + step.verdict + (
+            f": see counterexample {step.counterexample}" if step.counterexample else "")
+    lines = -(-len(text) // _WHY_CHARS)
+    return lines + (-(-len(step.message) // _NOTE_CHARS) if step.message else 0)
+
+
+def _strut(step: StepView) -> TeX:
+    """What a step's last display line must reach down to, under its justification.
+
+    The justification is smashed (its depth does not push the step's next
+    line down, away from its first) and this strut reserves what the step's own
+    lines do not cover, so that it never runs into the next step's.
+    """
+    lines = _why_lines(step)
+    depth = (lines - 1) * _WHY_LINE_PT + 3 - (len(step.lines) - 1) * _DISPLAY_LINE_PT
+    return TeX(rf"\rule[-{depth:.1f}pt]{{0pt}}{{{depth:.1f}pt}}" if lines > 1 and depth > 0 else "")
+
+
 def _rows(first: TeX, steps, first_lines=None) -> tuple[RowView, ...]:
     """The display lines of a chain; ``first_lines``: its first expression, broken (set alone)."""
     first_lines = first_lines or [first]
@@ -612,8 +645,10 @@ def _rows(first: TeX, steps, first_lines=None) -> tuple[RowView, ...]:
     rows += [RowView("continued", line, None, False) for line in first_lines[1:]]
     for step in steps:
         for index, line in enumerate(step.lines):
-            rows.append(RowView("continued" if index else "step", line, step, False))
-    rows[-1] = RowView(rows[-1].kind, rows[-1].tex, rows[-1].step, True)
+            last_line = index == len(step.lines) - 1
+            rows.append(RowView("continued" if index else "step", line, step, False,
+                                _strut(step) if last_line else TeX("")))
+    rows[-1] = RowView(rows[-1].kind, rows[-1].tex, rows[-1].step, True, rows[-1].strut)
     return tuple(rows)
 
 
