@@ -193,7 +193,7 @@ def _run(*argv):
 @pytest.mark.parametrize("source", [
     *[str(p) for p in sorted(SHARED_EXAMPLES.glob("*.calc"))],
     *[str(p) for p in sorted(DERIVATIONS.glob("*.calc"))],
-    "builtin:kl-shuffle", "builtin:jensen", "builtin:gradient",
+    "builtin:kl-shuffle", "builtin:jensen", "builtin:gradient", "builtin:mean-field",
 ])
 def test_replay_rechecks_every_certificate_without_search(tmp_path, source):
     out = tmp_path / "proofs.json"

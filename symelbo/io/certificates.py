@@ -155,7 +155,8 @@ def replay_file(path: str, derivation_file: str | None = None) -> tuple[str, lis
         try:
             certificate = certificate_from_data(record.get("certificate"),
                                                 lambda expr: parse_expression(expr, text))
-            proof = replay(certificate, step.lhs, step.relation, step.rhs, step.by)
+            proof = replay(certificate, step.lhs, step.relation, step.rhs, step.by,
+                           derivation.hypotheses, step.constant_in)
         except InputError as error:
             answers.append(Replayed(line, False, f"an expression of the certificate: {error.message}"))
         except CertificateRejected as rejected:
