@@ -165,3 +165,42 @@ def test_arity_messages():
     assert "takes 2 parameters" in FAMILIES["Normal"].check_arity(1)
     assert FAMILIES["Categorical"].check_arity(3) is None
     assert FAMILIES["Categorical"].check_arity(1) is not None
+
+
+# --- entries finite only under conditions (issue 18) ---------------------------
+
+@pytest.mark.parametrize("k, a", [(1, 1.5), (2, 2.5), (3, 3.25)])
+def test_gamma_negative_powers_match_their_integral_where_finite(k, a):
+    import mpmath
+    x = sp.Symbol("x", positive=True)
+    fam = FAMILIES["Gamma"]
+    value, conditions = fam.expect_where(x ** -k, x, (sp.Rational(a), sp.Integer(2)))
+    assert [(c, w) for c, w in conditions] == [(sp.Rational(a) - k, f"the shape minus {k}")]
+    with mpmath.workdps(30):
+        am = mpmath.mpf(a)
+        integral = mpmath.quad(lambda t: 2 ** am * t ** (am - 1 - k) * mpmath.exp(-2 * t)
+                               / mpmath.gamma(am), [0, 1, mpmath.inf])
+        # the integrand is singular at 0 (integrably): the quadrature has ~15 digits
+        assert abs(mpmath.mpf(sp.N(value, 30)) - integral) < mpmath.mpf(10) ** -12 * integral
+
+
+def test_gamma_negative_power_condition_fails_where_the_integral_diverges():
+    x = sp.Symbol("x", positive=True)
+    _, conditions = FAMILIES["Gamma"].expect_where(x ** -2, x, (sp.Rational(3, 2), sp.Integer(2)))
+    assert not conditions[0][0] > 0
+    assert FAMILIES["Gamma"].expect(x ** -2, x, (sp.Integer(3), sp.Integer(2))) is None  # cavi's table
+
+
+@pytest.mark.parametrize("c, b", [(1, 0.5), (-1.5, 0.25), (0.5, 1.5)])
+def test_laplace_mgf_matches_its_integral_where_finite(c, b):
+    import mpmath
+    x = sp.Symbol("x", real=True)
+    m = sp.Rational(3, 10)
+    value, conditions = FAMILIES["Laplace"].expect_where(sp.exp(sp.Rational(c) * x), x,
+                                                         (m, sp.Rational(b)))
+    assert conditions[0][0] == 1 - sp.Rational(b) ** 2 * sp.Rational(c) ** 2
+    assert conditions[0][0] > 0
+    with mpmath.workdps(30):
+        integral = mpmath.quad(lambda t: mpmath.exp(c * t - abs(t - 0.3) / b) / (2 * b),
+                               [-mpmath.inf, 0.3, mpmath.inf])
+        assert abs(mpmath.mpf(sp.N(value, 30)) - integral) < mpmath.mpf(10) ** -15 * integral
