@@ -345,11 +345,18 @@ INPUT_ERRORS = {
         DEFINITIONS + "\nqstar(Z2)\n  = 1\n",
         "f.calc:5:1: qstar(Z2): Z2 is summed or averaged over inside the definition of qstar (line 3); "
         "apply it to another variable"),
-    "a defined density renamed": (
-        "define: qs(Z1) propto_{Z1} r(Z1, X)\n\nqs(W)\n  = 1\n",
-        "f.calc:3:1: qs(W): qs is applied to other variables than its definition's (Z1); renaming "
-        "the variables of a definition whose body holds a density is not supported: apply it to its own"),
 }
+
+
+def test_a_definition_applied_to_other_variables_is_its_body_renamed():
+    """qs(W) is r(W, X) normalised over W; f(W) is f's body with W for Z1 (no capture)."""
+    text = ("define: f(Z1) = exp(E_{q2(Z2)}[Z1 * Z2])\n"
+            "define: qs(Z1) propto_{Z1} r(Z1, X)\n\n"
+            "f(W)\n  = exp(W * E_{q2(Z2)}[Z2])\n\n"
+            "qs(W)\n  = r(W, X) / sum_W[r(W, X)]\n\n"
+            "qs(W)\n  = r(W, X)\n")
+    result = check_derivation(parse_text(text, "f.calc"))
+    assert [c.steps[0].verdict for c in result.chains] == ["proved", "proved", "refuted"]
 
 
 @pytest.mark.parametrize("text, message", INPUT_ERRORS.values(), ids=INPUT_ERRORS.keys())

@@ -35,7 +35,7 @@ import sympy as sp
 from symelbo.core.notation import Defined, Density, Expectation, Marginal, known_positive
 
 __all__ = ["Factorisation", "Definition", "Hypotheses", "NO_HYPOTHESES", "assuming", "active",
-           "factorisation_problem", "factor_key"]
+           "factorisation_problem", "factor_key", "renamed", "bound_variables", "Captured"]
 
 
 def factor_key(left: Density, factor: Density) -> str:
@@ -137,6 +137,41 @@ def factorisation_problem(left: Density, factors, applied: dict) -> tuple[int, s
     return None
 
 
+class Captured(ValueError):
+    """A renaming would bring a name under an operator that binds it."""
+
+
+def bound_variables(expr: sp.Expr) -> set:
+    """Every variable some operator in ``expr`` sums, averages or integrates over."""
+    from symelbo.core.notation import ELBO, KL, Entropy
+    bound = set()
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, (Expectation, Entropy)):
+            bound |= set(node.density.variables)
+        elif isinstance(node, Marginal):
+            bound.add(node.variable)
+        elif isinstance(node, (KL, ELBO)):
+            bound |= set(node.args[0].variables)
+    return bound
+
+
+def renamed(expr: sp.Expr, mapping: dict) -> sp.Expr:
+    """``expr`` with its free variables renamed at once (``{Z1: W}``), densities' too.
+
+    Refused (:class:`Captured`) when an old or a new name is bound anywhere in
+    ``expr``: a bound Z1 is not the Z1 renamed, and a W brought under ``sum_W``
+    would be caught by it.
+    """
+    mapping = {old: new for old, new in mapping.items() if old != new}
+    if not mapping:
+        return expr
+    clash = bound_variables(expr) & (set(mapping) | set(mapping.values()))
+    if clash:
+        raise Captured(f"{', '.join(sorted(v.name for v in clash))} is summed or averaged over "
+                       "inside it")
+    return expr.xreplace(mapping)
+
+
 @dataclass(frozen=True)
 class Definition:
     """``name(variables) = body`` (``normalised`` False) or ``propto_{variables} body`` (True)."""
@@ -160,7 +195,7 @@ class Definition:
         ``body / sum_V[body]``."""
         body = self.body
         if tuple(dens.variables) != self.variables:
-            body = body.subs(dict(zip(self.variables, dens.variables)), simultaneous=True)
+            body = renamed(body, dict(zip(self.variables, dens.variables)))
         normaliser = body
         for var in reversed(dens.variables):
             normaliser = Marginal(var, normaliser)

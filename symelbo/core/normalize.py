@@ -205,7 +205,10 @@ class _Normalizer:
         swapped_inner = self.full(Marginal(fresh, e.body.body.subs(outer, fresh)))  # free ones only
         if isinstance(swapped_inner, Marginal) and swapped_inner.variable == fresh:
             return None
-        return Marginal(inner, swapped_inner.xreplace({fresh: outer}))
+        exchanged = Marginal(inner, swapped_inner.xreplace({fresh: outer}))
+        # a sum over W left as a factor inside the sum over V (W before V) is what
+        # _sum_outward takes back out: exchanging would undo it, round and round
+        return None if _sum_outward(exchanged) is not None else exchanged
 
     def rebuild(self, e):
         """Normalize the arguments of ``e``; densities that an operator binds stay as written."""

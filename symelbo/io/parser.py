@@ -29,7 +29,8 @@ from symelbo.io.grammars import load_parser
 from symelbo.io.mistakes import bracket_fault, spelling_fault, tex_advice
 from symelbo.io.userfiles import (MAX_LINE_CHARS, MAX_SOURCE_BYTES, decode_user_text, excerpt,
                                   read_user_text, source_lines)
-from symelbo.core.hypotheses import Definition, Factorisation, Hypotheses, factorisation_problem
+from symelbo.core.hypotheses import (Captured, Definition, Factorisation, Hypotheses, bound_variables,
+                                     factorisation_problem, renamed)
 from symelbo.core.notation import (ELBO, KL, Const, Defined, Density, Entropy, Expectation, Gradient, Marginal,
                                    known_positive, parameter, split_const, variable)
 
@@ -534,7 +535,7 @@ class _Builder:
         body = definition.body
         if tuple(actual) != definition.variables:
             self._check_renaming(definition, actual, node, lineno)
-            body = body.subs(dict(zip(definition.variables, actual)), simultaneous=True)
+            body = renamed(body, dict(zip(definition.variables, actual)))
         return Defined(str(name_token), actual, body)
 
     def _check_renaming(self, definition: Definition, actual, node, lineno) -> None:
@@ -542,21 +543,18 @@ class _Builder:
         name is one its body sums or averages over (it would be captured), or where
         the body cannot be renamed."""
         written = f"{definition.name}({', '.join(v.name for v in actual)})"
-        bound = {v for e in sp.preorder_traversal(definition.body)
-                 if isinstance(e, (Expectation, Marginal)) for v in e.bound}
-        renamed = [new for old, new in zip(definition.variables, actual) if old != new]
-        captured = sorted(v.name for v in set(renamed) & bound)
+        bound = bound_variables(definition.body)
+        new_names = [new for old, new in zip(definition.variables, actual) if old != new]
+        captured = sorted(v.name for v in set(new_names) & bound)
         if captured:
             raise self.error(f"{written}: {captured[0]} is summed or averaged over inside the "
                              f"definition of {definition.name} (line {definition.line}); apply it "
                              "to another variable", node, lineno)
         try:
-            definition.body.subs(dict(zip(definition.variables, actual)), simultaneous=True)
-        except TypeError:
-            raise self.error(f"{written}: {definition.name} is applied to other variables than "
-                             f"its definition's ({', '.join(v.name for v in definition.variables)}); "
-                             "renaming the variables of a definition whose body holds a density is "
-                             "not supported: apply it to its own", node, lineno) from None
+            renamed(definition.body, dict(zip(definition.variables, actual)))
+        except Captured as why:
+            raise self.error(f"{written}: {why} (the definition of {definition.name}, line "
+                             f"{definition.line}); apply it to other variables", node, lineno) from None
 
     def rules(self, just, lineno) -> tuple[str, ...]:
         from symelbo.core.rules import RULES  # the registry is the one place that knows rule names
