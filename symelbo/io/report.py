@@ -257,7 +257,7 @@ def text_report(result: CheckResult, name: str | None = None, width: int = TEXT_
         out.extend(wrapped(f"chain {index}{where}: {chain.claim}   [{chain.verdict}]", width, "    "))
         rows = [(str(chain.chain.line or ""), "", calc_str(chain.chain.first), "", "")]
         for s in chain.steps:
-            rows.append((str(s.step.line or ""), s.step.relation, calc_str(s.step.rhs),
+            rows.append((str(s.step.line or ""), s.step.relation_text, calc_str(s.step.rhs),
                          justification(s), _MARK[s.verdict]))
         beside = _columns(rows, width)
         widths = [max(len(r[i]) for r in rows) for i in range(2)]
