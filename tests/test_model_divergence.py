@@ -264,3 +264,38 @@ def test_the_inlined_regression_runs_under_its_budget(tmp_path, monkeypatch):
         log_ev = mpmath.log(mpmath.quad(f, [-mpmath.inf, 1.9, 2.0, 2.1, mpmath.inf]))
     assert rep["log_evidence"]["value"] == pytest.approx(float(log_ev), rel=1e-12)
     assert exit_status(rep) == 0
+
+
+def test_a_categorical_latent_with_300_values_is_fast(tmp_path):
+    probs = ", ".join(["1/300"] * 300)
+    start = time.process_time()
+    model, rep = run(tmp_path, f'[latent]\nc = "Categorical({probs})"\n[observed]\n'
+                               'x = { dist = "Normal(c, 1)", data = [3.5, 4.1] }\n'
+                               f'[variational]\nc = "Categorical({probs})"\n')
+    assert time.process_time() - start < 15   # it took over 60 s
+    xs = [mpmath.mpf("3.5"), mpmath.mpf("4.1")]
+    with mpmath.workdps(30):
+        elbo = mpmath.fsum(sum(mpmath.log(npdf(x, k, 1)) for x in xs) for k in range(300)) / 300
+    assert rep["elbo"]["value"] == pytest.approx(float(elbo), rel=1e-12)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[latent]\nmu = "Normal(x, 1)"\n[observed]\nx = { dist = "Normal(mu, 1)", data = [1.0] }\n'
+     '[variational]\nmu = "Normal(m, s)"\n',
+     "m.toml:2:14: [latent] mu: observed variable 'x' cannot be used as a parameter"),
+    ('name = "a"\n[latent]\n[observed]\nx = { dist = "Normal(0, 1)", data = [1.0] }\n',
+     "m.toml:2:1: the model has no [latent] variables"),
+    ('[latent]\nmu = "Normal(0, 1)"\n[observed]\nx = { dist = "Normal(mu, 1)", data = [1.0] }\n'
+     '[variational]\n', "m.toml:5:1: [variational]: no variational family for latent 'mu'"),
+    ('[latent]\nmu = "Normal(0, 1)"\n[observed]\nk = { dist = "Binomial(N, mu)", data = [1] }\n'
+     '[variational]\nmu = "Normal(m, s)"\n',
+     "m.toml:4:24: [observed] k: the n of a Binomial likelihood needs a value (a number, or a "
+     "name given one in [values])"),
+])
+def test_refusals_name_line_and_column(tmp_path, capsys, text, message):
+    from symelbo.cli.commands import main
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    assert main(["model", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip().endswith(message), err

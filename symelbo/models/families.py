@@ -242,7 +242,7 @@ class Family:
             probs = self.probabilities(params)
             terms = []
             for k, pk in zip(values, probs):
-                v = part.subs(x, k)
+                v = value_at(part, x, k)
                 if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
                     return None
                 terms.append(pk * v)
@@ -316,8 +316,35 @@ def _binomial_logpdf(x, n, p):
 def _categorical_logpdf(x, *ps):
     # A sum of indicator-weighted logs is not a SymPy-friendly function of a
     # symbolic x; Piecewise keeps it exact and finite sums substitute x first.
+    if x.is_Integer:
+        return sp.log(ps[int(x)]) if 0 <= x < len(ps) else sp.nan
+    # Unevaluated: SymPy's Piecewise compares every pair of conditions (K = 300 took 5 s);
+    # the conditions x = 0, ..., K-1 are distinct by construction.
     return sp.Piecewise(*[(sp.log(p), sp.Eq(x, k)) for k, p in enumerate(ps)],
-                        (sp.nan, True))
+                        (sp.nan, True), evaluate=False)
+
+
+def value_at(part: sp.Expr, x: sp.Symbol, k: int) -> sp.Expr:
+    """``part.subs(x, k)``, a Piecewise in x = 0, 1, ... read at its branch for k directly
+    (substituting into each of K conditions, K times, is what made K = 300 slow)."""
+    for pw in part.atoms(sp.Piecewise):
+        branch = None
+        for expr, cond in pw.args:
+            if cond is sp.true:
+                branch = expr
+                break
+            if isinstance(cond, sp.Eq) and x in cond.args and len(cond.args) == 2:
+                other = cond.args[0] if cond.args[1] == x else cond.args[1]
+                if other.is_Integer:
+                    if other == k:
+                        branch = expr
+                        break
+                    continue
+            branch = None  # a condition of another form: substitute as usual
+            break
+        if branch is not None:
+            part = part.xreplace({pw: branch})
+    return part.subs(x, k)
 
 
 # --- expectations ----------------------------------------------------------

@@ -540,23 +540,25 @@ class Model:
         known = {"name", "latent", "observed", "variational", "values"}
         for key in doc:
             if key not in known:
-                line, _ = _locate_table(text, key)
                 raise InputError(f"unknown table or key {key!r}; expected one of "
-                                 + ", ".join(sorted(known)), path, line)
+                                 + ", ".join(sorted(known)), path, *_locate_table(text, key))
         self.name = doc.get("name", Path(path).stem if path else "model")
         if not isinstance(self.name, str):
             raise InputError("name must be a string", path, *_locate(text or "", None, "name"))
         for table in ("latent", "observed", "variational", "values"):
             if table in doc and not isinstance(doc[table], dict):
-                raise InputError(f"[{table}] must be a table", path, _locate_table(text, table)[0])
+                raise InputError(f"[{table}] must be a table", path, *_locate_table(text, table))
         latent_doc = doc.get("latent", {})
         observed_doc = doc.get("observed", {})
         variational_doc = doc.get("variational", {})
         values_doc = doc.get("values", {})
+        # an empty table is located at its header; a missing one has no position
         if not latent_doc:
-            raise InputError("the model has no [latent] variables", path)
+            raise InputError("the model has no [latent] variables", path,
+                             *_locate_table(text, "latent"))
         if not observed_doc:
-            raise InputError("the model has no [observed] variables", path)
+            raise InputError("the model has no [observed] variables", path,
+                             *_locate_table(text, "observed"))
         self._read(latent_doc, observed_doc, variational_doc, values_doc)
 
     # -- parsing ---------------------------------------------------------
@@ -612,7 +614,7 @@ class Model:
         for name, lat in latents.items():
             if name not in variational_doc:
                 raise InputError(f"[variational]: no variational family for latent {name!r}",
-                                 path, _locate_table(self._text, "variational")[0])
+                                 path, *_locate_table(self._text, "variational"))
             where = self._w("variational", name)
             entry = variational_doc[name]
             if not isinstance(entry, str):
@@ -649,8 +651,13 @@ class Model:
             scan(lat.q, q_names, lat.q.where.entry)
         for name in observed:
             if name in model_names or name in q_names:
-                raise InputError(f"observed variable {name!r} cannot be used as a parameter",
-                                 path)
+                # located at the first argument that uses it
+                dists = [lat.prior for lat in latents.values()] + \
+                    [obs.dist for obs in observed.values()] + [lat.q for lat in latents.values()]
+                dist, arg = next((d, a) for d in dists for a in d.call.args
+                                 if name in names(a.tree))
+                raise dist.where.error(f"observed variable {name!r} cannot be used as a "
+                                       "parameter", arg.column)
         local = {n for n, lat in latents.items() if lat.per is not None}
         for name, lat in latents.items():
             for other in latents.values():
