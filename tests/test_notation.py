@@ -148,3 +148,19 @@ def test_structural_signs():
     assert not known_positive(phi**2) and known_nonnegative(phi**2)
     assert not known_nonnegative(phi**3) and not known_nonnegative(phi**2 - 1)
     assert known_nonnegative(Expectation(p, sp.log(p)**2))
+
+
+def test_const_and_defined_print_as_the_textbooks_write_them():
+    """const_{Z1} prints as written in .calc, \\text{const} in LaTeX, const in pretty; a
+    defined function prints by its name (ptilde as p-tilde, qstar as q-star)."""
+    from symelbo.core.notation import Const, Defined, split_const, variable
+    z1, x = variable("Z1"), variable("X")
+    body = sp.exp(density("p", "X", "Z1"))
+    ptilde = Defined("ptilde", (x, z1), body)
+    side = sp.Add(sp.log(ptilde), Const(["Z1"]), evaluate=False)
+    assert calc_str(side) == "log ptilde(X, Z1) + const_{Z1}"
+    assert sp.latex(side) == r"\log \tilde{p}(X, Z_{1}) + \text{const}"
+    assert sp.pretty(side, use_unicode=False) == "const + log(ptilde(X, Z1))"
+    assert sp.latex(density("qstar", "Z1")) == r"q^{\star}(Z_{1})"
+    assert split_const(side) == (sp.log(ptilde), ("Z1",))
+    assert ptilde.free_symbols == {x, z1} and ptilde.is_positive

@@ -559,7 +559,7 @@ class Gradient(_SymbolOperator):
 
 def _log_latex(self, printer, exp=None) -> str:
     """``\\log p(X, Z)`` for the log of a density, as the documents write it; else SymPy's own."""
-    if exp is None and isinstance(self.args[0], Density):
+    if exp is None and isinstance(self.args[0], (Density, Defined)):
         return rf"\log {printer._print(self.args[0])}"
     return printer._print_log(self, exp)  # a printer's own _print_log, unchanged
 
@@ -616,7 +616,7 @@ class Defined(Expr):
         return rf"{decorated_name_latex(self.name, printer)}({inner})"
 
     def _pretty(self, printer):
-        return prettyForm(self._sympystr(printer))
+        return prettyForm(f"{self.name}(" + ", ".join(_flat(printer._print(v)) for v in self.variables) + ")")
 
 
 def decorated_name_latex(name: str, printer) -> str:
