@@ -140,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--vary", required=True, metavar="PARAM")
     plot.add_argument("-o", "--output", metavar="OUT",
                       help="a .png, .pdf or .svg file (default: FILE-PARAM.png)")
+    plot.add_argument("--range", nargs=2, metavar=("LO", "HI"), action=_PlotRange, default=None,
+                      help="draw PARAM from LO to HI (default: around the ELBO's optimum, "
+                           "where the KL is within a few times its minimum)")
     _data_options(plot)
 
     cavi = sub.add_parser("cavi", help="optimal mean-field factors of a model file: updates "
@@ -431,8 +434,30 @@ def _model(args) -> int:
 def _plot(args) -> int:
     from symelbo.models.plot import run_plot
     out = args.output or f"{Path(args.file).stem}-{args.vary}.png"
+    low, high = args.range or (None, None)
     with _model_arithmetic(args.file, args):
-        return run_plot(args.file, args.vary, out)
+        status = run_plot(args.file, args.vary, out, low, high)
+    _say(f"wrote {out}")  # plot is not in _ANNOUNCED: its default file is not args.output
+    return status
+
+
+class _PlotRange(argparse.Action):
+    """``--range LO HI``: two finite numbers with LO < HI, else a usage error (exit 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import math
+        ends = []
+        for text in values:
+            try:
+                end = float(text)
+            except ValueError:
+                parser.error(f"argument --range: LO and HI must be numbers, got {text!r}")
+            if not math.isfinite(end):
+                parser.error(f"argument --range: LO and HI must be finite numbers, got {text!r}")
+            ends.append(end)
+        if not ends[0] < ends[1]:
+            parser.error(f"argument --range: LO must be less than HI, got {values[0]} {values[1]}")
+        setattr(namespace, self.dest, tuple(ends))
 
 
 def _cavi(args) -> int:
