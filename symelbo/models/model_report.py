@@ -20,9 +20,9 @@ log p(X) - ELBO, so the identities are not true by construction.
 
 from __future__ import annotations
 
-import sys
-
 import math
+import sys
+import time
 
 import mpmath
 import sympy as sp
@@ -60,11 +60,17 @@ ZERO_TEST_BUDGET = 3.0
 NOT_MADE = "not made: "
 
 
-def _is_zero(expr: sp.Expr) -> bool:
+#: Seconds of processor time all the zero tests of one report may take together (a model
+#: with a hundred variational parameters has a hundred gradient checks).
+ZERO_TESTS_TOTAL = 9.0
+
+
+def _is_zero(expr: sp.Expr, budget: float | None = None) -> bool:
     """Symbolic zero test by the kernel: expand (logs split under known positivity), then
-    cancel rational parts; False when it does not finish within ZERO_TEST_BUDGET."""
+    cancel rational parts; False when it does not finish within ``budget`` seconds
+    (ZERO_TEST_BUDGET unless given)."""
     try:
-        with time_budget(ZERO_TEST_BUDGET):
+        with time_budget(ZERO_TEST_BUDGET if budget is None else budget):
             return prove_identity(expr, sp.S.Zero) is not None
     except BudgetExceeded:
         return False
@@ -88,6 +94,8 @@ class ModelReport:
         self.exprs: dict[str, sp.Expr | None] = {}
         self.values: dict[str, mpmath.mpf | None] = {}
         self.quad: dict | None = None
+        self._zero_left = ZERO_TESTS_TOTAL
+        self._zeros: dict = {}
         self._quad_reason: str | None = None
         self._quad_failed = False
         for key, method in (("elbo", model.elbo), ("log_evidence", model.log_evidence),
@@ -157,6 +165,18 @@ class ModelReport:
                     self.values[key] = self.quad[key]
                     out[key] = reason + " (tail analysis of the quadrature's integrand)"
         return out
+    def _is_zero(self, expr: sp.Expr) -> bool:
+        """_is_zero, remembered, within what is left of the report's ZERO_TESTS_TOTAL
+        (once it is spent, no symbolic proof is tried: the checks are tested numerically)."""
+        if expr not in self._zeros:
+            budget = min(ZERO_TEST_BUDGET, self._zero_left)
+            if budget <= 0.05:
+                return False
+            start = time.process_time()
+            self._zeros[expr] = _is_zero(expr, budget)
+            self._zero_left -= time.process_time() - start
+        return self._zeros[expr]
+
     def _one_dimensional(self) -> bool:
         return len(self.model.latents) == 1 and not self.model.has_local_latents()
 
@@ -244,7 +264,7 @@ class ModelReport:
         le, el, kl = (self.exprs[k] for k in ("log_evidence", "elbo", "kl"))
         if le is not None and el is not None and kl is not None:
             diff = le - el - kl
-            if _is_zero(diff):
+            if self._is_zero(diff):
                 stats = ", ".join(sorted(str(s) for s in self.model.statistics))
                 stats = f" and data statistics ({stats})" if stats else ""
                 return {"name": name, "verdict": PROVED,
@@ -338,7 +358,7 @@ class ModelReport:
                 continue
             seed = f"d log p(X)/d {p} = 0 since log p(X) does not contain {p}"
             g = sp.diff(el, p) + sp.diff(kl, p)
-            if _is_zero(g):
+            if self._is_zero(g):
                 out.append({"name": name, "verdict": PROVED,
                             "message": f"{seed}; d ELBO/d {p} + d KL/d {p} expands to 0"})
                 continue
@@ -368,7 +388,7 @@ class ModelReport:
         if le is not None and el is not None and kl is not None:
             how = "the KL table" if self.model.kl_is_from_table() else \
                 "-H[q] - E_q[log posterior] from the tables"
-            if _is_zero(le - el - kl):
+            if self._is_zero(le - el - kl):
                 verdict = PROVED
                 parts.append(f"log p(X) - ELBO and KL(q || posterior) from {how} are "
                              "symbolically equal")
