@@ -37,7 +37,8 @@ import mpmath
 import sympy as sp
 
 from symelbo.core.errors import InputError
-from symelbo.models.model import NoClosedForm, load_model, mp_value, with_numbers
+from symelbo.models.model import NoClosedForm, load_model, mp_value, quadrature_too_rough, \
+    with_numbers
 
 
 #: The formats a plot is written in, by the extension of its file name.
@@ -63,6 +64,8 @@ POSITIVE_FLOOR = 1e-6
 INITIAL_POINTS = 81
 REFINE_TOLERANCE = 1e-3
 REFINE_ROUNDS = 6
+#: The KL panel is drawn in log scale when the KL spans more than this factor.
+LOG_SCALE_RATIO = 1000.0
 #: Pixels per inch of a PNG (the figure is 6.4 x 6 inches).
 DPI = 120
 
@@ -106,6 +109,8 @@ class Problem:
     elbo: sp.Expr
     kl: sp.Expr
     log_evidence: float
+    #: How log p(X) was found: "" for its closed form, else a note for the labels.
+    evidence_note: str = ""
 
     def at(self, expr: sp.Expr, x: float) -> float:
         """The expression's value at the parameter = x, as a double (nan where undefined)."""
@@ -316,8 +321,9 @@ def draw(plt, title: str, caption: str, p: Problem, c: Curves, best: float | Non
     for tests)."""
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(6.4, 6.0),
                                       gridspec_kw={"height_ratios": [3, 2]})
+    how = f", {p.evidence_note}" if p.evidence_note else ""
     top.axhline(c.log_evidence, linestyle="--", color="tab:red",
-                label=f"log p(X) = {_n(c.log_evidence, 6)} (flat in {p.name})")
+                label=f"log p(X) = {_n(c.log_evidence, 6)} (flat in {p.name}{how})")
     top.plot(c.xs, c.elbo, color="tab:blue", label="ELBO")
     top.fill_between(c.xs, c.elbo, [c.log_evidence] * len(c.xs), color="tab:orange",
                      alpha=0.2, linewidth=0, label="gap = KL(q || posterior)")
@@ -339,7 +345,10 @@ def draw(plt, title: str, caption: str, p: Problem, c: Curves, best: float | Non
     top.set_ylabel("log p(X) and ELBO (nats)")
     bottom.set_ylabel("KL(q || posterior) (nats)")
     bottom.set_xlabel(f"{p.name} (variational parameter)")
-    bottom.set_ylim(bottom=0)  # the KL is never negative: its distance from 0 is the gap
+    if min(c.kl) > 0 and max(c.kl) > LOG_SCALE_RATIO * min(c.kl):
+        bottom.set_yscale("log")  # a range the user chose wide: the minimum stays visible
+    else:
+        bottom.set_ylim(bottom=0)  # the KL is never negative: its distance from 0 is the gap
     top.set_xlim(lo, hi)
     fig.suptitle(title)
     top.set_title(caption, fontsize=8)
@@ -364,6 +373,29 @@ def _caption(model, symbol) -> str:
 # the command
 # ---------------------------------------------------------------------------
 
+def _evidence_and_kl(model, elbo: sp.Expr, path: str) -> tuple[sp.Expr, sp.Expr, str]:
+    """log p(X) and the KL as expressions, and how log p(X) was found.
+
+    Without a closed form, log p(X) is one mpmath quadrature at [values]: it does not
+    depend on q, so one number serves the whole curve, and the KL is log p(X) - ELBO."""
+    try:
+        return model.log_evidence(), model.kl_to_posterior(), ""
+    except NoClosedForm as exc:
+        reason = exc.reason
+    try:
+        quad = model.quadrature()
+    except NoClosedForm as exc:
+        raise InputError(f"cannot plot: log p(X) has no closed form ({reason}) and no "
+                         f"quadrature ({exc.reason})", path) from None
+    problem = quadrature_too_rough(quad) or quad["divergent"].get("log_evidence")
+    if problem:
+        raise InputError(f"cannot plot: log p(X) has no closed form ({reason}) and its "
+                         f"quadrature gives no value ({problem})", path)
+    with mpmath.workdps(30):
+        log_ev = sp.Float(quad["log_evidence"], 30)
+    return log_ev, log_ev - elbo, "by quadrature"
+
+
 def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
              high: float | None = None, points: int = INITIAL_POINTS) -> int:
     """Draw log p(X), ELBO and KL against the variational parameter ``vary`` into ``out_path``.
@@ -382,12 +414,11 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     symbol = params[vary]
     try:
         elbo = model.elbo()
-        log_ev = model.log_evidence()
-        kl = model.kl_to_posterior()
     except NoClosedForm as exc:
-        raise InputError(f"cannot plot without closed forms: {exc.reason}; `symelbo model` "
-                         "gives the values at [values] by quadrature, too slow to repeat "
-                         "along a curve", path) from None
+        raise InputError(f"cannot plot without a closed form of the ELBO: {exc.reason} "
+                         "(`symelbo model` gives its value at [values] by quadrature, too slow "
+                         "to repeat along a curve)", path) from None
+    log_ev, kl, note = _evidence_and_kl(model, elbo, path)
     env = model.environment()
     env.pop(symbol, None)
     missing = (elbo.free_symbols | kl.free_symbols | log_ev.free_symbols) - set(env) - {symbol}
@@ -400,7 +431,7 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     value = model.values.get(symbol)
     p = Problem(vary, symbol, _domain(model, symbol),
                 None if value is None else float(value),
-                with_numbers(elbo, env), with_numbers(kl, env), evidence)
+                with_numbers(elbo, env), with_numbers(kl, env), evidence, note)
     if (low is None) != (high is None):
         raise InputError("give both ends of the range", path)
     if low is not None and not low < high:
