@@ -299,3 +299,26 @@ def test_refusals_name_line_and_column(tmp_path, capsys, text, message):
     assert main(["model", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.rstrip().endswith(message), err
+
+
+def test_a_narrow_mode_between_scan_points_is_found(tmp_path):
+    # the mode at mu = -3 is 0.004 wide and lies e**1000 below the other on the scan: it
+    # was dropped before it was refined, and log p(X) came out log 2 too small
+    model, rep = run(tmp_path, """[latent]
+mu = "Normal(0, 3)"
+[observed]
+x = { dist = "Normal(mu^2, s)", data = [9.02, 8.97, 9.01, 9.0, 8.99] }
+[variational]
+mu = "Normal(m, v)"
+[values]
+s = 0.05
+m = 3
+v = 0.05
+""")
+    xs = [mpmath.mpf(v) for v in ("9.02", "8.97", "9.01", "9.0", "8.99")]
+    with mpmath.workdps(40):
+        joint = lambda u: npdf(u, 0, 3) * mpmath.fprod(npdf(x, u ** 2, mpmath.mpf("0.05"))
+                                                       for x in xs)
+        log_ev = mpmath.log(mpmath.quad(joint, [-mpmath.inf, -3.01, -3, -2.99, 0, 2.99, 3, 3.01,
+                                                mpmath.inf]))
+    assert abs(rep["log_evidence"]["value"] - float(log_ev)) < 1e-12

@@ -1566,8 +1566,9 @@ MAX_MODES = 12
 
 def _modes(f, scan: list, lo, hi) -> list[tuple]:
     """(mode, width to the left, width to the right) for each local maximum of ``f`` on the
-    scanned points inside (lo, hi) that matters (within e**230 of the largest), refined by
-    golden-section search; a width is where f has dropped by 1/2 from the mode."""
+    scanned points inside (lo, hi), refined by golden-section search, that matters (its
+    peak within e**230 of the largest); a width is where f has dropped by 1/2 from the
+    mode."""
     pts = [t for t in scan if lo < t < hi]
     vals = [f(t) for t in pts]
     ok = [i for i, v in enumerate(vals) if mpmath.isfinite(v)]
@@ -1579,20 +1580,22 @@ def _modes(f, scan: list, lo, hi) -> list[tuple]:
     for i, v in enumerate(vals):
         left = vals[i - 1] if i > 0 else -mpmath.inf
         right = vals[i + 1] if i + 1 < len(vals) else -mpmath.inf
-        if v > left and v >= right and v >= best - 230:
+        if v > left and v >= right:
             a = pts[i - 1] if i > 0 else (pts[i] - (pts[1] - pts[0]) if lo == -mpmath.inf
                                           else (lo + pts[i]) / 2)
             b = pts[i + 1] if i + 1 < len(pts) else (pts[i] + (pts[i] - pts[i - 1])
                                                      if hi == mpmath.inf else (pts[i] + hi) / 2)
             found.append((v, a, b))
+    # every local maximum of the scan is refined before it is judged: a narrow mode
+    # between two scan points looks low on the scan (e**-1000 below) and is not
     found.sort(key=lambda item: -item[0])
-    out = []
+    refined = []
     for _, a, b in found[:MAX_MODES]:
         mode = _golden_max(f, a, b)
-        peak = f(mode)
-        out.append((mode, _half_width(f, mode, peak, -1, lo, hi),
-                    _half_width(f, mode, peak, 1, lo, hi)))
-    return out
+        refined.append((f(mode), mode))
+    top = max(v for v, _ in refined)
+    return [(mode, _half_width(f, mode, peak, -1, lo, hi), _half_width(f, mode, peak, 1, lo, hi))
+            for peak, mode in refined if peak >= top - 230]
 
 
 def _golden_max(f, a, b, steps: int = 60):
