@@ -418,7 +418,7 @@ _ALL = (
           r"q(Z) = \frac{g(Z)}{\sum_{Z} g(Z)} \text{ for a density defined by propto}",
           "a define: header of the file names it"),
     _rule("normalisation", "=",
-          r"q(Z) \propto_{Z} r(Z) \Rightarrow q(Z) = r(Z)",
+          r"q(Z) = r(Z) \text{ when } \frac{q(Z)}{r(Z)} \text{ does not depend on } Z",
           "q and r are densities over the same variables (each sums to one over them)"),
     _rule("algebra", "=", r"\text{field arithmetic: expand, collect, cancel}",
           "none (applied implicitly to every step)"),
