@@ -7,10 +7,14 @@ parameter's axis: log p(X) and the ELBO (the gap shaded between them), and the
 KL on its own scale, so a gap of 0.1 nat shows even when the ELBO spans hundreds.
 
 - :func:`run_plot`: the command (``symelbo plot FILE --vary PARAM [--range LO HI]``);
-- :func:`default_range`: where the picture is interesting (the law below);
+- :func:`load_problem`: the model's closed forms as functions of the one parameter
+  (log p(X) by one quadrature at [values] when it has no closed form);
+- :func:`optimum`, :func:`default_range`: where the picture is interesting (the law below);
 - :func:`sample`: the curves on an adaptive grid (no kinks drawn from a coarse one);
 - :func:`draw`: the matplotlib figure, markers at the ``[values]`` point and the optimum;
-- :func:`pyplot`: matplotlib's pyplot, or one line saying how to install the extra.
+- :func:`caption_of`: the other parameters' values, stated under the title;
+- :func:`pyplot`, :func:`save`: matplotlib's pyplot (or one line saying how to install
+  the extra), and a figure written to the same bytes each time.
 
 The default range law: the ELBO's maximum in the varied parameter, the other
 symbols held at [values], is found by a scan widened until the maximum is
@@ -359,11 +363,11 @@ def draw(plt, title: str, caption: str, p: Problem, c: Curves, best: float | Non
     return fig
 
 
-def _caption(model, symbol) -> str:
+def caption_of(model, symbol) -> str:
     """The other parameters' values: the other variational parameters first."""
-    held = [(s, v) for s, v in model.values.items() if s != symbol]
     variational = set(model.variational_parameters)
-    held.sort(key=lambda sv: (sv[0] not in variational, 0))
+    held = sorted(((s, v) for s, v in model.values.items() if s != symbol),
+                  key=lambda sv: sv[0] not in variational)
     parts = [f"{s} = {_n(float(v))}" for s, v in held]
     text = "held at [values]: " + ", ".join(parts) if parts else "no other parameters"
     return "\n".join(textwrap.wrap(text, 100))
@@ -396,16 +400,9 @@ def _evidence_and_kl(model, elbo: sp.Expr, path: str) -> tuple[sp.Expr, sp.Expr,
     return log_ev, log_ev - elbo, "by quadrature"
 
 
-def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
-             high: float | None = None, points: int = INITIAL_POINTS) -> int:
-    """Draw log p(X), ELBO and KL against the variational parameter ``vary`` into ``out_path``.
-
-    Other symbols stay at their [values]. ``low``/``high`` replace the default range
-    (see the module docstring). Returns 0; bad input (an unknown parameter, a model
-    without closed forms, a range outside the parameter's domain, matplotlib missing)
-    raises InputError.
-    """
-    check_output(out_path)
+def load_problem(path: str, vary: str):
+    """The model file and the :class:`Problem` of varying ``vary``, every other symbol at its
+    [values]; InputError for an unknown parameter, a missing value or no closed ELBO."""
     model = load_model(path)
     params = {str(p): p for p in model.variational_parameters}
     if vary not in params:
@@ -424,18 +421,42 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
     missing = (elbo.free_symbols | kl.free_symbols | log_ev.free_symbols) - set(env) - {symbol}
     if missing:
         raise InputError("give [values] for " + ", ".join(sorted(map(str, missing))), path)
-    if points < 2:
-        raise InputError("points must be at least 2", path)
     with mpmath.workdps(30):
         evidence = float(mp_value(with_numbers(log_ev, env), {symbol: sp.Integer(1)}))
     value = model.values.get(symbol)
-    p = Problem(vary, symbol, _domain(model, symbol),
-                None if value is None else float(value),
-                with_numbers(elbo, env), with_numbers(kl, env), evidence, note)
+    return model, Problem(vary, symbol, _domain(model, symbol),
+                          None if value is None else float(value),
+                          with_numbers(elbo, env), with_numbers(kl, env), evidence, note)
+
+
+def save(plt, fig, out_path: str) -> None:
+    """Write the figure in the format its extension names, the same bytes for the same figure."""
+    try:
+        kind = PurePath(out_path).suffix.lower().lstrip(".")
+        fig.savefig(out_path, format=kind, metadata=_STABLE_METADATA[kind], dpi=DPI)
+    except OSError as exc:
+        raise InputError(f"cannot write the plot ({exc.strerror or exc})", out_path) from None
+    finally:
+        plt.close(fig)
+
+
+def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
+             high: float | None = None, points: int = INITIAL_POINTS) -> int:
+    """Draw log p(X), ELBO and KL against the variational parameter ``vary`` into ``out_path``.
+
+    Other symbols stay at their [values]. ``low``/``high`` replace the default range
+    (see the module docstring). Returns 0; bad input (an unknown parameter, a model
+    without closed forms, a range outside the parameter's domain, matplotlib missing)
+    raises InputError.
+    """
+    check_output(out_path)
+    if points < 2:
+        raise InputError("points must be at least 2", path)
     if (low is None) != (high is None):
         raise InputError("give both ends of the range", path)
     if low is not None and not low < high:
         raise InputError(f"empty range [{low}, {high}]", path)
+    model, p = load_problem(path, vary)
     for end in (low, high):
         if end is not None and not p.inside(end):
             where = "positive" if p.domain == "positive" else "strictly between 0 and 1"
@@ -448,15 +469,8 @@ def run_plot(path: str, vary: str, out_path: str, low: float | None = None,
         curves = sample(p, lo, hi, points, extra)
     except InputError as exc:
         raise exc.located(path) from None
-    caption = _caption(model, symbol)
+    caption = caption_of(model, p.symbol)
     if best is None and low is None:
         caption += f"\nthe ELBO has no maximum inside the domain of {vary}"
-    fig = draw(plt, model.name or PurePath(path).stem, caption, p, curves, best)
-    try:
-        kind = PurePath(out_path).suffix.lower().lstrip(".")
-        fig.savefig(out_path, format=kind, metadata=_STABLE_METADATA[kind], dpi=DPI)
-    except OSError as exc:
-        raise InputError(f"cannot write the plot ({exc.strerror or exc})", out_path) from None
-    finally:
-        plt.close(fig)
+    save(plt, draw(plt, model.name or PurePath(path).stem, caption, p, curves, best), out_path)
     return 0
