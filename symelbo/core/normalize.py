@@ -201,7 +201,11 @@ class _Normalizer:
         # the outer variable under a name of its own: the body may bind a variable of
         # the same name (an inner E over W inside a sum over W), and the sum that
         # survives when nothing simplified must not be mistaken for that one
-        fresh = sp.Symbol(outer.name + "'", **outer.assumptions0)  # no .calc name has a '
+        taken = {a.name for a in e.atoms(sp.Symbol)}
+        name = outer.name + "'"  # no .calc name has a ', and none already here
+        while name in taken:
+            name += "'"
+        fresh = sp.Symbol(name, **outer.assumptions0)
         swapped_inner = self.full(Marginal(fresh, e.body.body.subs(outer, fresh)))  # free ones only
         if isinstance(swapped_inner, Marginal) and swapped_inner.variable == fresh:
             return None
