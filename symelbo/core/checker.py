@@ -134,7 +134,8 @@ class ChainResult:
 
     def as_dict(self) -> dict:
         return {"claim": self.claim, "verdict": self.verdict,
-                "steps": [s.as_dict() for s in self.steps]}
+                "steps": [s.as_dict() for s in self.steps],
+                **({"note": self.chain.note} if self.chain.note else {})}
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class Chain:
     first: Expr
     steps: tuple[Step, ...]
     line: int = 0
+    #: a sentence a document sets above the chain (what it shows, where a textbook has it)
+    note: str = ""
 
     @property
     def last(self) -> Expr:
@@ -67,7 +69,7 @@ class Chain:
         return relation
 
     @staticmethod
-    def from_terms(first: Expr, links, first_line: int = 0) -> "Chain":
+    def from_terms(first: Expr, links, first_line: int = 0, note: str = "") -> "Chain":
         """Build a chain from ``first`` and ``(relation, rhs, by)`` links (a fourth item:
         the step's ``constant_in``)."""
         steps, lhs = [], first
@@ -75,7 +77,7 @@ class Chain:
             steps.append(Step(lhs, relation, rhs, tuple(by), first_line + index if first_line else 0,
                               0, tuple(constant_in[0]) if constant_in else ()))
             lhs = rhs
-        return Chain(first, tuple(steps), first_line)
+        return Chain(first, tuple(steps), first_line, note)
 
 
 @dataclass(frozen=True)

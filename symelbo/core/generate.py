@@ -246,7 +246,7 @@ class Builtin:
     build: Callable[[], Derivation]
 
 
-def _chain(first, moves, constant_in=()):
+def _chain(first, moves, constant_in=(), note=""):
     """Run moves from ``first``: each is (relation, rule names, function of the previous expr).
 
     ``constant_in``: from the first step whose side ends in ``const`` (or that is a
@@ -257,7 +257,7 @@ def _chain(first, moves, constant_in=()):
         if relation == "propto" or split_const(current)[1]:
             reading = tuple(constant_in)
         links.append((relation, current, names, reading if relation in ("=", "propto") else ()))
-    return Chain.from_terms(first, links)
+    return Chain.from_terms(first, links, note=note)
 
 
 def _kl_shuffle() -> Derivation:
@@ -395,7 +395,8 @@ def _mean_field() -> Derivation:
     entropy = _chain(Entropy(q), [
         ("=", ("definition_entropy", "assumption", "log_product", "linearity_expectation",
                "expectation_constant"), lambda e: factorise(e, fact)),
-    ])
+    ], note="Under the mean-field assumption q(Z1, Z2) = q1(Z1) q2(Z2), the entropy of q is the "
+            "sum of the entropies of its factors.")
     elbo = _chain(ELBO(q, joint), [
         ("=", ("definition_elbo", "definition_entropy", "log_quotient", "linearity_expectation"),
          split_elbo_entropy),
@@ -405,24 +406,35 @@ def _mean_field() -> Derivation:
         ("=", ("definition_kl", "definition_entropy", "definition", "log_quotient", "log_power",
                "linearity_expectation", "expectation_constant"),
          lambda e: kl_to_optimum(e, q1, qstar, "q1")),
-    ], constant_in=("q1",))
+    ], constant_in=("q1",),
+        note="With q2(Z2) held fixed, the ELBO as a function of the factor q1(Z1) is the negative "
+             "KL divergence from q1(Z1) to qstar(Z1), the normalised exponential of the expected log "
+             "joint, plus a term that does not depend on q1 (PRML 10.6).")
     factor = _chain(_log(qstar), [
         ("=", ("definition", "log_quotient", "log_power"), lambda e: unfold_optimum(e, optimum, "Z1")),
-    ], constant_in=("Z1",))
+    ], constant_in=("Z1",),
+        note="The KL divergence is least, zero, at q1(Z1) = qstar(Z1): the log of the optimal "
+             "factor is the expectation of the log joint over the other factor, up to a constant "
+             "(PRML 10.9).")
     proportional = _chain(qstar, [
         ("propto", ("definition", "log_quotient", "log_power"), lambda e: body),
-    ], constant_in=("Z1",))
+    ], constant_in=("Z1",),
+        note="Exponentiated: the optimal factor is proportional to the exponentiated expected log "
+             "joint (Blei et al. 2017, eq. 18).")
     conditional = _chain(_log(qstar), [
         ("=", ("definition", "bayes_rule", "log_quotient", "log_power", "linearity_expectation"),
          lambda e: conditional_form(unfold_optimum(e, optimum, "Z1"), joint,
                                     density("p", "Z1", given=["Z2", "X"]))),
-    ], constant_in=("Z1",))
+    ], constant_in=("Z1",),
+        note="The same with the complete conditional p(Z1 | X, Z2) in place of the joint: the two "
+             "differ by the log of p(X, Z2), which does not depend on Z1 (Blei et al. 2017, eq. 17).")
     bound = _chain(ELBO(q, joint), [
         ("=", ("definition_elbo", "definition_kl", "definition_entropy", "assumption", "definition",
                "log_quotient", "linearity_expectation", "expectation_constant"),
          lambda e: optimum_bound(e, fact, ptilde, qstar)),
         ("<=", ("gibbs_inequality",), lambda e: _add(*[t for t in e.args if not t.has(KL)])),
-    ])
+    ], note="Since a KL divergence is never negative, the ELBO over q1(Z1) is at most this bound, "
+            "and reaches it exactly at q1(Z1) = qstar(Z1).")
     return Derivation((entropy, elbo, factor, proportional, conditional, bound),
                       {"title": "The optimal mean-field factor"}, hypotheses=hypotheses)
 
@@ -464,6 +476,6 @@ def _numbered(derivation: Derivation, comment_lines: int) -> Derivation:
     for chain in derivation.chains:
         line += 2  # the blank line, then the first expression
         chains.append(Chain.from_terms(chain.first, [(s.relation, s.rhs, s.by, s.constant_in)
-                                                     for s in chain.steps], line))
+                                                     for s in chain.steps], line, chain.note))
         line += len(chain.steps)
     return Derivation(tuple(chains), derivation.headers, derivation.path, derivation.hypotheses)

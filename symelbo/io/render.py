@@ -325,6 +325,7 @@ class ChainView:
     rows: tuple[RowView, ...]
     why_width: TeX                # the justification column, as a fraction of \linewidth
     counterexamples: tuple["CounterexampleView", ...]
+    note: tuple = ()              # the chain's note as prose (its symbols as math)
 
 
 @dataclass(frozen=True)
@@ -697,6 +698,7 @@ def document_view(result, name: str | None = None) -> DocumentView:
             claim_fits=math_width(first) + math_width(tex(chain.last)) + 2 <= CLAIM_BUDGET,
             verdict=chain_result.verdict, steps=tuple(steps),
             rows=_rows(TeX(first), steps, break_lines(first, LINE_BUDGET) if first_alone else None),
+            note=prose(chain.note) if chain.note else (),
             why_width=TeX(WHY_WIDTH),
             counterexamples=tuple(chain_cx)))
     counts = Counter(s.verdict for c in result.chains for s in c.steps)
