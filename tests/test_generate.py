@@ -55,3 +55,14 @@ def test_the_mean_field_derivation_concludes_as_bishop_does():
     assert [c.steps[-1].constant_in for c in chains] == [(), ("q1",), ("Z1",), ("Z1",), ("Z1",), ()]
     assert str(chains[3].relation_text) == "propto_{Z1}"
     assert generate("mean-field").hypotheses.texts()[0] == ("assume", "q(Z1, Z2) = q1(Z1) * q2(Z2)")
+
+
+def test_the_mean_field_document_says_what_each_chain_shows():
+    """Each chain of the mean-field derivation has a note, set above it with its symbols
+    as math, and naming where the textbook has the result."""
+    from symelbo.io.render import render
+    derivation = generate("mean-field")
+    assert all(chain.note for chain in derivation.chains)
+    tex = render(check_derivation(derivation), "latex", name="mean-field")
+    assert "(PRML 10.9)" in tex and "Blei et al. 2017, eq. 17" in tex
+    assert r"$q_{1}(Z_{1}) = q^{\star}(Z_{1})$" in tex
