@@ -35,7 +35,7 @@ from symelbo.core.hypotheses import active as active_hypotheses, assuming
 from symelbo.core.kernel import (CertificateRejected, Risk, certificate_data, check_rule_names,
                                  replay, value_risk)
 from symelbo.core.normalize import NormalizationLoop, evaluate, normal_form
-from symelbo.core.notation import Density, Gradient, known_nonnegative, known_positive, split_const
+from symelbo.core.notation import Gradient, known_positive, split_const
 from symelbo.core.printing import calc_str
 from symelbo.core.relations import relation as relation_of
 from symelbo.core.rules import RULES

@@ -14,7 +14,7 @@ from sympy import Expr
 
 from symelbo.core.errors import InputError
 from symelbo.core.hypotheses import NO_HYPOTHESES, Hypotheses
-from symelbo.core.relations import RELATIONS, compose, relation
+from symelbo.core.relations import compose, relation
 
 @dataclass(frozen=True)
 class Step:

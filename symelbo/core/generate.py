@@ -382,7 +382,7 @@ def optimum_bound(expr, fact, definition, optimum):
 
 
 def _mean_field() -> Derivation:
-    Z1, Z2 = variable("Z1"), variable("Z2")
+    Z1 = variable("Z1")
     q, q1, q2 = density("q", "Z1", "Z2"), density("q1", "Z1"), density("q2", "Z2")
     joint = density("p", "X", "Z1", "Z2")
     fact = Factorisation(q, (q1, q2), "q(Z1, Z2) = q1(Z1) * q2(Z2)", 1)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symelbo.core.notation import Defined, Density, Expectation, Marginal, known_positive
+from symelbo.core.notation import Defined, Density, Expectation, Marginal
 
 __all__ = ["Factorisation", "Definition", "Hypotheses", "NO_HYPOTHESES", "assuming", "active",
            "factorisation_problem", "factor_key", "renamed", "bound_variables", "Captured"]
@@ -301,7 +301,3 @@ def assuming(hypotheses: Hypotheses):
     finally:
         _ACTIVE.reset(token)
 
-
-def positive_body(body: sp.Expr) -> bool:
-    """Whether a normalised definition's right side is positive by structure."""
-    return known_positive(body)

@@ -507,8 +507,8 @@ class _Builder:
                 raise self.error(f"define: {name} is normalised over its own variables: write "
                                  f"propto_{{{', '.join(v.name for v in variables)}}}", rel, lineno)
             if not known_positive(sp.sympify(body)):
-                raise self.error(f"define: the right side of a density defined by propto must be "
-                                 f"positive by its form (exp(...), a density, a product of such)",
+                raise self.error("define: the right side of a density defined by propto must be "
+                                 "positive by its form (exp(...), a density, a product of such)",
                                  body_tree, lineno)
             definition = Definition(Density(name, variables, evaluate=False), body, True, text, lineno)
             self.defined_densities[name] = definition

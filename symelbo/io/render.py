@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from symelbo.io.data import data_dir
-from pathlib import Path
 
 import jinja2
 import sympy as sp
