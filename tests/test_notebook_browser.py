@@ -184,6 +184,12 @@ NOTEBOOK_CELLS = [
 
 
 @pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser, looked for before the notebook is run (which takes seconds)."""
+    return _chromium()
+
+
+@pytest.fixture(scope="module")
 def executed_notebook():
     """The notebook, run: its outputs are what a user's kernel displays."""
     missing = [name for name in ("nbformat", "nbclient", "nbconvert", "ipykernel")
@@ -220,8 +226,7 @@ def _measured(notebook, chromium: str, mathjax: Path, config: str, folder: Path)
 
 
 @pytest.mark.parametrize("label", sorted(MATHJAX))
-def test_notebook_display_in_chromium(label, executed_notebook, tmp_path):
-    chromium = _chromium()
+def test_notebook_display_in_chromium(label, chromium, executed_notebook, tmp_path):
     locate, config = MATHJAX[label]
     mathjax = locate()
     if mathjax is None:
