@@ -19,6 +19,7 @@ Two MathJax builds are tried, each where it is installed: Debian's
 with the classic Notebook's (``TeX-AMS-MML_HTMLorMML-full,Safe``). Without
 Chromium, nbconvert, nbclient, ipykernel or any MathJax the tests skip, saying
 what is missing; with ``SYMELBO_REQUIRE_BROWSER=1`` (as in CI) they fail instead.
+The last tests hold the notebook's Markdown itself, with no browser.
 """
 
 from __future__ import annotations
@@ -262,3 +263,56 @@ def test_notebook_display_in_chromium(label, chromium, executed_notebook, tmp_pa
     assert any(d["frame_right"] > control["right"] + 1 for d in control["displays"])
     if "CHTML" in config:  # nbconvert's configuration breaks lines: the table's laws come apart
         assert any(law["height"] > 3 * law["font"] for law in control["laws"] if law["typeset"])
+
+
+# ---------------------------------------------------------------------------
+# the notebook's Markdown itself (no browser needed)
+# ---------------------------------------------------------------------------
+
+def test_notebook_markdown_boxes_every_display_block_and_lists_the_rules():
+    from symelbo import check_derivation, parse_file
+    from symelbo.io.notebook import DISPLAY_CLASS, notebook_markdown
+    from symelbo.io.render import markdown_repr
+    result = check_derivation(parse_file(str(REFUTED)))
+    plain, shown = markdown_repr(result), notebook_markdown(result)
+    opening = f'<div class="{DISPLAY_CLASS}" style="overflow-x: auto; overflow-y: hidden">\n\n$$\n'
+    assert shown.count(opening) == plain.count("\n$$\n\\begin{aligned}\n") == 3
+    assert shown.count("$$\n\n</div>") == 3
+    assert "| rule | law |" in plain and "| rule | law |" not in shown
+    assert ("- `bayes_rule`: $p(Z \\mid X) = \\frac{p(X, Z)}{p(X)}$; side conditions: $p(X) > 0$.\n"
+            in shown)
+    # nothing else changes: without the boxes, the document up to its rules is the plain one
+    unboxed = shown.replace(opening, "$$\n").replace("$$\n\n</div>", "$$")
+    head = plain[:plain.index("## Rules used")]
+    assert unboxed.startswith(head) and unboxed[len(head):].startswith("## Rules used\n\n- `")
+
+
+def test_every_rule_used_is_one_item_ending_the_document():
+    from symelbo import check_derivation, generate
+    from symelbo.io.notebook import notebook_markdown
+    from symelbo.io.render import document_view
+    result = check_derivation(generate("jensen"))
+    rules = notebook_markdown(result).split("## Rules used\n\n")[1]
+    assert rules.endswith(".\n")
+    assert [line.split("`")[1] for line in rules.splitlines()] == [
+        rule.name for rule in document_view(result).rules]
+
+
+class _Formatter:
+    def __init__(self):
+        self.types = {}
+
+    def for_type(self, cls, function):
+        self.types[cls] = function
+
+
+def test_register_shows_the_notebook_markdown_and_the_aligned_latex():
+    from types import SimpleNamespace
+    from symelbo.core.checker import CheckResult
+    from symelbo.io.notebook import notebook_markdown, register
+    from symelbo.io.render import latex_repr
+    formatters = {"text/latex": _Formatter(), "text/markdown": _Formatter()}
+    shell = SimpleNamespace(display_formatter=SimpleNamespace(formatters=formatters))
+    assert register(shell) is True
+    assert formatters["text/markdown"].types == {CheckResult: notebook_markdown}
+    assert formatters["text/latex"].types == {CheckResult: latex_repr}
