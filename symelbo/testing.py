@@ -34,7 +34,8 @@ import sympy as sp
 
 from symelbo.core.checker import (CheckOptions, CheckResult, ChainResult, StepResult, check_derivation, check_step,
                       printed)
-from symelbo.core.derivation import RELATIONS, Derivation, Step
+from symelbo.core.derivation import Derivation, Step
+from symelbo.core.relations import RELATIONS
 from symelbo.core.errors import InputError
 from symelbo.io.parser import breaks_claim, parse_file, parse_text
 from symelbo.core.verdicts import VERDICTS, passing
