@@ -41,12 +41,13 @@ import mpmath
 import sympy as sp
 
 from symelbo.models import families as fam
+from symelbo.models import tables
 from symelbo.core.deadline import BudgetExceeded, check_deadline, time_budget
 from symelbo.core.errors import InputError
 from symelbo.models.model_expr import DistCall, Where, decimal_problem, factor_names, \
     magnitude_problem, names, parse_distribution, to_sympy
-from symelbo.io.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, excerpt, read_user_bytes, \
-    read_user_text, source_lines
+from symelbo.io.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, decode_user_text, excerpt, \
+    read_user_bytes, read_user_text, source_lines
 
 #: Decimal digits used to evaluate values and numeric checks.
 DIGITS = 50
@@ -147,6 +148,8 @@ class Observed:
     symbol: sp.Symbol | None = None
     #: The data as a numpy array when they were given as one (statistics are then computed in bulk).
     array: object = None
+    #: Covariates: {symbol: numpy array} of the columns of its data table its likelihood uses.
+    columns: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -601,7 +604,7 @@ class Model:
             if not isinstance(entry, dict) or "dist" not in entry:
                 raise self._w("observed", name).error(
                     'expected { dist = "...", data = [...] } or { dist = "...", data_file = "..." }')
-            extra = set(entry) - {"dist", "data", "data_file"}
+            extra = set(entry) - {"dist", "data", "data_file", "columns"}
             if extra:
                 raise where.error(f"unknown field {sorted(extra)[0]!r}")
             if name in latents:
@@ -729,7 +732,11 @@ class Model:
             if ("data" in entry) == ("data_file" in entry):
                 raise self._w("observed", obs.name).error("give exactly one of data and data_file")
             array = None
-            if "data" in entry:
+            table = self._table(obs, entry, values)
+            if table is not None:
+                dwhere, data = table
+                array = data
+            elif "data" in entry:
                 dwhere = self._w("observed", obs.name, "data")
                 raw = entry["data"]
                 array = _as_number_array(raw, dwhere)
@@ -821,6 +828,54 @@ class Model:
                 lat.renames.append({symbols[lat.name]: zi, **sub})
         self._var_symbols += local_var_symbols
         self.values = values
+
+    def _table(self, obs: Observed, entry: dict, values: dict):
+        """(where, the observed column) when the data of ``obs`` are a table of named columns
+        (an inline table, a CSV file with a header, a structured or 2-d .npy array), with the
+        columns its likelihood uses put in ``obs.columns``; None for one value per observation."""
+        key = "data" if "data" in entry else "data_file"
+        dwhere = self._w("observed", obs.name, key)
+        column_list = tables.column_names(entry.get("columns"),
+                                          self._w("observed", obs.name, "columns"))
+        if key == "data":
+            if not isinstance(entry["data"], dict):
+                if column_list is not None:
+                    raise dwhere.error("columns = [...] names the columns of a data file")
+                return None
+            table = tables.inline_table(entry["data"], dwhere)
+        else:
+            name = entry["data_file"]
+            if not isinstance(name, str):
+                return None
+            real = _data_path(self._base, name, dwhere, self._access)
+            shown = str(self._base / name)
+            try:
+                raw = read_user_bytes(real, self._access.max_bytes, "data file", resolved=True)
+            except InputError as exc:
+                raise InputError(exc.message, shown, exc.line, exc.column) from None
+            if real.suffix == ".npy":
+                table = tables.npy_table(raw, shown, dwhere, column_list)
+            else:
+                if column_list is not None:
+                    raise dwhere.error("columns = [...] names the columns of a 2-d .npy array; "
+                                       "a CSV file names them in its header")
+                text = decode_user_text(raw, shown, "data file")
+                table = tables.csv_table(text, shown, dwhere) if tables.csv_has_header(text) \
+                    else None
+            if table is None:
+                return None
+        if obs.name not in table.columns:
+            raise dwhere.error(f"the data table has no column {obs.name!r} (its columns: "
+                               + ", ".join(table.names()) + ")")
+        used = {n for a in obs.dist.call.args for n in names(a.tree)}
+        for col in sorted(used & set(table.columns)):
+            symbol = self._symbols[col]
+            if symbol in values:
+                raise self._w("values", col).error(
+                    f"{col!r} is a column of the data of {obs.name!r}; it cannot be given a value")
+            tables.check_column(symbol, table.columns[col], col, dwhere)
+            obs.columns[symbol] = table.columns[col]
+        return dwhere, table.columns[obs.name]
 
     def _check_value(self, key: str, v: sp.Rational, where: Where):
         if key in self._positive_because and not v > 0:
@@ -923,6 +978,8 @@ class Model:
             sub = {x: _exact(v)}
             for lat in locs:
                 sub[self._symbols[lat.name]] = lat.symbols[i]
+            for c, arr in obs.columns.items():
+                sub[c] = _exact(arr[i].item())
             piece = _rename(polynomial, sub)
             if other != 0:
                 piece += sp.expand(other.xreplace(sub))
@@ -933,6 +990,15 @@ class Model:
         """sum_i log p(x_i | params) written with sufficient statistics."""
         family, x = obs.dist.family, obs.symbol
         single = len(self.observed) == 1
+        if obs.columns:
+            data = {x: obs.array if obs.array is not None else _numpy().asarray(obs.data),
+                    **obs.columns}
+            try:
+                return tables.summed_likelihood(
+                    sp.expand(family.logpdf(x, obs.dist.args)), data, len(obs.data), stats,
+                    "n" if single else f"n_{obs.name}", EXACT_SUM_LIMIT, exact_sum)
+            except tables.NoStatistic as exc:
+                raise NoClosedForm(exc.reason) from None
         values = family.support_values(obs.dist.args)
         if values is not None:
             # Finite support: the statistics are the counts of each value.
