@@ -3,7 +3,11 @@
 Parametrisations follow scipy/torch: ``Normal(mean, std)``, ``Beta(a, b)``,
 ``Gamma(shape, rate)``, ``Exponential(rate)``, ``Poisson(rate)``,
 ``Bernoulli(p)``, ``Binomial(n, p)``, ``Categorical(p_1, ..., p_K)`` (values
-``0..K-1``).
+``0..K-1``), ``Laplace(loc, scale)``, ``LogNormal(loc, scale)`` (log x is
+Normal(loc, scale)), ``InverseGamma(shape, scale)`` (1/x is Gamma(shape,
+scale)), ``HalfNormal(scale)`` (|y| for y ~ Normal(0, scale)),
+``StudentT(df, loc, scale)`` and ``Uniform(low, high)`` (the open interval: a
+support given by the parameters, :data:`INTERVAL`).
 
 Every expectation, entropy and KL divergence here is a closed form from a
 table, never a call to ``sympy.integrate``: symbolic integration is slow and
@@ -33,6 +37,7 @@ COUNTS = "counts"        # 0, 1, 2, ...
 BINARY = "binary"        # {0, 1}
 FINITE = "finite"        # {0, ..., K-1}
 BOUNDED_COUNTS = "0..n"  # {0, ..., n}
+INTERVAL = "interval"    # (low, high): the first two parameters
 
 SUPPORT_TEXT = {
     REAL: "the real line",
@@ -42,6 +47,7 @@ SUPPORT_TEXT = {
     BINARY: "{0, 1}",
     FINITE: "{0, ..., K-1}",
     BOUNDED_COUNTS: "{0, ..., n}",
+    INTERVAL: "the interval (low, high)",
 }
 
 # Parameter domains.
@@ -91,6 +97,8 @@ def data_in_support(value, support: str, params: tuple = (), zero: bool = False)
         return math.isfinite(value) and (value > 0 or (zero and value == 0))
     if support == UNIT:
         return 0 < value < 1
+    if support == INTERVAL:
+        return math.isfinite(value) and params[0] < value < params[1]
     is_int = (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
     if not is_int:
         return False
@@ -119,6 +127,9 @@ def array_in_support(arr, support: str, params: tuple = (), zero: bool = False) 
         return bool((arr >= 0).all() if zero else (arr > 0).all())
     if support == UNIT:
         return bool(((arr > 0) & (arr < 1)).all())
+    if support == INTERVAL:
+        lo, hi = float(params[0]), float(params[1])
+        return bool(((arr > lo) & (arr < hi)).all())
     if support == COUNTS:
         return bool((arr >= 0).all())
     if support == BINARY:
@@ -158,6 +169,49 @@ def _exp_linear(part: sp.Expr, x: sp.Symbol) -> tuple[sp.Expr, sp.Expr] | None:
     if c == 0 or c.has(x) or d.has(x):
         return None
     return c, d
+
+
+def _abs_linear(part: sp.Expr, x: sp.Symbol) -> tuple[sp.Expr, sp.Expr] | None:
+    """(c, t) when ``part`` is |c*(x - t)| with c != 0 and c, t free of x, else None."""
+    if not isinstance(part, sp.Abs):
+        return None
+    arg = sp.expand(part.args[0])
+    c = arg.coeff(x, 1)
+    d = sp.expand(arg - c * x)
+    if c == 0 or c.has(x) or d.has(x):
+        return None
+    return c, -d / c
+
+
+def _log_power(part: sp.Expr, x: sp.Symbol, inner=None) -> int | None:
+    """The k >= 1 when ``part`` is log(inner)**k (inner = x by default), else None."""
+    inner = x if inner is None else inner
+    if isinstance(part, sp.log) and sp.expand(part.args[0] - inner) == 0:
+        return 1
+    if (isinstance(part, sp.Pow) and part.exp.is_Integer and part.exp > 0
+            and isinstance(part.base, sp.log) and sp.expand(part.base.args[0] - inner) == 0):
+        return int(part.exp)
+    return None
+
+
+def _real_power(part: sp.Expr, x: sp.Symbol) -> sp.Rational | None:
+    """The rational r != 0 when ``part`` is x**r (any sign), else None."""
+    if part == x:
+        return sp.Integer(1)
+    if isinstance(part, sp.Pow) and part.base == x and part.exp.is_Rational and part.exp != 0:
+        return part.exp
+    return None
+
+
+def _normal_moment(k: int, m, s):
+    """E[y**k] for y ~ Normal(m, s): E[(m + s Z)^k] with E[Z^j] = (j-1)!! for even j."""
+    return sp.Add(*[sp.binomial(k, j) * m ** (k - j) * s ** j * _double_factorial_odd(j)
+                    for j in range(0, k + 1, 2)])
+
+
+def _xlogx(t):
+    """t log t, 0 at t = 0 (its limit)."""
+    return sp.Integer(0) if t == 0 else t * sp.log(t)
 
 
 def _double_factorial_odd(j: int) -> int:
@@ -266,6 +320,34 @@ class Family:
             return None
         return self.conditional_fn(part, x, *params)
 
+    def bounds(self, params) -> tuple[sp.Expr, sp.Expr] | None:
+        """(low, high) of a continuous family's support (sp.oo for an open end), else None."""
+        if self.support == INTERVAL:
+            return params[0], params[1]
+        return {REAL: (-sp.oo, sp.oo), POSITIVE: (sp.Integer(0), sp.oo),
+                UNIT: (sp.Integer(0), sp.Integer(1))}.get(self.support)
+
+    def params_problem(self, params) -> str | None:
+        """What is wrong with the parameters together (low < high of a Uniform), or None."""
+        if self.support == INTERVAL:
+            lo, hi = params[0], params[1]
+            if (hi - lo).is_positive is False:
+                return f"the low of {self.name} must be below its high, got {lo} and {hi}"
+        return None
+
+    def location_scale(self, params) -> tuple[sp.Expr, sp.Expr]:
+        """(a centre, a squared spread) of the distribution, where a quadrature looks first:
+        the mean and variance when they are in the table, else a mode and a width."""
+        if self.name == "StudentT":
+            return params[1], params[2] ** 2
+        if self.name == "InverseGamma":
+            a, b = params
+            mode = b / (a + 1)
+            return mode, mode ** 2 / a
+        x = sp.Dummy("x", real=True)
+        mean = self.expect(x, x, params)
+        return mean, self.expect(x ** 2, x, params) - mean ** 2
+
     def probabilities(self, params) -> list[sp.Expr]:
         """Masses of the values of a finite discrete family."""
         if self.support == BINARY:
@@ -352,15 +434,21 @@ def value_at(part: sp.Expr, x: sp.Symbol, k: int) -> sp.Expr:
 def _normal_expect(part, x, m, s):
     k = _power(part, x)
     if k is None:
+        absolute = _abs_linear(part, x)
+        if absolute is not None:
+            # E|c (x - t)| = |c| (s sqrt(2/pi) exp(-d^2 / (2 s^2)) + d erf(d / (s sqrt 2))),
+            # d = m - t: the mean of a folded normal (a Laplace likelihood's |x_i - theta|)
+            c, t = absolute
+            d = m - t
+            return sp.Abs(c) * (s * sp.sqrt(2 / sp.pi) * sp.exp(-d ** 2 / (2 * s ** 2))
+                                + d * sp.erf(d / (s * sp.sqrt(2))))
         linear = _exp_linear(part, x)
         if linear is None:
             return None
         # the moment generating function: E[exp(c x + d)] = exp(c m + c^2 s^2 / 2 + d)
         c, d = linear
         return sp.exp(c * m + c ** 2 * s ** 2 / 2 + d)
-    # E[(m + s Z)^k] with E[Z^j] = (j-1)!! for even j, 0 for odd j.
-    return sp.Add(*[sp.binomial(k, j) * m ** (k - j) * s ** j * _double_factorial_odd(j)
-                    for j in range(0, k + 1, 2)])
+    return _normal_moment(k, m, s)
 
 
 def _gamma_expect(part, x, a, b):
@@ -369,6 +457,9 @@ def _gamma_expect(part, x, a, b):
         return sp.Mul(*[a + i for i in range(k)]) / b ** k
     if _is_log(part, x):
         return sp.digamma(a) - sp.log(b)
+    if _log_power(part, x) == 2:
+        # log x = psi(a) - log b + a centred part of variance psi'(a)
+        return sp.polygamma(1, a) + (sp.digamma(a) - sp.log(b)) ** 2
     return None
 
 
@@ -405,6 +496,17 @@ def _beta_expect(part, x, a, b):
         return sp.digamma(a) - sp.digamma(a + b)
     if _is_log1m(part, x):
         return sp.digamma(b) - sp.digamma(a + b)
+    la, lb = sp.digamma(a) - sp.digamma(a + b), sp.digamma(b) - sp.digamma(a + b)
+    if _log_power(part, x) == 2:
+        return sp.polygamma(1, a) - sp.polygamma(1, a + b) + la ** 2
+    if _log_power(part, x, 1 - x) == 2:
+        return sp.polygamma(1, b) - sp.polygamma(1, a + b) + lb ** 2
+    factors = sp.Mul.make_args(part)
+    if len(factors) == 2 and {_log_power(f, x) for f in factors} == {1, None} \
+            and {_log_power(f, x, 1 - x) for f in factors} == {1, None} \
+            and all(_log_power(f, x) == 1 or _log_power(f, x, 1 - x) == 1 for f in factors):
+        # Cov[log x, log(1 - x)] = -psi'(a + b)
+        return la * lb - sp.polygamma(1, a + b)
     return None
 
 
@@ -427,12 +529,18 @@ def _binomial_expect(part, x, n, p):
 
 
 def _laplace_expect(part, x, m, b):
+    absolute = _abs_linear(part, x)
+    if absolute is not None:
+        # E|c (x - t)| = |c| (d + b exp(-d / b)), d = |m - t|
+        c, t = absolute
+        d = sp.Abs(m - t)
+        return sp.Abs(c) * (d + b * sp.exp(-d / b))
     k = _power(part, x)
-    if k == 1:
-        return m
-    if k == 2:
-        return m ** 2 + 2 * b ** 2
-    return None
+    if k is None:
+        return None
+    # E[(m + b Y)^k] with E[Y^j] = j! for even j, 0 for odd j (Y standard Laplace)
+    return sp.Add(*[sp.binomial(k, j) * m ** (k - j) * b ** j * sp.factorial(j)
+                    for j in range(0, k + 1, 2)])
 
 
 def _laplace_conditional(part, x, m, b):
@@ -522,6 +630,161 @@ def _laplace_kl(q, p):
     return sp.log(b2) - sp.log(b1) + (b1 * sp.exp(-d / b1) + d) / b2 - 1
 
 
+# --- LogNormal, InverseGamma, HalfNormal, StudentT, Uniform ------------------
+
+def _lognormal_logpdf(x, m, s):
+    return -sp.log(x) - sp.log(s) - sp.log(2 * sp.pi) / 2 - (sp.log(x) - m) ** 2 / (2 * s ** 2)
+
+
+def _lognormal_expect(part, x, m, s):
+    r = _real_power(part, x)
+    if r is not None:
+        # E[x^r] = E[exp(r y)], y ~ Normal(m, s): finite for every real r
+        return sp.exp(r * m + r ** 2 * s ** 2 / 2)
+    k = _log_power(part, x)
+    if k is not None:
+        return _normal_moment(k, m, s)
+    return None
+
+
+def _lognormal_entropy(m, s):
+    return m + sp.log(s) + sp.log(2 * sp.pi) / 2 + sp.Rational(1, 2)
+
+
+def _inverse_gamma_logpdf(x, a, b):
+    return a * sp.log(b) - sp.loggamma(a) - (a + 1) * sp.log(x) - b / x
+
+
+def _inverse_gamma_expect(part, x, a, b):
+    # 1/x ~ Gamma(a, b): negative powers and logs are the Gamma's positive powers and -log
+    k = _negative_power(part, x)
+    if k is not None:
+        return sp.Mul(*[a + i for i in range(k)]) / b ** k
+    if _is_log(part, x):
+        return sp.log(b) - sp.digamma(a)
+    if _log_power(part, x) == 2:
+        return sp.polygamma(1, a) + (sp.log(b) - sp.digamma(a)) ** 2
+    return None
+
+
+def _inverse_gamma_conditional(part, x, a, b):
+    # E[x^k] = b^k / ((a - 1) ... (a - k)) for a > k; the tail x^(k - a - 1) is not
+    # integrable at infinity otherwise
+    k = _power(part, x)
+    if k is None:
+        return None
+    return b ** k / sp.Mul(*[a - i for i in range(1, k + 1)]), [(a - k, f"the shape minus {k}")]
+
+
+def _inverse_gamma_entropy(a, b):
+    return a + sp.log(b) + sp.loggamma(a) - (1 + a) * sp.digamma(a)
+
+
+def _inverse_gamma_kl(q, p):
+    # x -> 1/x maps InverseGamma(a, b) to Gamma(a, b); a KL is invariant under a bijection
+    return _gamma_kl(q, p)
+
+
+def _half_normal_logpdf(x, s):
+    return sp.log(2) / 2 - sp.log(sp.pi) / 2 - sp.log(s) - x ** 2 / (2 * s ** 2)
+
+
+def _half_normal_expect(part, x, s):
+    k = _power(part, x)
+    if k is not None:
+        # E|s Z|^k = s^k 2^(k/2) Gamma((k + 1)/2) / sqrt(pi)
+        return s ** k * 2 ** sp.Rational(k, 2) * sp.gamma(sp.Rational(k + 1, 2)) / sp.sqrt(sp.pi)
+    # log|Z| = log(Z^2)/2 with Z^2 ~ Gamma(1/2, 1/2): mean -(gamma + log 2)/2, variance pi^2/8
+    mean = sp.log(s) - (sp.EulerGamma + sp.log(2)) / 2
+    if _is_log(part, x):
+        return mean
+    if _log_power(part, x) == 2:
+        return sp.pi ** 2 / 8 + mean ** 2
+    return None
+
+
+def _half_normal_entropy(s):
+    return sp.log(s) + sp.log(sp.pi / 2) / 2 + sp.Rational(1, 2)
+
+
+def _half_normal_kl(q, p):
+    (s1,), (s2,) = q, p
+    return sp.log(s2) - sp.log(s1) + s1 ** 2 / (2 * s2 ** 2) - sp.Rational(1, 2)
+
+
+def _student_logpdf(x, nu, m, s):
+    return (sp.loggamma((nu + 1) / 2) - sp.loggamma(nu / 2) - sp.log(nu * sp.pi) / 2 - sp.log(s)
+            - (nu + 1) / 2 * sp.log(1 + (x - m) ** 2 / (nu * s ** 2)))
+
+
+def _student_expect(part, x, nu, m, s):
+    # the odd moments exist only for df > 1 (and are then m for k = 1): given only when
+    # df > 1 is known, since an undefined mean is not an infinite one
+    if part == x and (nu - 1).is_positive:
+        return m
+    if isinstance(part, sp.log):
+        # E[log(A + B (x - m)^2)] = log A + psi((nu+1)/2) - psi(nu/2) when B/A = 1/(nu s^2)
+        # (the Student's own kernel: (x - m)^2 / (nu s^2) ~ BetaPrime(1/2, nu/2))
+        inner = sp.expand(part.args[0])
+        if inner.has(x) and inner.is_polynomial(x) and sp.degree(inner, x) == 2:
+            c2, c1, c0 = (inner.coeff(x, j) for j in (2, 1, 0))
+            if c2 != 0 and sp.simplify(-c1 / (2 * c2) - m) == 0:
+                a = sp.simplify(c0 - c1 ** 2 / (4 * c2))
+                if sp.simplify(c2 / a - 1 / (nu * s ** 2)) == 0:
+                    return sp.log(a) + sp.digamma((nu + 1) / 2) - sp.digamma(nu / 2)
+    return None
+
+
+def _student_conditional(part, x, nu, m, s):
+    # E[x^2] = m^2 + s^2 nu / (nu - 2) for nu > 2; the tail |x|^(1 - nu) is not
+    # integrable otherwise (x^2 > 0, so the expectation is then +infinity)
+    if _power(part, x) == 2:
+        return m ** 2 + s ** 2 * nu / (nu - 2), [(nu - 2, "the df minus 2")]
+    return None
+
+
+def _student_entropy(nu, m, s):
+    return ((nu + 1) / 2 * (sp.digamma((nu + 1) / 2) - sp.digamma(nu / 2))
+            + sp.log(nu) / 2 + _log_beta_fn(nu / 2, sp.Rational(1, 2)) + sp.log(s))
+
+
+def _uniform_logpdf(x, lo, hi):
+    return -sp.log(hi - lo)
+
+
+def _uniform_expect(part, x, lo, hi):
+    k = _power(part, x)
+    if k is not None:
+        return (hi ** (k + 1) - lo ** (k + 1)) / ((k + 1) * (hi - lo))
+    if _is_log(part, x) and lo.is_nonnegative:
+        # the integral of log t over (lo, hi) is [t log t - t]
+        return (_xlogx(hi) - _xlogx(lo)) / (hi - lo) - 1
+    if _is_log1m(part, x) and (1 - hi).is_nonnegative:
+        return (_xlogx(1 - lo) - _xlogx(1 - hi)) / (hi - lo) - 1
+    linear = _exp_linear(part, x)
+    if linear is not None:
+        c, d = linear
+        return sp.exp(d) * (sp.exp(c * hi) - sp.exp(c * lo)) / (c * (hi - lo))
+    absolute = _abs_linear(part, x)
+    if absolute is not None:
+        # E|c (x - t)|: the integral of |u| over (lo - t, hi - t), of sign u * u^2 / 2
+        c, t = absolute
+        u, v = lo - t, hi - t
+        if u.is_number and v.is_number:
+            return sp.Abs(c) * (sp.sign(v) * v ** 2 - sp.sign(u) * u ** 2) / (2 * (hi - lo))
+    return None
+
+
+def _uniform_entropy(lo, hi):
+    return sp.log(hi - lo)
+
+
+def _uniform_kl(q, p):
+    # finite only when q's interval lies inside p's (the model checks the supports)
+    (c, d), (a, b) = q, p
+    return sp.log(b - a) - sp.log(d - c)
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("Normal", ("mean", "std"), (D_REAL, D_POSITIVE), REAL,
            _normal_logpdf, _normal_entropy, _normal_kl, _normal_expect),
@@ -545,12 +808,45 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("Laplace", ("loc", "scale"), (D_REAL, D_POSITIVE), REAL,
            _laplace_logpdf, _laplace_entropy, _laplace_kl, _laplace_expect,
            conditional_fn=_laplace_conditional),
+    Family("LogNormal", ("loc", "scale"), (D_REAL, D_POSITIVE), POSITIVE,
+           _lognormal_logpdf, _lognormal_entropy, _normal_kl, _lognormal_expect),
+    Family("InverseGamma", ("shape", "scale"), (D_POSITIVE, D_POSITIVE), POSITIVE,
+           _inverse_gamma_logpdf, _inverse_gamma_entropy, _inverse_gamma_kl,
+           _inverse_gamma_expect, conditional_fn=_inverse_gamma_conditional),
+    Family("HalfNormal", ("scale",), (D_POSITIVE,), POSITIVE,
+           _half_normal_logpdf, _half_normal_entropy, _half_normal_kl, _half_normal_expect,
+           data_zero=True),
+    Family("StudentT", ("df", "loc", "scale"), (D_POSITIVE, D_REAL, D_POSITIVE), REAL,
+           _student_logpdf, _student_entropy, None, _student_expect,
+           conditional_fn=_student_conditional),
+    Family("Uniform", ("low", "high"), (D_REAL, D_REAL), INTERVAL,
+           _uniform_logpdf, _uniform_entropy, _uniform_kl, _uniform_expect),
 ]}
 
 
 def get_family(name: str) -> Family | None:
     """The family called ``name`` (case-sensitive, as scipy/torch spell it), or None."""
     return FAMILIES.get(name)
+
+
+def support_inside(outer: Family, outer_params, inner: Family, inner_params) -> bool | None:
+    """Whether the support of ``inner(inner_params)`` lies inside that of ``outer(outer_params)``:
+    True, False, or None when the parameters leave it undecided. For supports fixed by the
+    family it is :func:`support_contains`; an interval (Uniform) is compared by its ends."""
+    if INTERVAL not in (outer.support, inner.support):
+        return support_contains(outer.support, inner.support)
+    a, b = outer.bounds(outer_params) or (None, None)
+    c, d = inner.bounds(inner_params) or (None, None)
+    if a is None or c is None:
+        return False  # a discrete support and an interval: different measures
+    low = sp.true if a == -sp.oo else sp.Ge(c, a) if c != -sp.oo else sp.false
+    high = sp.true if b == sp.oo else sp.Le(d, b) if d != sp.oo else sp.false
+    both = [low, high]
+    if all(r is sp.true for r in both):
+        return True
+    if any(r is sp.false for r in both):
+        return False
+    return None
 
 
 def support_contains(outer: str, inner: str) -> bool:
@@ -616,6 +912,8 @@ def mp_eval(expr: sp.Expr, env: dict) -> "mpmath.mpf":
             return mpmath.digamma(ev(e.args[0]))
         if f is sp.polygamma:
             return mpmath.polygamma(int(e.args[0]), ev(e.args[1]))
+        if f is sp.erf:
+            return mpmath.erf(ev(e.args[0]))
         if f is sp.Abs:
             return abs(ev(e.args[0]))
         if f is sp.sign:

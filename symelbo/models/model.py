@@ -520,7 +520,8 @@ _ASSUME = {fam.REAL: dict(real=True), fam.POSITIVE: dict(positive=True),
            fam.UNIT: dict(positive=True), fam.COUNTS: dict(integer=True, nonnegative=True),
            fam.BINARY: dict(integer=True, nonnegative=True),
            fam.FINITE: dict(integer=True, nonnegative=True),
-           fam.BOUNDED_COUNTS: dict(integer=True, nonnegative=True)}
+           fam.BOUNDED_COUNTS: dict(integer=True, nonnegative=True),
+           fam.INTERVAL: dict(real=True)}
 
 
 def _agree(a, b, digits: int) -> bool:
@@ -768,6 +769,15 @@ class Model:
                                       obs.dist.call.args[0].column)
                 sparams = (trials,) + tuple(sparams[1:])
                 self._trials[obs.name] = trials
+            if support == fam.INTERVAL:
+                # a Uniform likelihood's support bounds the data: its ends need numbers
+                ends = tuple(a.xreplace(values) for a in sparams)
+                if not all(e.is_number for e in ends):
+                    raise where.error("the low and high of a Uniform likelihood need values "
+                                      "(numbers, or names given them in [values]): a support "
+                                      "that moves with a latent is not supported",
+                                      obs.dist.call.args[0].column)
+                sparams = ends
             zero = obs.dist.family.data_zero
             if array is not None:
                 # An array: checked and converted in bulk; an item is looked at one by one
@@ -898,6 +908,9 @@ class Model:
                     f"the {dist.family.param_name(i)} of {dist.call.name} must be "
                     f"{fam.DOMAIN_TEXT[dom]}, got {shown}", arg.column)
             out.append(expr)
+        problem = dist.family.params_problem(tuple(a.xreplace(values) for a in out))
+        if problem:
+            raise dist.where.error(problem, dist.call.args[0].column)
         if dist.family.variadic:
             total = sp.Add(*out).xreplace(values)
             if total.is_number and total != 1:
@@ -1037,6 +1050,12 @@ class Model:
                 name = "n" if single else f"n_{obs.name}"
                 stat = sp.Symbol(name, integer=True, positive=True)
                 stats[stat] = sp.Integer(len(obs.data))
+            elif (g.xreplace(fixed) if fixed else g).free_symbols - {x}:
+                # x inside one function with a parameter (|x - theta| of a Laplace, the log of
+                # a StudentT): no statistic, one term per distinct data value
+                out.append(coef * _per_value_sum(g.xreplace(fixed) if fixed else g, x,
+                                                 obs.data, obs.array))
+                continue
             else:
                 nonneg = _nonnegative_on(g, x, family.support)
                 stat = sp.Symbol(f"sum({g})", real=True, **({"nonnegative": True} if nonneg
@@ -1055,6 +1074,25 @@ class Model:
     def _support_problem(self) -> str | None:
         for lat in self.latents:
             qs, ps = lat.q.family.support, lat.prior.family.support
+            if fam.INTERVAL in (qs, ps):
+                # an interval (Uniform) is compared by its ends, at the values
+                at = self.values
+                inside = [fam.support_inside(lat.prior.family, [a.xreplace(at) for a in pa],
+                                             lat.q.family, [a.xreplace(at) for a in qa])
+                          for pa, qa in zip(lat.prior_args, lat.q_args)]
+                if None in inside and False not in inside:
+                    return (f"whether q({lat.name}) = {lat.q.text()} lies inside the support of "
+                            f"its prior {lat.prior.text()} depends on symbols without values")
+                qs = qs if qs != fam.INTERVAL else f"({', '.join(a.text for a in lat.q.call.args)})"
+                ps = ps if ps != fam.INTERVAL else \
+                    f"({', '.join(a.text for a in lat.prior.call.args)})"
+                if False in inside:
+                    return (f"q({lat.name}) = {lat.q.call.name} lives on "
+                            f"{fam.SUPPORT_TEXT.get(qs, 'the interval ' + qs)}, not inside the "
+                            f"support of the prior {lat.prior.call.name}, "
+                            f"{fam.SUPPORT_TEXT.get(ps, 'the interval ' + ps)}: E_q[log p] is "
+                            "-infinity and KL(q || posterior) is infinite")
+                continue
             if not fam.support_contains(ps, qs):
                 return (f"q({lat.name}) = {lat.q.call.name} lives on {fam.SUPPORT_TEXT[qs]}, "
                         f"not inside the support of the prior {lat.prior.call.name}, "
@@ -1223,6 +1261,10 @@ class Model:
         glob = [lat.symbols[0] for lat in self.latents if lat.per is None]
         loc = [z for lat in self.latents if lat.per for z in lat.symbols]
         supports = {z: lat.prior.family.support for lat in self.latents for z in lat.symbols}
+        for lat in self.latents:
+            if lat.prior.family.support == fam.INTERVAL and \
+                    tuple(a.xreplace(self.values) for a in lat.prior.args) == (0, 1):
+                supports.update({z: fam.UNIT for z in lat.symbols})  # Uniform(0, 1) = Beta(1, 1)
         first_reason = None
         result = None
         orders = itertools.permutations(glob) if len(glob) <= 4 else [tuple(glob)]
@@ -1368,7 +1410,7 @@ class Model:
                                "latent")
         lat = self.latents[0]
         support = lat.prior.family.support
-        if support not in (fam.REAL, fam.POSITIVE, fam.UNIT):
+        if support not in (fam.REAL, fam.POSITIVE, fam.UNIT, fam.INTERVAL):
             raise NoClosedForm("numeric quadrature needs a continuous latent")
         problem = self._support_problem()
         if problem:
@@ -1384,16 +1426,20 @@ class Model:
         # The numbers put in once: a node then evaluates a few terms, not the model.
         joint_n = with_numbers(joint, env)
         logq_n = with_numbers(logq, env)
-        moments = [with_numbers(lat.q.family.expect(z ** k, z, lat.q.args), env) for k in (1, 2)]
+        # where q's mass is: its mean and variance, or a mode and a width (StudentT, InverseGamma)
+        moments = [with_numbers(m, env) for m in lat.q.family.location_scale(lat.q.args)]
         lj, lq = _numeric_function(joint_n, z), _numeric_function(logq_n, z)
         with mpmath.workdps(30):
 
             ranges = {fam.REAL: (-mpmath.inf, mpmath.inf), fam.POSITIVE: (mpmath.mpf(0), mpmath.inf),
                       fam.UNIT: (mpmath.mpf(0), mpmath.mpf(1))}
-            lo, hi = ranges[support]
-            qlo, qhi = ranges[lat.q.family.support]
+            # a Uniform's support: its ends at the values
+            ends = [tuple(mp_value(with_numbers(a, env), {}) for a in d.args)
+                    if d.family.support == fam.INTERVAL else ranges[d.family.support]
+                    for d in (lat.prior, lat.q)]
+            (lo, hi), (qlo, qhi) = ends
             qm = mp_value(moments[0], {})
-            qsd = mpmath.sqrt(max(mp_value(moments[1], {}) - qm ** 2, mpmath.mpf(10) ** -40))
+            qsd = mpmath.sqrt(max(mp_value(moments[1], {}), mpmath.mpf(10) ** -40))
             grid = [qm + k * qsd for k in (-8, -3, -1, 0, 1, 3, 8)]
             # Every mode of the joint density (a scan over many scales, each local maximum
             # refined), with its width, and every kink (where an |.| changes sign): the
@@ -1889,6 +1935,16 @@ def _sum_over(g: sp.Expr, x: sp.Symbol, data: list, array=None) -> sp.Expr:
     return sp.Rational(Fraction(math.fsum(vals)))
 
 
+def _per_value_sum(g: sp.Expr, x: sp.Symbol, data: list, array=None) -> sp.Expr:
+    """sum_i g(x_i) written out, one term count * g(v) per distinct data value v (exact)."""
+    counts: dict = {}
+    for v in (array.tolist() if array is not None else data):
+        check_deadline()
+        v = _exact(v)
+        counts[v] = counts.get(v, 0) + 1
+    return sp.Add(*[c * g.xreplace({x: v}) for v, c in sorted(counts.items())])
+
+
 def sum_over(g: sp.Expr, x: sp.Symbol, data, array=None) -> sp.Expr:
     """sum_i g(x_i) over a model's data, as the model's own statistics are summed (public form)."""
     return _sum_over(g, x, data, array)
@@ -2082,6 +2138,9 @@ def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set,
     for c in coefs.values():
         if c.free_symbols & {z}:
             raise NoClosedForm(f"cannot separate {z}")
+    if support == fam.INTERVAL:
+        raise NoClosedForm(f"the prior of {z} is a Uniform other than Uniform(0, 1): its "
+                           "posterior is a kernel cut to an interval, so p(X) has no closed form")
     allowed = {
         fam.REAL: {z, z ** 2},
         fam.POSITIVE: {z, sp.log(z)},
