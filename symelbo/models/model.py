@@ -41,6 +41,7 @@ import mpmath
 import sympy as sp
 
 from symelbo.models import families as fam
+from symelbo.models import evidence as multi
 from symelbo.models import tables
 from symelbo.core.deadline import BudgetExceeded, check_deadline, time_budget
 from symelbo.core.errors import InputError
@@ -1404,10 +1405,61 @@ class Model:
 
         return result
 
+    def _cubature(self) -> dict:
+        """log p(X) with several latents (evidence.py): the exact steps the kernels allow, then
+        adaptive cubature over at most 3 remaining global latents; the ELBO from its closed
+        form and the KL as log p(X) - ELBO (one route only: the report says so)."""
+        joint, _ = self._statistics()
+        env = self.environment()
+        glob = [lat.symbols[0] for lat in self.latents if lat.per is None]
+        loc = [z for lat in self.latents if lat.per for z in lat.symbols]
+        supports = {z: lat.prior.family.support for lat in self.latents for z in lat.symbols}
+        missing = joint.free_symbols - set(env) - set(glob) - set(loc)
+        if missing:
+            raise NoClosedForm("cubature needs values for " + ", ".join(sorted(map(str, missing))))
+        if not glob:
+            raise NoClosedForm("no global latent to integrate numerically")
+        finite = {}
+        for lat in self.latents:
+            if lat.per and lat.prior.family.support in (fam.BINARY, fam.FINITE):
+                ks = lat.prior.family.support_values(lat.prior.args)
+                if ks is None:
+                    raise NoClosedForm(f"the values of {lat.name} are not known")
+                finite.update({z: list(ks) for z in lat.symbols})
+        log_joint, rest, conditions, steps = _cubature_parts(with_numbers(joint, env), glob,
+                                                             loc, supports, finite)
+        starts = []
+        for lat in self.latents:
+            if lat.symbols[0] in rest:
+                starts.append((lat.symbols[0], [with_numbers(lat.q.family.expect(
+                    lat.symbols[0], lat.symbols[0], lat.q.args), env)]))
+        start = [float(mp_value(e[0], {})) for _, e in sorted(starts, key=lambda p: rest.index(p[0]))]
+        try:
+            elbo = self.elbo(data_symbols=True)
+        except NoClosedForm as exc:
+            raise NoClosedForm(f"the ELBO has no closed form ({exc.reason}), so no value by "
+                               "cubature is given") from None
+        try:
+            found = multi.cubature(log_joint, rest, supports, [start],
+                                   conditions=[(with_numbers(c, env), what)
+                                               for c, what in conditions])
+        except multi.CubatureFailed as exc:
+            raise QuadratureFailed(f"cubature failed: {exc.reason}") from None
+        with mpmath.workdps(30):
+            le = mpmath.mpf(found["log_evidence"])
+            ev = self.value(elbo)
+            if ev is None:
+                raise NoClosedForm("the ELBO has symbols without values")
+            return {"log_evidence": le, "elbo": +ev, "kl": le - ev, "q_mass": mpmath.mpf(1),
+                    "error": mpmath.mpf(found["error"]), "divergent": {},
+                    "tolerance": multi.REPORT_TOLERANCE, "method": "cubature",
+                    "how": "; ".join(steps + [
+                        f"adaptive Genz-Malik cubature over {', '.join(map(str, rest))} "
+                        f"({found['evaluations']:,} points, {found['modes']} mode(s))"])}
+
     def _quadrature(self) -> dict:
         if len(self.latents) != 1 or self.has_local_latents():
-            raise NoClosedForm("numeric quadrature is only done for a single one-dimensional "
-                               "latent")
+            return self._cubature()
         lat = self.latents[0]
         support = lat.prior.family.support
         if support not in (fam.REAL, fam.POSITIVE, fam.UNIT, fam.INTERVAL):
@@ -1540,6 +1592,61 @@ class Model:
         return {**out, "q_mass": q_mass, "error": e1 + e2 + e3, "divergent": divergent}
 
 
+#: log(sum_k exp(a_k)), kept unevaluated for the cubature (evidence.compile_log evaluates it).
+LOGSUMEXP = sp.Function("logsumexp")
+
+
+def _sum_out_locals(joint: sp.Expr, loc: list, values: dict):
+    """(log p(X, globals), conditions, steps) with every finite local latent summed out term
+    by term: sum_i logsumexp_k (its own terms at z_i = k); the continuous ones integrated out."""
+    finite = [z for z in loc if values.get(z) is not None]
+    groups = _local_groups(joint, finite) if finite else None
+    if finite and groups is None:
+        raise NoClosedForm("a term of the log joint holds two per-observation latents")
+    current, conditions, steps = joint, [], []
+    if finite:
+        rest, own = groups
+        pieces = []
+        for z in finite:
+            logs = [sp.expand(own[z].xreplace({z: sp.Integer(k)})) for k in values[z]]
+            if any(v.has(sp.zoo, sp.oo, -sp.oo, sp.nan) for v in logs):
+                raise NoClosedForm(f"log p is infinite at a value of {z}")
+            pieces.append(LOGSUMEXP(*logs))
+        current = sp.Add(*rest, *pieces)
+        steps.append("the per-observation assignments summed out exactly")
+    return current, conditions, steps, [z for z in loc if z not in finite]
+
+
+def _cubature_parts(joint: sp.Expr, glob: list, loc: list, supports: dict,
+                    local_values: dict | None = None):
+    """(log p(X, G), G, the exact steps' conditions, what was done exactly): the local latents
+    summed or integrated out, then as many globals as have a kernel given the others (most
+    first), leaving at most evidence.MAX_DIMENSIONS globals G for the cubature."""
+    reason = None
+    current, conditions, done, loc = _sum_out_locals(joint, loc, local_values or {})
+    if loc:
+        ev = eliminate(current, loc, supports, frozenset(loc))
+        current, conditions = ev.log_evidence, conditions + list(ev.conditions)
+        done.append("the per-observation latents integrated out exactly")
+    for k in range(len(glob) - 1, -1, -1):
+        for subset in itertools.permutations(glob, k):
+            rest = [z for z in glob if z not in subset]
+            if len(rest) > multi.MAX_DIMENSIONS:
+                continue
+            try:
+                ev = eliminate(current, list(subset), supports) if subset else None
+            except NoClosedForm as exc:
+                reason = reason or exc.reason
+                continue
+            if ev is None:
+                return current, rest, conditions, done
+            steps = done + [", ".join(map(str, subset)) + " integrated out exactly given "
+                            + ", ".join(map(str, rest))]
+            return ev.log_evidence, rest, conditions + list(ev.conditions), steps
+    raise NoClosedForm(f"more than {multi.MAX_DIMENSIONS} latents remain after the exact "
+                       f"steps ({reason})")
+
+
 def quadrature_too_rough(result: dict) -> str | None:
     """Why a quadrature's values may not be reported as values (its error estimate is above
     QUADRATURE_ERROR_TOLERANCE relative to their size), or None. Such a quadrature may
@@ -1547,7 +1654,7 @@ def quadrature_too_rough(result: dict) -> str | None:
     with mpmath.workdps(30):
         scale = max([mpmath.mpf(1)] + [abs(result[k]) for k in ("log_evidence", "elbo", "kl")
                                        if mpmath.isfinite(result[k])])
-        if result["error"] <= QUADRATURE_ERROR_TOLERANCE * scale:
+        if result["error"] <= result.get("tolerance", QUADRATURE_ERROR_TOLERANCE) * scale:
             return None
         return (f"mpmath quadrature failed: its error estimate, "
                 f"{mpmath.nstr(result['error'], 3)}, is too large for its values to be reported")
@@ -2146,7 +2253,9 @@ def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set,
         fam.POSITIVE: {z, sp.log(z)},
         fam.UNIT: {sp.log(z), sp.log(1 - z)},
     }.get(support)
-    if allowed is not None:
+    # exp(c log z + d / z) on the positive reals: an InverseGamma kernel
+    inverse = support == fam.POSITIVE and 1 / z in coefs and set(coefs) <= {1 / z, sp.log(z)}
+    if allowed is not None and not inverse:
         extra = [p for p in coefs if p not in allowed]
         if extra:
             raise NoClosedForm(
@@ -2163,6 +2272,14 @@ def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set,
                    + _log_split(sp.pi / neg_a) / 2)
         params = (sp.factor_terms(b / (2 * neg_a)), 1 / sp.sqrt(2 * neg_a))
         found = Posterior(z, fam.FAMILIES["Normal"], params)
+    elif inverse:
+        # z^(-a - 1) exp(-b / z) integrates to Gamma(a) / b^a: the posterior is InverseGamma(a, b)
+        shape = sp.expand(-coefs.get(sp.log(z), 0) - 1)
+        scale = sp.expand(-coefs[1 / z])
+        _positive_condition(shape, f"the posterior shape of {z}", conditions)
+        _positive_condition(scale, f"the posterior scale of {z}", conditions)
+        log_int = sp.expand(sp.loggamma(shape) - shape * _log_split(scale))
+        found = Posterior(z, fam.FAMILIES["InverseGamma"], (shape, scale))
     elif support == fam.POSITIVE:
         shape = sp.expand(coefs.get(sp.log(z), 0) + 1)
         rate = sp.expand(-coefs.get(z, 0))
