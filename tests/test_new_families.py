@@ -381,3 +381,18 @@ def test_examples_of_the_new_families_pass(name):
     rep = json.loads(out.getvalue())
     assert all(c["verdict"] in ("proved", "tested") for c in rep["checks"]
                if not c["name"].startswith("grad ")), rep["checks"]
+
+
+def test_laplace_likelihood_over_many_distinct_values_says_why():
+    from symelbo.models.model import NoClosedForm
+    from symelbo.models.model_report import ModelReport
+    data = [i / 997 for i in range(2500)]
+    m = model({"theta": "Normal(0, 2)"}, {"x": {"dist": "Laplace(theta, 1)", "data": data}},
+              {"theta": "Normal(m, s)"}, {"m": 0.4, "s": 0.5})
+    with pytest.raises(NoClosedForm, match=r"^sum\(Abs\(theta - x\)\) over the data has no "
+                       r"sufficient statistic, and its 2,500 distinct values are more than the "
+                       r"2,000 summed one by one$"):
+        m.elbo()
+    assert m.statistics == {}
+    report = ModelReport(m)
+    assert "no sufficient statistic" in report.reasons["elbo"]

@@ -1335,8 +1335,12 @@ class Model:
     # -- data and values ---------------------------------------------------
     @property
     def statistics(self) -> dict[sp.Symbol, sp.Expr]:
-        """The sufficient statistics of the data, exactly."""
-        return dict(self._statistics()[1])
+        """The sufficient statistics of the data, exactly (none when the log joint cannot be
+        written: every closed form then says why it is missing)."""
+        try:
+            return dict(self._statistics()[1])
+        except NoClosedForm:
+            return {}
 
     def _with_data(self, expr: sp.Expr, data_symbols: bool) -> sp.Expr:
         if data_symbols:
@@ -2049,6 +2053,11 @@ def _per_value_sum(g: sp.Expr, x: sp.Symbol, data: list, array=None) -> sp.Expr:
         check_deadline()
         v = _exact(v)
         counts[v] = counts.get(v, 0) + 1
+    if len(counts) > tables.PER_ROW_LIMIT:
+        # no statistic sums it, and as many terms as values would not be computed in time
+        raise NoClosedForm(f"sum({g}) over the data has no sufficient statistic, and its "
+                           f"{len(counts):,} distinct values are more than the "
+                           f"{tables.PER_ROW_LIMIT:,} summed one by one")
     return sp.Add(*[c * g.xreplace({x: v}) for v, c in sorted(counts.items())])
 
 
