@@ -16,7 +16,8 @@ sum definition in ``tests/test_families.py``.
 
 Some expectations are finite only on part of the parameter domain: E[x**-k]
 under Gamma(a, b) needs a > k, E[exp(c x)] under Laplace(m, b) needs
-|c| b < 1. :meth:`Family.expect_where` gives such an entry with its
+|c| b < 1, E[x**k] under InverseGamma(a, b) needs a > k, E[x**2] under
+StudentT(nu, m, s) needs nu > 2. :meth:`Family.expect_where` gives such an entry with its
 conditions (expressions that must be positive); outside them the expectation
 is +infinity, and the formula, which stays finite there, must not be used.
 """
