@@ -333,18 +333,12 @@ def _tick(t: float) -> str:
 
 def plot_trace(cr: cavi.CaviReport, out_path: str) -> None:
     """The ELBO trace (and log p(X) as a line) as a .png, .pdf or .svg file with matplotlib."""
-    from symelbo.models.plot import check_output
+    from symelbo.models.plot import check_output, pyplot
     check_output(out_path)
     r = cr.result
     if not r.trace:
         raise InputError(f"nothing to plot: {r.problem or 'no update was run'}", out_path)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        matplotlib.rcParams["svg.hashsalt"] = "symelbo"
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InputError("plotting needs matplotlib: pip install symelbo[plot]", out_path) from None
+    plt = pyplot(out_path)   # the one place that says which extra to install
     ys = [float(r.start_elbo)] + [float(v) for _, v in r.trace]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(range(len(ys)), ys, marker="o", markersize=3, label="ELBO after each update")
