@@ -81,8 +81,8 @@ def test_side_conditions_and_messages_are_math_in_every_format():
     assert r"& $p(X) > 0$ \\" in tex and "& p(X) > 0" not in tex
     assert (r"\textsf{bayes\_\allowbreak{}rule} does not produce this step; it follows by "
             r"\textsf{marginalization}") in tex
-    # the Markdown rules table keeps its side conditions as written (tests/test_messages.py)
-    assert "| p(X) > 0 |" in md and "&gt;" not in md and r"p\(X\)" not in md
+    # the Markdown rules table sets its side conditions as the PDF does: symbols as math
+    assert "| $p(X) > 0$ |" in md and "&gt;" not in md and r"p\(X\)" not in md
     assert "`bayes_rule` does not produce this step; it follows by `marginalization`." in md
 
 
