@@ -615,3 +615,16 @@ def test_every_false_corpus_step_is_refuted_with_a_counterexample():
             for step in chain.steps:
                 if expected.get(step.step.line) == "refuted":
                     assert step.counterexample, f"{path.name}:{step.step.line}"
+
+
+def test_constant_in_a_made_density_varies_what_it_is_made_of():
+    """q = q1 q2 has no freedom of its own: "the ELBO is constant in q" must vary q1 and q2
+    (it is false), not a copy of q made of the same factors (which would hold vacuously);
+    likewise for a density a definition makes. Constant in the factor q1 still holds."""
+    text = ("assume: q(Z1, Z2) = q1(Z1) * q2(Z2)\n"
+            "define: qstar(Z1) propto_{Z1} exp(E_{q2(Z2)}[log p(X, Z1, Z2)])\n\n"
+            "ELBO(q(Z1, Z2), p(X, Z1, Z2))\n  = 0 + const_{q}\n\n"
+            "KL(q1(Z1) || qstar(Z1))\n  = 0 + const_{qstar}\n\n"
+            "ELBO(q(Z1, Z2), p(X, Z1, Z2))\n  = -KL(q1(Z1) || qstar(Z1)) + const_{q1}\n")
+    result = check_derivation(parse_text(text, "f.calc"))
+    assert [c.steps[0].verdict for c in result.chains] == ["refuted", "refuted", "proved"]

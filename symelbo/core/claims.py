@@ -102,18 +102,26 @@ def _prime(name: str) -> str:
 
 def _renamed(expr: sp.Expr, names: set[str], hypotheses: Hypotheses):
     """``expr`` with the densities ``names`` (and all made from them) replaced by fresh copies."""
-    # close the set: an assumed density whose factors, or a definition whose body,
-    # mention a renamed density is made from it, and is renamed too
+    # Down first, from the names written: a density an assumption or a definition makes
+    # has no freedom of its own; to vary it is to vary what it is made of (else "constant
+    # in q" would hold vacuously for q = q1 q2). Then up: a density made from a varied
+    # one (an assumed product, a definition's body) varies with it, and is renamed too.
+    makers = {f.left.name: {g.name for g in f.factors if g.key != f.left.key}
+              for f in hypotheses.factorisations}
+    for definition in hypotheses.definitions:
+        makers[definition.name] = _density_names(definition.body, Hypotheses())
+    pending = list(names)
+    while pending:
+        for part in makers.get(pending.pop(), ()):
+            if part not in names:
+                names.add(part)
+                pending.append(part)
     changed = True
     while changed:
         changed = False
-        for fact in hypotheses.factorisations:
-            if fact.left.name not in names and any(f.name in names for f in fact.factors):
-                names.add(fact.left.name)
-                changed = True
-        for definition in hypotheses.definitions:
-            if definition.name not in names and _density_names(definition.body, Hypotheses()) & names:
-                names.add(definition.name)
+        for made, parts in makers.items():
+            if made not in names and parts & names:
+                names.add(made)
                 changed = True
 
     def rename(e):
