@@ -178,6 +178,10 @@ def _to_latent(support: str, t):
                          "integrated numerically")
 
 
+#: The unconstrained coordinate's range inside which the latent is a normal float.
+_SAFE = {fam.POSITIVE: (-700.0, 700.0), fam.UNIT: (-36.0, 36.0)}
+
+
 def _to_free(support: str, z: float) -> float:
     if support == fam.POSITIVE:
         return math.log(z)
@@ -208,7 +212,10 @@ class _Target:
             jac = math.log(abs(np.linalg.det(self.scale)))
         zs = []
         for k, s in enumerate(self.supports):
-            z, j = _to_latent(s, t[k])
+            # beyond these the latent would round to an end of its support (w = 1.0, z =
+            # inf): the integrand is held at its value there, a plateau that the test on
+            # the faces of the box sees, so it refuses the box rather than miss mass
+            z, j = _to_latent(s, np.clip(t[k], *_SAFE[s]) if s in _SAFE else t[k])
             zs.append(z)
             jac = jac + j
         self.evaluations += t.shape[1]
