@@ -243,10 +243,11 @@ b = "Normal(0, 1)"
 # --- bad tables: exit 2, one line naming file, line and column ----------------------------
 
 @pytest.mark.parametrize("content, message, line, column", [
-    ("x,1y\n1,2\n", "the header of a data table names each column with an identifier, got '1y'",
-     1, 3),
-    ("x,x\n1,2\n", "column 'x' is named twice", 1, 3),
-    ("x,y\n1,2\n3\n", "1 values in a row of a table of 2 columns (x, y)", 3, 1),
+    # a data file's content (its header included) is never echoed: the place names it
+    ("x,1y\n1,2\n", "the header of a data table names each column with an identifier "
+     "(letters, digits, _); column 2 is not one", 1, 3),
+    ("x,x\n1,2\n", "column 2 has the name of column 1", 1, 3),
+    ("x,y\n1,2\n3\n", "1 values in a row of a table of 2 columns", 3, 1),
     ("x,y\n1,2\n3, nan\n", "not a number (each row of a data table holds one decimal number per "
      "column)", 3, 4),
     ("x,y\n1,2\n3,1e999\n", "the data value is out of range: the value is larger than the "

@@ -68,14 +68,16 @@ def test_data_root_allows_another_folder_but_never_echoes_content(secret, capsys
     models, target = secret
     path = write(models, NORMAL.format(data='data_file = "../outside/secret.csv"'))
     err = refusal(capsys, ["model", str(path), "--data-root", str(target.parent)])
-    assert "secret.csv:1:1: [observed] x: not a number" in err
+    # a first line that is not numbers is read as a header: named, never echoed
+    assert ("secret.csv:1:1: [observed] x: the header of a data table names each column with "
+            "an identifier (letters, digits, _); column 1 is not one") in err
     assert "hunter2" not in err
-    with pytest.raises(InputError, match="not a number"):
+    with pytest.raises(InputError, match="column 1 is not one"):
         load_model(str(path), DataAccess(root=target.parent))
     for command in (["plot", str(path), "--vary", "m", "-o", str(models / "p.png")],
                     ["derive", "jensen", "--model", str(path)]):
         assert "lies outside" in refusal(capsys, command)
-        assert "not a number" in refusal(capsys, command + ["--data-root", str(target.parent)])
+        assert "column 1 is not one" in refusal(capsys, command + ["--data-root", str(target.parent)])
 
 
 def test_data_inside_the_folder_reads_as_before(tmp_path, capsys):

@@ -149,7 +149,8 @@ def test_data_with_two_axes_is_refused(tmp_path):
     text = ('[latent]\nmu = "Normal(0, 1)"\n[observed]\n'
             'x = {{ dist = "Normal(mu, 1)", data_file = "{}" }}\n[variational]\nmu = "Normal(m, s)"\n')
     (tmp_path / "m.toml").write_text(text.format("y.npy"))
-    with pytest.raises(InputError, match=r"shape 3x2: data must be one value per observation"):
+    # a 2-d array is a table: without column names it is refused, its place named
+    with pytest.raises(InputError, match=r"m\.toml:4:44: \[observed\] x: a 2-d data array needs columns"):
         load_model(str(tmp_path / "m.toml"))
     (tmp_path / "m.toml").write_text(text.format("col.npy"))
     assert load_model(str(tmp_path / "m.toml")).observed[0].data == [1.5, 2.5]

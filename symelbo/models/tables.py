@@ -115,13 +115,14 @@ def csv_table(text: str, shown: str, where: Where) -> Table:
             for f in fields:
                 name = f.strip()
                 column = offset + len(f) - len(f.lstrip())
+                # a data file's content is never echoed: the place says which name
                 if _NAME.fullmatch(name) is None:
                     raise InputError(f"{where.entry}: the header of a data table names each "
-                                     f"column with an identifier, got {excerpt(name)!r}",
-                                     shown, number, column)
+                                     f"column with an identifier (letters, digits, _); column "
+                                     f"{len(header) + 1} is not one", shown, number, column)
                 if name in header:
-                    raise InputError(f"{where.entry}: column {name!r} is named twice",
-                                     shown, number, column)
+                    raise InputError(f"{where.entry}: column {len(header) + 1} has the name of "
+                                     f"column {header.index(name) + 1}", shown, number, column)
                 header.append(name)
                 offset += len(f) + 1
             number_ = r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*"
@@ -129,7 +130,7 @@ def csv_table(text: str, shown: str, where: Where) -> Table:
             continue
         if len(fields) != len(header):
             raise InputError(f"{where.entry}: {len(fields)} values in a row of a table of "
-                             f"{len(header)} columns ({', '.join(header)})", shown, number, 1)
+                             f"{len(header)} columns", shown, number, 1)
         if row_pattern.fullmatch(body) is None:
             offset = 1
             for f in fields:
@@ -200,8 +201,10 @@ def npy_table(data: bytes, shown: str, where: Where, names: list | None) -> Tabl
     if major not in (1, 2, 3):
         raise refuse(f"unsupported .npy format version {major}")
     size_bytes = 2 if major == 1 else 4
-    if int.from_bytes(data[8:8 + size_bytes], "little") > NPY_HEADER_LIMIT:
-        raise refuse(f"the .npy header is over the limit of {NPY_HEADER_LIMIT:,} bytes")
+    header_length = int.from_bytes(data[8:8 + size_bytes], "little")
+    if header_length > NPY_HEADER_LIMIT:
+        raise refuse(f"the .npy header is {header_length:,} bytes, over the limit of "
+                     f"{NPY_HEADER_LIMIT:,} bytes")
     stream = io.BytesIO(data)
     try:
         npy_format.read_magic(stream)
@@ -245,12 +248,12 @@ def npy_table(data: bytes, shown: str, where: Where, names: list | None) -> Tabl
             raise where.error(f"columns names {len(names)} columns but the array has "
                               f"{shape[1]}")
         columns = {name: matrix[:, j] for j, name in enumerate(names)}
-    for name, col in columns.items():
-        if _NAME.fullmatch(name) is None:
-            raise refuse(f"column name {excerpt(name)!r} is not an identifier")
+    for index, (name, col) in enumerate(columns.items(), start=1):
+        if _NAME.fullmatch(name) is None:   # a structured array's field: not echoed
+            raise refuse(f"the name of column {index} is not an identifier (letters, digits, _)")
         if not np.isfinite(col).all():
-            index = int(np.flatnonzero(~np.isfinite(col))[0])
-            raise refuse(f"item {index + 1} of column {name!r} is not a finite number")
+            row = int(np.flatnonzero(~np.isfinite(col))[0])
+            raise refuse(f"item {row + 1} of column {index} is not a finite number")
     return _finished(columns, where)
 
 
