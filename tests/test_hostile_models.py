@@ -253,3 +253,11 @@ def test_plot_names_its_formats(tmp_path, capsys, out, shown):
     err = refusal(capsys, ["plot", examples, "--vary", "m", "-o", str(target)])
     assert err.startswith(f"symelbo: {target}: the plot file has")
     assert not list(tmp_path.iterdir())
+
+
+def test_data_numbers_are_ascii_digits(tmp_path):
+    """Python's float() reads Arabic-Indic digits; a data file's numbers are ASCII only."""
+    (tmp_path / "x.csv").write_text("1.5\n\u0663\n", encoding="utf-8")
+    path = write(tmp_path, NORMAL.format(data='data_file = "x.csv"'))
+    with pytest.raises(InputError, match=r"x\.csv:2:1: .*not a number"):
+        load_model(str(path))

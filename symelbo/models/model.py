@@ -318,8 +318,8 @@ def _read_data_file(file: Path, shown: str, where: Where, access: DataAccess) ->
 
 
 #: A number of a data file: a decimal, optionally signed, with an optional exponent.
-_DATA_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_DATA_INTEGER = re.compile(r"[+-]?\d+")
+_DATA_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)  # no other digits
+_DATA_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
 def _read_npy(data: bytes, shown: str, where: Where) -> list:
