@@ -182,9 +182,8 @@ class CalcFile(pytest.File):
     def universe(self):
         """The densities and variables of the whole file: one meaning for ``p`` across chains."""
         if self._universe is None:
-            from symelbo.core.semantics import Universe
-            chains = self.derivation.chains
-            self._universe = Universe.of([e for c in chains for e in [c.first] + [s.rhs for s in c.steps]])
+            from symelbo.core.checker import file_universe
+            self._universe = file_universe(self.derivation)
         return self._universe
 
 

@@ -242,3 +242,25 @@ def test_loading_the_plugin_does_not_import_sympy():
     code = "import sys, symelbo.pytest_plugin; print('sympy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+MEAN_FIELD = """\
+assume: q(Z1, Z2) = q1(Z1) * q2(Z2)
+define: qstar(Z1) propto_{Z1} exp(E_{q2(Z2)}[log p(X, Z1, Z2)])
+
+H[q(Z1, Z2)]
+  = H[q1(Z1)] + H[q2(Z2)]
+
+log qstar(Z1)
+  = E_{q2(Z2)}[log p(X, Z1, Z2)] + const_{Z1}
+"""
+
+
+def test_a_file_with_assumptions_is_checked_under_them(pytester):
+    """Each chain item checks in the file's universe: its assume: and define: headers hold."""
+    pytester.makefile(".calc", meanfield=MEAN_FIELD)
+    result = run(pytester, "meanfield.calc", "-v")
+    result.assert_outcomes(passed=2)
+    # without the assumption, q's entropy is not the sum of two others: the item fails
+    pytester.makefile(".calc", alone=MEAN_FIELD.replace("assume: q(Z1, Z2) = q1(Z1) * q2(Z2)\n", ""))
+    run(pytester, "alone.calc").assert_outcomes(passed=1, failed=1)

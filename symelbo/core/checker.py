@@ -45,7 +45,8 @@ from symelbo.core.semantics import (DEFAULT_INSTANCES, DIGITS, NotComputable, To
 from symelbo.core.verdicts import ASSERTS_TRUTH, PASSING, VERDICT_ORDER, weakest
 
 __all__ = ["CheckOptions", "StepResult", "ChainResult", "CheckResult",
-           "check_derivation", "check_chain", "check_step", "printed", "VERDICT_ORDER", "weakest"]
+           "check_derivation", "check_chain", "check_step", "file_universe", "printed", "VERDICT_ORDER",
+           "weakest"]
 
 def _ordered(names) -> tuple[str, ...]:
     """Rule names in registry order (definitions first), for found_by and messages."""
@@ -172,18 +173,23 @@ class CheckResult:
 # entry points
 # ---------------------------------------------------------------------------
 
-def check_derivation(derivation: Derivation, options: CheckOptions = CheckOptions()) -> CheckResult:
-    """Check every step of every chain; densities mean the same joint across the file,
-    and every instance satisfies the file's assumptions and definitions."""
+def file_universe(derivation: Derivation) -> Universe:
+    """What a file's densities mean: one joint each across all its chains, and every
+    instance satisfying the file's assumptions and definitions."""
     expressions = [split_const(e)[0] for c in derivation.chains for e in [c.first] + [s.rhs for s in c.steps]]
-    universe = Universe.of(expressions, derivation.hypotheses)
+    return Universe.of(expressions, derivation.hypotheses)
+
+
+def check_derivation(derivation: Derivation, options: CheckOptions = CheckOptions()) -> CheckResult:
+    """Check every step of every chain in the file's universe (:func:`file_universe`)."""
+    universe = file_universe(derivation)
     return CheckResult(derivation, tuple(check_chain(c, options, universe) for c in derivation.chains))
 
 
 def check_chain(chain: Chain, options: CheckOptions = CheckOptions(),
                 universe: Universe | None = None) -> ChainResult:
     if universe is None:
-        universe = Universe.of([chain.first] + [s.rhs for s in chain.steps])
+        universe = Universe.of([split_const(e)[0] for e in [chain.first] + [s.rhs for s in chain.steps]])
     return ChainResult(chain, tuple(check_step(s, options, universe) for s in chain.steps))
 
 
