@@ -10,6 +10,8 @@ from symelbo.cli.commands import main
 from symelbo.core.generate import BUILTIN
 from symelbo.core.rules import RULES
 
+from .conftest import REPO
+
 # the design card's keys, and the kernel's certificate of a proved step (null otherwise)
 STEP_KEYS = {"line", "relation", "lhs", "rhs", "by", "found_by", "verdict", "counterexample", "message",
              "certificate"}
@@ -109,6 +111,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, expected):
 def test_unknown_derivation_exits_2(capsys):
     status, _, err = run(capsys, "derive", "nope")
     assert status == 2 and "unknown derivation 'nope'" in err
+
+
+def test_the_mean_field_derivation_is_not_instantiated_on_a_model(capsys):
+    status, out, err = run(capsys, "derive", "mean-field", "--model", str(REPO / "examples" / "normal_gamma.toml"))
+    assert status == 2 and out == ""
+    assert err == ("symelbo: <command line>: 'mean-field' is a derivation under assumptions and "
+                   "definitions (a mean-field family); it is not instantiated on a model: use "
+                   "symelbo cavi for a model's mean-field updates\n")
 
 
 def test_budget_gives_unknown_not_a_hang(tmp_path, capsys):

@@ -327,6 +327,11 @@ def _derive(args) -> int:
         raise InputError(f"unknown derivation '{args.name}'; choose one of {', '.join(BUILTIN)}",
                          "<command line>")
     derivation = generate(args.name)
+    if args.model and derivation.hypotheses:
+        # its Z1, Z2 and its factors q1, q2 name no model's latents: every line would be unknown
+        raise InputError(f"'{args.name}' is a derivation under assumptions and definitions "
+                         "(a mean-field family); it is not instantiated on a model: use symelbo cavi "
+                         "for a model's mean-field updates", "<command line>")
     if args.model:
         from symelbo.models.instantiate import instantiate_report
         with _model_arithmetic(args.model, args):
