@@ -131,7 +131,13 @@ class ChainResult:
 
     @property
     def claim(self) -> str:
-        return f"{printed(self.chain.first)} {self.chain.relation_text} {printed(self.chain.last)}"
+        claim = f"{printed(self.chain.first)} {self.chain.relation_text} {printed(self.chain.last)}"
+        constant = next((s.constant_in for s in reversed(self.chain.steps)
+                         if s.relation == "=" and s.constant_in), ())
+        if constant and not split_const(self.chain.last)[1] and not split_const(self.chain.first)[1]:
+            # the chain holds up to a constant from an earlier step on: its claim says so
+            claim += " + const_{" + ", ".join(constant) + "}"
+        return claim
 
     def as_dict(self) -> dict:
         return {"claim": self.claim, "verdict": self.verdict,

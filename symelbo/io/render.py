@@ -497,6 +497,16 @@ def _setting(derivation) -> tuple[tuple[Segment, ...], ...]:
     return tuple(sentences)
 
 
+def _carried_const(chain) -> str:
+    """`` + const`` when the chain holds up to a constant from an earlier step on but its
+    last side does not write it (later ``=`` steps keep the reading)."""
+    from symelbo.core.notation import split_const
+    carried = any(s.relation == "=" and s.constant_in for s in chain.steps)
+    if carried and not split_const(chain.last)[1] and not split_const(chain.first)[1]:
+        return r" + \text{const}"
+    return ""
+
+
 def _hypotheses(hypotheses, tex) -> list[tuple[Segment, ...]]:
     """A sentence for each assume: and define: header, as a textbook states them."""
     out = []
@@ -693,7 +703,7 @@ def document_view(result, name: str | None = None) -> DocumentView:
         chains.append(ChainView(
             index=chain_index, line=shown(chain.line), first=TeX(first), first_alone=first_alone,
             claim_first=TeX(first), claim_relation=TeX(RELATION_TEX[chain.relation]),
-            claim_last=TeX(tex(chain.last)),
+            claim_last=TeX(tex(chain.last) + _carried_const(chain)),
             claim_fits=math_width(first) + math_width(tex(chain.last)) + 2 <= CLAIM_BUDGET,
             verdict=chain_result.verdict, steps=tuple(steps),
             rows=_rows(TeX(first), steps, break_lines(first, LINE_BUDGET) if first_alone else None),
