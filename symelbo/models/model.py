@@ -25,7 +25,6 @@ is positive. Numbers in ``[values]`` are checked against these assumptions.
 from __future__ import annotations
 
 import contextvars
-import io
 import itertools
 import math
 import os
@@ -64,8 +63,8 @@ SYMBOLIC_BUDGET = 6.0
 QUADRATURE_MASS_TOLERANCE = mpmath.mpf(10) ** -10
 #: A quadrature whose error estimate is above this (relative to its values' size) gives no values.
 QUADRATURE_ERROR_TOLERANCE = mpmath.mpf(10) ** -9
-#: The header of a .npy data file may be at most this long (numpy's own default).
-NPY_HEADER_LIMIT = 10000
+#: The header of a .npy data file may be at most this long (one limit, in the table reader).
+NPY_HEADER_LIMIT = tables.NPY_HEADER_LIMIT
 
 
 @dataclass(frozen=True)
@@ -330,44 +329,17 @@ def _read_npy(data: bytes, shown: str, where: Where) -> list:
     shape says before anything is built from it. Every message is one fixed
     sentence: numpy's own (several lines, object addresses) is never shown.
     """
-    np = _numpy()
-    if np is None:  # pragma: no cover - numpy is a dependency
+    if _numpy() is None:  # pragma: no cover - numpy is a dependency
         raise where.error("reading a .npy data file needs numpy (pip install numpy)")
-    from numpy.lib import format as npy_format
 
     def refuse(message):
         return InputError(f"{where.entry}: {message}", shown)
 
-    prefix = npy_format.MAGIC_PREFIX
-    if not data.startswith(prefix) or len(data) < len(prefix) + 4:
-        raise refuse("not a .npy array file (it does not start with the .npy magic string)")
-    major = data[len(prefix)]
-    if major not in (1, 2, 3):
-        raise refuse(f"unsupported .npy format version {major}")
-    size_bytes = 2 if major == 1 else 4
-    header_length = int.from_bytes(data[8:8 + size_bytes], "little")
-    if header_length > NPY_HEADER_LIMIT:
-        raise refuse(f"the .npy header is {header_length:,} bytes, over the limit of "
-                     f"{NPY_HEADER_LIMIT:,} bytes")
-    stream = io.BytesIO(data)
-    try:
-        npy_format.read_magic(stream)
-        read_header = (npy_format.read_array_header_1_0 if major == 1
-                       else npy_format.read_array_header_2_0)
-        shape, _, dtype = read_header(stream, max_header_size=NPY_HEADER_LIMIT)
-    except Exception:  # numpy raises several types for a malformed header
-        raise refuse("malformed .npy header") from None
-    if dtype.hasobject:
-        raise refuse("the array holds Python objects; only arrays of numbers are read")
+    shape, _, dtype, start = tables.npy_header(data, refuse)
     if dtype.kind not in "iufb" or dtype.subdtype is not None or dtype.names:
         raise refuse(f"the array holds {dtype}, not numbers")
     _require_one_axis(shape, "the array", where)
-    count = math.prod(shape)
-    start = stream.tell()
-    if len(data) - start != count * dtype.itemsize:
-        raise refuse(f"the array data is {len(data) - start:,} bytes, but its header's shape "
-                     f"needs {count * dtype.itemsize:,}")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+    arr = tables.npy_array(data, shape, dtype, start, refuse)
     _check_items(arr, refuse)
     if dtype.kind == "f" and dtype.itemsize > 8:
         return _exact_items(arr)
@@ -1798,7 +1770,6 @@ def _modes(f, scan: list, lo, hi) -> list[tuple]:
     pts, vals = [pts[i] for i in ok], [vals[i] for i in ok]
     if not pts:
         return []
-    best = max(vals)
     found = []
     for i, v in enumerate(vals):
         left = vals[i - 1] if i > 0 else -mpmath.inf

@@ -184,16 +184,14 @@ def inline_table(raw: dict, where: Where) -> Table:
     return _finished(columns, where)
 
 
-def npy_table(data: bytes, shown: str, where: Where, names: list | None) -> Table | None:
-    """A ``.npy`` table: a structured array (its field names) or a 2-d array whose columns
-    ``names`` lists. None for a plain 1-d array without ``names`` (one value per observation).
-    Never unpickles; the header's length and the data's size are checked before use."""
-    np = _numpy()
+def npy_header(data: bytes, refuse) -> tuple:
+    """``(shape, fortran_order, dtype, start)`` of a ``.npy`` file's bytes, read without unpickling.
+
+    The header's length is checked before numpy's reader (a literal, not code)
+    parses it; an array of Python objects is refused. ``refuse(message)`` makes
+    the one-line error; numpy's own messages are never shown.
+    """
     from numpy.lib import format as npy_format
-
-    def refuse(message):
-        return InputError(f"{where.entry}: {message}", shown)
-
     prefix = npy_format.MAGIC_PREFIX
     if not data.startswith(prefix) or len(data) < len(prefix) + 4:
         raise refuse("not a .npy array file (it does not start with the .npy magic string)")
@@ -215,14 +213,32 @@ def npy_table(data: bytes, shown: str, where: Where, names: list | None) -> Tabl
         raise refuse("malformed .npy header") from None
     if dtype.hasobject:
         raise refuse("the array holds Python objects; only arrays of numbers are read")
-    if dtype.names is None and names is None and len([k for k in shape if k != 1]) <= 1:
-        return None
+    return shape, fortran, dtype, stream.tell()
+
+
+def npy_array(data: bytes, shape, dtype, start: int, refuse):
+    """The array a checked header describes, once the data is exactly as long as its
+    shape says (nothing is built from a header that lies)."""
     count = math.prod(shape)
-    start = stream.tell()
     if len(data) - start != count * dtype.itemsize:
         raise refuse(f"the array data is {len(data) - start:,} bytes, but its header's shape "
                      f"needs {count * dtype.itemsize:,}")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+    return _numpy().frombuffer(data, dtype=dtype, count=count, offset=start)
+
+
+def npy_table(data: bytes, shown: str, where: Where, names: list | None) -> Table | None:
+    """A ``.npy`` table: a structured array (its field names) or a 2-d array whose columns
+    ``names`` lists. None for a plain 1-d array without ``names`` (one value per observation).
+    Never unpickles; the header's length and the data's size are checked before use."""
+    np = _numpy()
+
+    def refuse(message):
+        return InputError(f"{where.entry}: {message}", shown)
+
+    shape, fortran, dtype, start = npy_header(data, refuse)
+    if dtype.names is None and names is None and len([k for k in shape if k != 1]) <= 1:
+        return None
+    arr = npy_array(data, shape, dtype, start, refuse)
     columns = {}
     if dtype.names is not None:
         if names is not None:
@@ -230,10 +246,11 @@ def npy_table(data: bytes, shown: str, where: Where, names: list | None) -> Tabl
                               "array names its own")
         if len(shape) != 1:
             raise refuse("a structured array of data must be 1-d")
-        for name in dtype.names:
+        for index, name in enumerate(dtype.names, start=1):
             field = dtype.fields[name][0]
             if field.kind not in "iuf" or field.subdtype is not None or field.itemsize > 8:
-                raise refuse(f"field {excerpt(name)!r} holds {field}, not numbers")
+                # the field's name is the data file's content: its place says which
+                raise refuse(f"field {index} holds {field}, not numbers")
             columns[name] = arr[name].astype(np.float64)
     else:
         if dtype.kind not in "iuf" or dtype.itemsize > 8:
