@@ -96,28 +96,10 @@ def compile_log(expr: sp.Expr, symbols: list):
         if isinstance(e, sp.log):
             arg = e.args[0]
             if isinstance(arg, sp.Add) and all(_exp_product(t) for t in arg.args):
-                logs = [build_log(t) for t in arg.args]
-
-                def lse(xs):
-                    vals = [lg(xs) for lg in logs]
-                    top = vals[0]
-                    for v in vals[1:]:
-                        top = np.maximum(top, v)
-                    top = np.where(np.isfinite(top), top, 0.0)
-                    return top + np.log(sum(np.exp(v - top) for v in vals))
-                return lse
+                return _log_sum_exp([build_log(t) for t in arg.args])
             return build_log(arg)
         if getattr(e.func, "__name__", None) == "logsumexp":
-            logs = [build(a) for a in e.args]
-
-            def lse_args(xs):
-                vals = [lg(xs) for lg in logs]
-                top = vals[0]
-                for v in vals[1:]:
-                    top = np.maximum(top, v)
-                top = np.where(np.isfinite(top), top, 0.0)
-                return top + np.log(sum(np.exp(v - top) for v in vals))
-            return lse_args
+            return _log_sum_exp([build(a) for a in e.args])
         if isinstance(e, sp.loggamma):
             inner = build(e.args[0])
             lg = np.vectorize(math.lgamma, otypes=[float])
@@ -146,6 +128,21 @@ def compile_log(expr: sp.Expr, symbols: list):
         return lambda xs: np.log(plain(xs))
 
     return build(expr)
+
+
+def _log_sum_exp(logs):
+    """The vectorised ``log(sum_k exp(l_k(xs)))`` of compiled logs, shifted by their
+    maximum so that no exp overflows (an all-infinite column shifts by 0)."""
+    np = _numpy()
+
+    def lse(xs):
+        vals = [lg(xs) for lg in logs]
+        top = vals[0]
+        for v in vals[1:]:
+            top = np.maximum(top, v)
+        top = np.where(np.isfinite(top), top, 0.0)
+        return top + np.log(sum(np.exp(v - top) for v in vals))
+    return lse
 
 
 def _exp_product(term: sp.Expr) -> bool:
