@@ -657,14 +657,14 @@ def _inverse_gamma_logpdf(x, a, b):
 
 
 def _inverse_gamma_expect(part, x, a, b):
-    # 1/x ~ Gamma(a, b): negative powers and logs are the Gamma's positive powers and -log
+    # y = 1/x ~ Gamma(a, b): x^-k is y^k, log x is -log y, (log x)^2 is (log y)^2
     k = _negative_power(part, x)
     if k is not None:
-        return sp.Mul(*[a + i for i in range(k)]) / b ** k
+        return _gamma_expect(x ** k, x, a, b)
     if _is_log(part, x):
-        return sp.log(b) - sp.digamma(a)
+        return -_gamma_expect(sp.log(x), x, a, b)
     if _log_power(part, x) == 2:
-        return sp.polygamma(1, a) + (sp.log(b) - sp.digamma(a)) ** 2
+        return _gamma_expect(sp.log(x) ** 2, x, a, b)
     return None
 
 
