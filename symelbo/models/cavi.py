@@ -291,6 +291,12 @@ class Derivation:
 
     def __init__(self, model: Model):
         self.model = model
+        for lat in model.latents:
+            if lat.shape is not None:
+                # its updates would be per component, and a joint factor has none in this table
+                raise lat.prior.where.error(
+                    f"symelbo cavi does not take vector latents yet ({lat.name!r} has "
+                    f"{lat.shape} components); symelbo model gives its ELBO, log evidence and KL")
         self.joint = LogJoint(model)
         self.E = Expectations(model, self.joint)
         self.factors: list[Factor] = []

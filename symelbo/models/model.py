@@ -42,6 +42,7 @@ import sympy as sp
 from symelbo.models import families as fam
 from symelbo.models import evidence as multi
 from symelbo.models import tables
+from symelbo.models import vectors
 from symelbo.core.deadline import BudgetExceeded, check_deadline, time_budget
 from symelbo.core.errors import InputError
 from symelbo.models.model_expr import DistCall, Where, decimal_problem, factor_names, \
@@ -129,6 +130,8 @@ class Latent:
     prior: Dist
     q: Dist | None = None
     per: str | None = None
+    #: The number of components of a vector latent (``shape = K`` or a joint family), else None.
+    shape: int | None = None
     symbols: list[sp.Symbol] = field(default_factory=list)
     # For each symbol, the prior's and q's arguments with local names indexed.
     prior_args: list[tuple[sp.Expr, ...]] = field(default_factory=list)
@@ -161,6 +164,21 @@ class Posterior:
     params: tuple[sp.Expr, ...]
     #: For a finite latent, log p(z = k | X) for each value k, written as f_k - log sum_j exp(f_j).
     log_masses: tuple[sp.Expr, ...] | None = None
+    #: For a joint family (a Dirichlet posterior), all the components; ``symbol`` is the first.
+    symbols: tuple[sp.Symbol, ...] = ()
+
+    def parameter_symbols(self) -> set:
+        """The free symbols of the parameters (a joint family's are nested tuples)."""
+        flat = []
+        for p in self.params:
+            flat.extend(sp.Tuple(*p).free_symbols if isinstance(p, tuple) else p.free_symbols)
+        return set(flat)
+
+    def logpdf(self) -> sp.Expr:
+        """log p(z | ...) at the symbol (or at all the components of a joint family)."""
+        if self.symbols:
+            return self.family.logpdf(self.symbols, self.params)
+        return self.family.logpdf(self.symbol, self.params)
 
 
 @dataclass
@@ -494,7 +512,7 @@ _ASSUME = {fam.REAL: dict(real=True), fam.POSITIVE: dict(positive=True),
            fam.BINARY: dict(integer=True, nonnegative=True),
            fam.FINITE: dict(integer=True, nonnegative=True),
            fam.BOUNDED_COUNTS: dict(integer=True, nonnegative=True),
-           fam.INTERVAL: dict(real=True)}
+           fam.INTERVAL: dict(real=True), vectors.SIMPLEX: dict(positive=True)}
 
 
 def _agree(a, b, digits: int) -> bool:
@@ -542,14 +560,19 @@ class Model:
     def _w(self, table, key, sub=None) -> Where:
         return _where(self.path, self._text, table, key, sub)
 
-    def _dist(self, text, where: Where) -> tuple[fam.Family, DistCall]:
+    def _dist(self, text, where: Where, vector_ok: bool = False) -> tuple[fam.Family, DistCall]:
         call = parse_distribution(text, where)
-        family = fam.get_family(call.name)
+        family = fam.get_family(call.name) or vectors.get_family(call.name)
         if family is None:
             raise where.error(f"unknown family {call.name!r}; expected one of "
-                              + ", ".join(sorted(fam.FAMILIES)), call.name_column)
+                              + ", ".join(sorted([*fam.FAMILIES, *vectors.FAMILIES])),
+                              call.name_column)
+        if vectors.is_joint(family) and not vector_ok:
+            raise where.error(f"{call.name} is a law of a vector latent; an observed "
+                              "variable takes a family of one value", call.name_column)
         problem = family.check_arity(len(call.args))
-        if problem:
+        one_name = len(call.args) == 1 and names(call.args[0].tree) == [call.args[0].text.strip()]
+        if problem and not (family.variadic and one_name):  # Categorical(theta): a vector
             raise where.error(problem, call.name_column)
         return family, call
 
@@ -558,20 +581,24 @@ class Model:
         # 1. Distributions as syntax trees.
         latents: dict[str, Latent] = {}
         for name, entry in latent_doc.items():
-            per = None
+            per = shape = None
             if isinstance(entry, dict):
                 where = self._w("latent", name, "dist")
-                extra = set(entry) - {"dist", "per"}
+                extra = set(entry) - {"dist", "per", "shape"}
                 if extra or "dist" not in entry:
                     raise where.error("a latent table takes dist = \"...\" and optionally "
-                                      "per = \"<observed name>\"")
+                                      "per = \"<observed name>\" or shape = K")
                 per = entry.get("per")
+                if "shape" in entry:
+                    shape = self._shape(entry["shape"], self._w("latent", name, "shape"))
+                    if per is not None:
+                        raise where.error("a latent takes per = ... or shape = K, not both")
                 text = entry["dist"]
             else:
                 where = self._w("latent", name)
                 text = entry
-            family, call = self._dist(text, where)
-            latents[name] = Latent(name, Dist(family, call, where), per=per)
+            family, call = self._dist(text, where, vector_ok=True)
+            latents[name] = Latent(name, Dist(family, call, where), per=per, shape=shape)
         observed: dict[str, Observed] = {}
         for name, entry in observed_doc.items():
             where = self._w("observed", name, "dist")
@@ -596,10 +623,12 @@ class Model:
             entry = variational_doc[name]
             if not isinstance(entry, str):
                 raise where.error('expected a distribution string, e.g. "Normal(m, s)"')
-            family, call = self._dist(entry, where)
+            family, call = self._dist(entry, where, vector_ok=True)
             lat.q = Dist(family, call, where)
             if lat.per is not None and lat.per not in observed:
                 raise lat.prior.where.error(f"per = {lat.per!r} names no observed variable")
+        #: name -> (VECTOR or LOWER, K) for each parameter name that stands for K numbers
+        self._vector_kinds = self._vector_layout(latents, set(observed), values_doc)
 
         # 2. Which identifier means what, and its assumptions.
         model_names: set[str] = set()
@@ -611,6 +640,9 @@ class Model:
             for i, arg in enumerate(dist.call.args):
                 used = names(arg.tree)
                 target.update(used)
+                if vectors.is_joint(dist.family) and \
+                        dist.family.slots[min(i, len(dist.family.slots) - 1)] == vectors.LOWER:
+                    continue  # a scale_tril's diagonal is positive, its other entries real
                 dom = dist.family.domain_of(i)
                 why = f"it is the {dist.family.param_name(i)} of {dist.call.name} in {owner}"
                 if dom in (fam.D_POSITIVE, fam.D_COUNT):
@@ -655,12 +687,38 @@ class Model:
         symbols: dict[str, sp.Symbol] = {}
         for name, lat in latents.items():
             symbols[name] = sp.Symbol(name, **_ASSUME[lat.prior.family.support])
+            if lat.shape is not None:
+                symbols[name] = tuple(sp.Symbol(f"{name}_{k}", **symbols[name].assumptions0)
+                                      for k in range(lat.shape))
         var_only = sorted(q_names - model_names - set(latents))
+        #: the lower-triangular matrices (scale_tril), row by row, zeros above the diagonal
+        self._matrices: dict[str, tuple] = {}
         for name in sorted((model_names | q_names) - set(latents)):
             if name in positive_because:
                 symbols[name] = sp.Symbol(name, positive=True)
             else:
                 symbols[name] = sp.Symbol(name, real=True)
+            kind = self._vector_kinds.get(name)
+            if kind is not None and kind[0] == vectors.VECTOR:
+                symbols[name] = tuple(sp.Symbol(f"{name}_{k}", **symbols[name].assumptions0)
+                                      for k in range(kind[1]))
+            elif kind is not None:
+                self._matrices[name] = tuple(
+                    tuple(sp.Symbol(f"{name}_{i}{j}" if kind[1] <= 10 else f"{name}_{i}_{j}",
+                                    **({"positive": True} if i == j else
+                                                          {"real": True}))
+                          if j <= i else sp.Integer(0) for j in range(kind[1]))
+                    for i in range(kind[1]))
+                del symbols[name]
+        taken = {str(v) for v in symbols.values() if isinstance(v, sp.Symbol)}
+        for name, v in list(symbols.items()) + [(n, sum(m, ())) for n, m in
+                                                 self._matrices.items()]:
+            for comp in (v if isinstance(v, tuple) else ()):
+                if str(comp) in taken:
+                    where = latents[name].prior.where if name in latents else \
+                        self._w("values", name)
+                    raise where.error(f"the component {comp} of {name!r} has the name of "
+                                      "another identifier of the model; rename one of them")
         self._positive_because = positive_because
         self._unit_because = unit_because
         self._symbols = symbols
@@ -674,8 +732,23 @@ class Model:
             where = self._w("values", key)
             if key in latents:
                 raise where.error(f"{key!r} is a latent variable; it cannot be given a value")
+            if key in self._matrices:
+                self._matrix_values(key, raw, where, values)
+                continue
             if key not in symbols:
                 raise where.error(f"{key!r} is not used by the model")
+            if isinstance(symbols[key], tuple):
+                comps = symbols[key]
+                raw_list = raw if isinstance(raw, list) else [raw]
+                if len(raw_list) not in (1, len(comps)):
+                    raise where.error(f"{key!r} has {len(comps)} components: give 1 or "
+                                      f"{len(comps)} numbers, got {len(raw_list)}")
+                for comp, item in zip(comps, raw_list * len(comps) if len(raw_list) == 1
+                                      else raw_list):
+                    v = _exact(_number_value(item, where, key))
+                    self._check_value(key, v, where)
+                    values[comp] = v
+                continue
             if isinstance(raw, list):
                 if key not in local_q_names:
                     raise where.error(f"{key!r} takes one number, not a list")
@@ -692,6 +765,10 @@ class Model:
 
         # 4. SymPy arguments and numeric domain checks.
         for lat in self.latents:
+            if lat.shape is not None:
+                lat.prior_args = self._vector_args(lat, lat.prior, values)
+                lat.q_args = self._vector_args(lat, lat.q, values)
+                continue
             lat.prior.args = self._args(lat.prior, values)
             lat.q.args = self._args(lat.q, values)
         for obs in self.observed:
@@ -779,14 +856,24 @@ class Model:
             obs.symbol = sp.Symbol(obs.name, **_ASSUME[support])
 
         # 6. Local latents: one symbol per observation, with indexed variational parameters.
-        self._var_symbols: list[sp.Symbol] = [symbols[n] for n in var_only
-                                              if n not in local_q_names]
+        self._var_symbols: list[sp.Symbol] = []
+        for n in var_only:
+            if n in self._matrices:
+                self._var_symbols += [e for i, row in enumerate(self._matrices[n])
+                                      for e in row[:i + 1]]
+            elif isinstance(symbols[n], tuple):
+                self._var_symbols += list(symbols[n])
+            elif n not in local_q_names:
+                self._var_symbols.append(symbols[n])
         local_var_symbols: list[sp.Symbol] = []
         for lat in self.latents:
-            if lat.per is None:
+            if lat.per is None and lat.shape is None:
                 lat.symbols = [symbols[lat.name]]
                 lat.prior_args = [lat.prior.args]
                 lat.q_args = [lat.q.args]
+                continue
+            if lat.shape is not None:
+                lat.symbols = list(symbols[lat.name])
                 continue
             n = len(next(o for o in self.observed if o.name == lat.per).data)
             for i in range(n):
@@ -860,6 +947,139 @@ class Model:
             obs.columns[symbol] = table.columns[col]
         return dwhere, table.columns[obs.name]
 
+    @staticmethod
+    def _shape(raw, where: Where) -> int:
+        """The K of ``shape = K``: an integer from 1 to vectors.MAX_COMPONENTS."""
+        if not isinstance(raw, int) or isinstance(raw, bool) or \
+                not 1 <= raw <= vectors.MAX_COMPONENTS:
+            raise where.error(f"shape must be a whole number of components from 1 to "
+                              f"{vectors.MAX_COMPONENTS}, got {excerpt(repr(raw))}")
+        return raw
+
+    def _vector_layout(self, latents: dict, observed: set, values_doc: dict) -> dict:
+        """Each vector latent's K (``lat.shape``), and the parameter names that stand for K
+        numbers: {name: (vectors.VECTOR or vectors.LOWER, K)}.
+
+        K is ``shape = K``, or the number of a Dirichlet's written concentrations, or the
+        length of the [values] list of a joint family's first parameter. In a vector
+        latent's q every parameter name is a vector (one number per component, as a
+        per-observation latent's are); in its prior a name is a vector when [values]
+        gives it a list; a joint family's vector slot (Dirichlet's concentration,
+        MultivariateNormal's loc) named by one name is a vector, its scale_tril a matrix.
+        """
+        kinds: dict[str, tuple] = {}
+        where_of: dict[str, tuple] = {}
+
+        def record(name, kind, dist, arg):
+            if name in latents or name in observed:
+                return
+            if name in kinds and kinds[name] != kind:
+                shown = {vectors.VECTOR: "a vector of {} numbers",
+                         vectors.LOWER: "a {0} x {0} scale_tril matrix", None: "one number"}
+                raise dist.where.error(
+                    f"{name!r} is {shown[kinds[name][0]].format(kinds[name][1])} in "
+                    f"{where_of[name]} and {shown[kind[0]].format(kind[1])} here", arg.column)
+            kinds[name] = kind
+            where_of.setdefault(name, dist.where.entry)
+
+        def bare(arg):
+            used = names(arg.tree)
+            return used[0] if len(used) == 1 and arg.text.strip() == used[0] else None
+
+        def listed(name):
+            raw = values_doc.get(name) if name else None
+            return len(raw) if isinstance(raw, list) else None
+
+        for lat in latents.values():
+            joint = [d for d in (lat.prior, lat.q) if vectors.is_joint(d.family)]
+            k = lat.shape
+            for d in joint:
+                if k is None and d.family.name == "Dirichlet" and len(d.call.args) >= 2:
+                    k = len(d.call.args)
+                if k is None:
+                    k = listed(bare(d.call.args[0]))
+            if joint and k is None:
+                raise joint[0].where.error(
+                    f"give the number of components of {lat.name!r}: shape = K in its "
+                    f"[latent] table, or a list of K numbers for "
+                    f"{joint[0].call.args[0].text!r} in [values]", joint[0].call.args[0].column)
+            if k is None:
+                continue
+            lat.shape = k
+            self._check_vector_laws(lat)
+            if lat.per is not None:
+                raise lat.prior.where.error("a latent takes per = ... or a vector law, not both")
+            for d, in_q in ((lat.prior, False), (lat.q, True)):
+                if not vectors.is_joint(d.family):
+                    for arg in d.call.args:
+                        for name in names(arg.tree):
+                            if in_q or listed(name) is not None:
+                                record(name, (vectors.VECTOR, k), d, arg)
+                    continue
+                if d.family.name == "Dirichlet" and len(d.call.args) >= 2:
+                    if len(d.call.args) != k:
+                        raise d.where.error(f"{d.call.name} lists {len(d.call.args)} "
+                                            f"concentrations, but {lat.name!r} has {k} "
+                                            "components", d.call.args[0].column)
+                    continue
+                for slot, arg in zip(d.family.slots, d.call.args):
+                    name = bare(arg)
+                    if slot == vectors.LOWER:
+                        if name is not None:
+                            record(name, (vectors.LOWER, k), d, arg)
+                        elif not (arg.text.strip() and not names(arg.tree)):
+                            raise d.where.error(
+                                "a scale_tril is one name (a K x K lower-triangular matrix "
+                                "in [values]) or a number c (c times the identity)", arg.column)
+                    elif name is not None:
+                        record(name, (vectors.VECTOR, k), d, arg)
+        return kinds
+
+    def _matrix_values(self, key: str, raw, where: Where, values: dict):
+        """The [values] of a scale_tril: K rows of K numbers, zero above the diagonal and
+        positive on it, or one positive number c (c times the identity)."""
+        rows = self._matrices[key]
+        k = len(rows)
+        if not isinstance(raw, list):
+            c = _exact(_number_value(raw, where, key))
+            raw = [[c if i == j else 0 for j in range(k)] for i in range(k)]
+        if len(raw) != k or not all(isinstance(r, list) and len(r) == k for r in raw):
+            raise where.error(f"{key!r} is a {k} x {k} lower-triangular matrix: give {k} rows "
+                              f"of {k} numbers, [[...], ...], or one number")
+        for i, row in enumerate(raw):
+            for j, item in enumerate(row):
+                v = _exact(_number_value(item, where, key))
+                if j > i and v != 0:
+                    raise where.error(f"{key}[{i}][{j}] = {v}, but a scale_tril is lower "
+                                      "triangular: every entry above the diagonal is 0")
+                if j == i and not v > 0:
+                    raise where.error(f"{key}[{i}][{i}] = {v}, but the diagonal of a "
+                                      "scale_tril must be positive")
+                if j <= i:
+                    values[rows[i][j]] = v
+
+    @staticmethod
+    def _check_vector_laws(lat: Latent):
+        """A vector latent's prior and q must live on the same kind of space: the simplex
+        (a Dirichlet, K >= 2) for both or for neither; a MultivariateNormal q needs a prior
+        on the real line."""
+        prior, q = lat.prior, lat.q
+        on_simplex = [d.family.support == vectors.SIMPLEX for d in (prior, q)]
+        if on_simplex[0] != on_simplex[1]:
+            other = q if on_simplex[0] else prior
+            raise other.where.error(
+                f"{lat.name!r} has a Dirichlet {'prior' if on_simplex[0] else 'q'}, so its "
+                f"{'q' if on_simplex[0] else 'prior'} must be a Dirichlet too (a law on the "
+                "simplex), not " + other.call.name, other.call.name_column)
+        if on_simplex[0] and lat.shape < 2:
+            raise prior.where.error(f"a Dirichlet needs at least 2 components; "
+                                    f"{lat.name!r} has {lat.shape}")
+        if q.family.name == "MultivariateNormal" and prior.family.support != fam.REAL:
+            raise q.where.error(f"a MultivariateNormal q lives on the real line, but the prior "
+                                f"of {lat.name!r}, {prior.call.name}, lives on "
+                                f"{fam.SUPPORT_TEXT[prior.family.support]}",
+                                q.call.name_column)
+
     def _check_value(self, key: str, v: sp.Rational, where: Where):
         if key in self._positive_because and not v > 0:
             raise where.error(f"{key} = {v} but {key} must be positive: "
@@ -867,10 +1087,80 @@ class Model:
         if key in self._unit_because and not v < 1:
             raise where.error(f"{key} = {v} but {key} must be below 1: {self._unit_because[key]}")
 
-    def _args(self, dist: Dist, values) -> tuple[sp.Expr, ...]:
+    def _vector_args(self, lat: Latent, dist: Dist, values) -> list[tuple]:
+        """The parameters of a vector latent's prior or q: one tuple per component for a
+        scalar family (each vector name at that component), or one structured tuple for a
+        joint family ((alpha,) or (m, L)). ``dist.args`` gets every entry, flat."""
+        k = lat.shape
+        if not vectors.is_joint(dist.family):
+            per = []
+            for i in range(k):
+                own = dict(self._symbols)
+                for arg in dist.call.args:
+                    for name in names(arg.tree):
+                        if self._vector_kinds.get(name, (None,))[0] == vectors.VECTOR:
+                            own[name] = self._symbols[name][i]
+                per.append(self._args(dist, values, own))
+            dist.args = tuple(dict.fromkeys(a for args in per for a in args))
+            return per
+        call, family = dist.call, dist.family
+        if family.name == "Dirichlet" and len(call.args) >= 2:
+            structured = (self._args(dist, values),)
+        else:
+            structured = []
+            for slot, arg in zip(family.slots, call.args):
+                name = arg.text.strip()
+                if slot == vectors.LOWER:
+                    if name in self._matrices:
+                        structured.append(self._matrices[name])
+                        continue
+                    c = to_sympy(arg, self._symbols, dist.where)
+                    if not (c.xreplace(values).is_positive):
+                        raise dist.where.error(f"the scale_tril of {call.name} must be a "
+                                               f"positive multiple of the identity, got "
+                                               f"{arg.text}", arg.column)
+                    structured.append(tuple(tuple(c if i == j else sp.Integer(0)
+                                                  for j in range(k)) for i in range(k)))
+                    continue
+                found = self._symbols.get(name)
+                if isinstance(found, tuple) and name not in {l.name for l in self.latents}:
+                    entries = found
+                else:
+                    entries = (to_sympy(arg, self._symbols, dist.where),) * k
+                dom = family.domains[0] if slot == vectors.VECTOR else fam.D_REAL
+                for e in entries:
+                    if fam.in_domain(e.xreplace(values), dom) is False:
+                        raise dist.where.error(
+                            f"the {family.param_name(len(structured))} of {call.name} must "
+                            f"be {fam.DOMAIN_TEXT[dom]}, got {arg.text} = {e.xreplace(values)}",
+                            arg.column)
+                structured.append(tuple(entries))
+            structured = tuple(structured)
+        flat = []
+        for part in structured:
+            for entry in part:
+                flat.extend(entry if isinstance(entry, tuple) else (entry,))
+        dist.args = tuple(dict.fromkeys(flat))
+        return [structured]
+
+    def _args(self, dist: Dist, values, symbols: dict | None = None) -> tuple[sp.Expr, ...]:
+        if dist.family.variadic and len(dist.call.args) == 1:
+            # Categorical(theta): the components of a vector latent are the probabilities
+            found = (symbols or self._symbols).get(dist.call.args[0].text.strip())
+            if not (isinstance(found, tuple) and len(found) >= 2):
+                raise dist.where.error(f"{dist.call.name} takes at least 2 probabilities or "
+                                       "one vector latent on the simplex (a Dirichlet), got "
+                                       + dist.call.args[0].text, dist.call.args[0].column)
+            owner = next((l for l in self.latents if l.name == dist.call.args[0].text.strip()),
+                         None)
+            if owner is None or owner.prior.family.support != vectors.SIMPLEX:
+                raise dist.where.error(f"the probabilities of {dist.call.name} must sum to 1: "
+                                       "a vector latent given as them must have a Dirichlet "
+                                       "prior", dist.call.args[0].column)
+            return tuple(found)
         out = []
         for i, arg in enumerate(dist.call.args):
-            expr = to_sympy(arg, self._symbols, dist.where)
+            expr = to_sympy(arg, symbols or self._symbols, dist.where)
             dom = dist.family.domain_of(i)
             at_values = expr.xreplace(values)
             ok = fam.in_domain(at_values, dom)
@@ -921,8 +1211,12 @@ class Model:
         # and renamed for each observation: expanded pieces whose sum is expanded.
         expanded = []
         for lat in self.latents:
+            if vectors.is_joint(lat.prior.family):
+                total.append(lat.prior.family.logpdf(lat.symbols, lat.prior_args[0]))
+                continue
             if lat.per is None:
-                total.append(lat.prior.family.logpdf(lat.symbols[0], lat.prior_args[0]))
+                total.extend(lat.prior.family.logpdf(z, args)
+                             for z, args in zip(lat.symbols, lat.prior_args))
                 continue
             generic = self._symbols[lat.name]
             template = sp.expand(lat.prior.family.logpdf(generic, lat.prior.args))
@@ -1041,12 +1335,28 @@ class Model:
 
     # -- expectations under q ------------------------------------------------
     def _q_map(self) -> dict[sp.Symbol, tuple[fam.Family, tuple]]:
-        return {z: (lat.q.family, args) for lat in self.latents
-                for z, args in zip(lat.symbols, lat.q_args)}
+        """Each latent symbol's factor of q: (family, parameters); a component of a joint
+        q (Dirichlet, MultivariateNormal) has its marginal here (see _blocks)."""
+        out = {}
+        for lat in self.latents:
+            if vectors.is_joint(lat.q.family):
+                out.update({z: lat.q.family.marginal(i, lat.q_args[0])
+                            for i, z in enumerate(lat.symbols)})
+            else:
+                out.update({z: (lat.q.family, args) for z, args in zip(lat.symbols, lat.q_args)})
+        return out
+
+    def _blocks(self) -> dict[sp.Symbol, Latent]:
+        """Each component of a latent whose q is joint over its components: that latent."""
+        return {z: lat for lat in self.latents if vectors.is_joint(lat.q.family)
+                for z in lat.symbols}
 
     def _support_problem(self) -> str | None:
         for lat in self.latents:
             qs, ps = lat.q.family.support, lat.prior.family.support
+            if vectors.is_joint(lat.prior.family) or vectors.is_joint(lat.q.family):
+                if ps == fam.REAL or ps == qs:
+                    continue  # checked when the file was read (_check_vector_laws)
             if fam.INTERVAL in (qs, ps):
                 # an interval (Uniform) is compared by its ends, at the values
                 at = self.values
@@ -1108,18 +1418,37 @@ class Model:
             conditions[(z, part)] = found[1]
             return found[0]
 
+        blocks = self._blocks()
         for term in sp.Add.make_args(expr):
             parts: dict[sp.Symbol, list] = {}
             coef = []
+            joint: dict[str, list] = {}  # factors on the components of a joint q
             for factor in sp.Mul.make_args(term):
                 zs = factor.free_symbols & latent
                 if not zs:
                     coef.append(factor)
                     continue
-                if len(zs) > 1:
+                owners = {blocks[z].name if z in blocks else z for z in zs}
+                if len(owners) > 1:
                     raise NoClosedForm(f"the term {term} couples {', '.join(sorted(map(str, zs)))} "
                                        "inside one function: no closed-form expectation")
+                if zs <= set(blocks):
+                    joint.setdefault(blocks[next(iter(zs))].name, []).append(factor)
+                    continue
                 parts.setdefault(zs.pop(), []).append(factor)
+            for name, fs in joint.items():
+                touched = set().union(*(f.free_symbols for f in fs)) & latent
+                if len(touched) == 1:  # one component: its marginal
+                    parts[touched.pop()] = fs
+                    continue
+                lat = next(l for l in self.latents if l.name == name)
+                key = (name, sp.Mul(*fs))
+                if key not in memo:
+                    memo[key] = lat.q.family.joint_expect(key[1], lat.symbols, lat.q_args[0])
+                    if memo[key] is None:
+                        raise NoClosedForm(f"E_q[{key[1]}] under q({name}) = {lat.q.text()} "
+                                           "is not in the table")
+                coef.append(memo[key])
             value = sp.Mul(*coef)
             renamed = []
             pending = []  # (z, part, its expectation, its conditions) of entries with conditions
@@ -1168,6 +1497,9 @@ class Model:
         """H[q] of each factor: (global factors, per-observation factors expanded)."""
         glob, loc = [], []
         for lat in self.latents:
+            if vectors.is_joint(lat.q.family):
+                glob.append(lat.q.family.entropy(lat.q_args[0]))
+                continue
             args_list = [lat.q.args] if lat.per else lat.q_args
             hs = []
             for args in args_list:
@@ -1231,7 +1563,11 @@ class Model:
 
     def _evidence(self) -> Evidence:
         joint, _ = self._statistics()
-        glob = [lat.symbols[0] for lat in self.latents if lat.per is None]
+        # a Dirichlet's components are integrated out together, over the simplex
+        glob = [tuple(lat.symbols) if lat.prior.family.support == vectors.SIMPLEX else z
+                for lat in self.latents if lat.per is None
+                for z in (lat.symbols[:1] if lat.prior.family.support == vectors.SIMPLEX
+                          else lat.symbols)]
         loc = [z for lat in self.latents if lat.per for z in lat.symbols]
         supports = {z: lat.prior.family.support for lat in self.latents for z in lat.symbols}
         for lat in self.latents:
@@ -1265,11 +1601,21 @@ class Model:
         def compute():
             sink: list = []
             qmap = self._q_map()
-            independent = all(not (set().union(*(a.free_symbols for a in post.params))
-                                   & set(qmap)) for post in ev.posterior)
+            blocks = self._blocks()
+            # A joint q is compared with the posterior as a whole unless the posterior has
+            # the same joint factor: KL(q || prod p_k) is not sum_k KL(q_k || p_k) when the
+            # q_k are marginals of one law.
+            matched = {p.symbol for p in ev.posterior if p.symbols}
+            independent = all(not (post.parameter_symbols() & set(qmap))
+                              for post in ev.posterior) and \
+                all(blocks[z].symbols[0] in matched for z in blocks)
             parts = []
             if independent:
                 for post in ev.posterior:
+                    if post.symbols:
+                        lat = blocks[post.symbol]
+                        parts.append(lat.q.family.kl(lat.q_args[0], post.params))
+                        continue
                     qf, qargs = qmap[post.symbol]
                     if post.log_masses is not None and qf.support_values(qargs) is not None:
                         # KL over a finite support: sum_k q_k (log q_k - log p_k).
@@ -1287,7 +1633,7 @@ class Model:
                     parts.append(-h - self.expect(post.family.logpdf(post.symbol, post.params),
                                                   sink))
             else:
-                log_post = sp.Add(*[p.family.logpdf(p.symbol, p.params) for p in ev.posterior])
+                log_post = sp.Add(*[p.logpdf() for p in ev.posterior])
                 parts.append(-self._entropy() - self.expect(sp.expand(log_post), sink))
             self._cache["kl divergences"] = [
                 Divergence(d.what, d.conditions, -d.factor) for d in sink]
@@ -1300,9 +1646,10 @@ class Model:
         """Whether every factor of the KL came straight from the family KL table."""
         ev = self.evidence()
         qmap = self._q_map()
-        return all(qmap[p.symbol][0] is p.family
-                   and not (set().union(*(a.free_symbols for a in p.params))
-                            & set(qmap)) for p in ev.posterior)
+        blocks = self._blocks()
+        return all((blocks[p.symbol].q.family if p.symbols else qmap[p.symbol][0]) is p.family
+                   and (bool(p.symbols) or p.symbol not in blocks)
+                   and not (p.parameter_symbols() & set(qmap)) for p in ev.posterior)
 
     # -- data and values ---------------------------------------------------
     @property
@@ -1387,7 +1734,9 @@ class Model:
         form and the KL as log p(X) - ELBO (one route only: the report says so)."""
         joint, _ = self._statistics()
         env = self.environment()
-        glob = [lat.symbols[0] for lat in self.latents if lat.per is None]
+        if any(lat.prior.family.support == vectors.SIMPLEX for lat in self.latents):
+            raise NoClosedForm("no cubature over the simplex of a Dirichlet latent")
+        glob = [z for lat in self.latents if lat.per is None for z in lat.symbols]
         loc = [z for lat in self.latents if lat.per for z in lat.symbols]
         supports = {z: lat.prior.family.support for lat in self.latents for z in lat.symbols}
         missing = joint.free_symbols - set(env) - set(glob) - set(loc)
@@ -1405,10 +1754,11 @@ class Model:
         log_joint, rest, conditions, steps = _cubature_parts(with_numbers(joint, env), glob,
                                                              loc, supports, finite)
         starts = []
-        for lat in self.latents:
-            if lat.symbols[0] in rest:
-                starts.append((lat.symbols[0], [with_numbers(lat.q.family.expect(
-                    lat.symbols[0], lat.symbols[0], lat.q.args), env)]))
+        qmap = self._q_map()
+        for z in glob:
+            if z in rest:
+                qf, qargs = qmap[z]
+                starts.append((z, [with_numbers(qf.expect(z, z, qargs), env)]))
         start = [float(mp_value(e[0], {})) for _, e in sorted(starts, key=lambda p: rest.index(p[0]))]
         try:
             elbo = self.elbo(data_symbols=True)
@@ -1434,7 +1784,8 @@ class Model:
                         f"({found['evaluations']:,} points, {found['modes']} mode(s))"])}
 
     def _quadrature(self) -> dict:
-        if len(self.latents) != 1 or self.has_local_latents():
+        if len(self.latent_symbols) != 1 or self.has_local_latents() or \
+                any(lat.shape is not None for lat in self.latents):
             return self._cubature()
         lat = self.latents[0]
         support = lat.prior.family.support
@@ -2177,7 +2528,7 @@ def eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = fr
     current = joint
     posterior: list[Posterior] = []
     conditions: list = []
-    remaining = set(order)
+    remaining = {z for unit in order for z in (unit if isinstance(unit, tuple) else (unit,))}
     local_order = [z for z in order if z in local]
     groups = _local_groups(joint, local_order)
     if groups is not None:
@@ -2194,6 +2545,12 @@ def eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = fr
         current = sp.Add(*rest, *log_ints)
         order = [z for z in order if z not in local]
     for z in order:
+        if isinstance(z, tuple):
+            remaining.difference_update(z)
+            rest, log_int, found = _integrate_simplex(current, z, remaining, conditions)
+            posterior.append(found)
+            current = sp.expand(rest + log_int)
+            continue
         remaining.discard(z)
         rest, log_int, found = _integrate_out(current, z, supports[z], remaining, conditions)
         posterior.append(found)
@@ -2217,6 +2574,27 @@ def _local_groups(joint: sp.Expr, local: list):
         else:
             return None
     return rest, {z: sp.Add(*terms) for z, terms in own.items()}
+
+
+def _integrate_simplex(current: sp.Expr, zs: tuple, remaining: set, conditions: list):
+    """(the rest, log of the integral of exp(the part in zs) over the simplex, the Dirichlet
+    posterior): the part must be sum_k c_k log z_k with every c_k free of the latents."""
+    coefs = []
+    rest = current
+    for z in zs:
+        rest, found = _features(rest, z)
+        extra = [p for p in found if p != sp.log(z)]
+        if extra:
+            raise NoClosedForm(f"the log joint contains {extra[0]} in {z}: not a Dirichlet "
+                               "kernel, so p(X) has no closed form")
+        c = found.get(sp.log(z), sp.Integer(0))
+        if c.free_symbols & (set(zs) | remaining):
+            raise NoClosedForm(f"the coefficient of log {z} depends on other latents")
+        coefs.append(c)
+    log_int, conc = vectors.simplex_kernel(coefs)
+    for z, a in zip(zs, conc):
+        _positive_condition(a, f"the posterior concentration of {z}", conditions)
+    return rest, log_int, Posterior(zs[0], vectors.FAMILIES["Dirichlet"], (conc,), symbols=zs)
 
 
 def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set, conditions: list):

@@ -42,6 +42,7 @@ from symelbo.io.render import TeX, break_lines, fold_tex_lines, latex_environmen
     markdown_environment, math_width, shortened, tex_escape
 from symelbo.io.report import TEXT_WIDTH
 from symelbo.models.model import Model, NoClosedForm, load_model
+from symelbo.models.vectors import LOWER, is_joint
 from symelbo.models.model_report import exit_status, report
 
 __all__ = ["DIGITS_SHOWN", "expr_text", "expr_latex", "number_text", "number_tex", "wrap_terms",
@@ -56,7 +57,8 @@ FORMATS = ("text", "latex", "markdown")
 #: structure, not a measured number; any other one is printed as a decimal.
 _KEPT_DENOMINATORS = frozenset({2, 3, 4, 6, 8, 9, 12, 16})
 #: How the documents name a family's parameters.
-_PARAMETER_WORDS = {"std": "standard deviation", "p": "probability", "probs": "probabilities"}
+_PARAMETER_WORDS = {"std": "standard deviation", "p": "probability", "probs": "probabilities",
+                    "scale_tril": "lower Cholesky factor of the covariance"}
 #: Room for a closed form in a LaTeX document's line (render.math_width units).
 CLOSED_BUDGET = 60.0
 _QUANTITIES = (("elbo", "ELBO", r"\mathcal{L}(q)"),
@@ -351,14 +353,90 @@ def _dist_tex(dist, var_tex: str, names: dict) -> TeX:
     return TeX(rf"\mathrm{{{dist.family.name}}}\left({var_tex} \mid {args}\right)")
 
 
+def _bold(name: str) -> str:
+    """A vector's TeX: its name in bold (``\\boldsymbol{\\theta}``)."""
+    return r"\boldsymbol{" + sp.latex(sp.Symbol(name)) + "}"
+
+
+def _factor_variable(lat, model: Model, names: dict) -> str:
+    """The variable of a factor of q: w_k for independent components, bold w for a joint law."""
+    if lat.shape is None:
+        return _symbol_tex(model.symbol(lat.name), names)
+    if is_joint(lat.q.family):
+        return _bold(lat.name)
+    return sp.latex(sp.Symbol(lat.name)) + "_{k}"
+
+
+def _vector_statement(lat, role: str, dist, args_list, names: dict, cond: list,
+                      latent_of: dict) -> Statement:
+    """A vector latent's prior or q: one law of all K components (bold), or the law of
+    each component w_k, k = 0, ..., K-1, its vector parameters indexed by k."""
+    k = lat.shape
+    cond_text = (" | " + ", ".join(latent_of[s].name for s in cond)) if cond else ""
+    cond_tex = (r" \mid " + ", ".join(_symbol_tex(s, names) for s in cond)) if cond else ""
+    prefix = "p" if role == "prior" else "q"
+    if is_joint(dist.family):
+        var_tex = _bold(lat.name)
+        structured = args_list[0]
+        if dist.family.name == "Dirichlet" and len(dist.call.args) >= 2:
+            shown = [sp.latex(a, symbol_names=names) for a in structured[0]]
+        else:
+            shown = []
+            for slot, arg, entries in zip(dist.family.slots, dist.call.args, structured):
+                bare = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", arg.text.strip())
+                if slot == LOWER:  # the covariance L L^T
+                    shown.append(_bold(arg.text.strip()) + _bold(arg.text.strip()) + r"^{\top}"
+                                 if bare else sp.latex(entries[0][0] ** 2, symbol_names=names)
+                                 + r" I")
+                else:
+                    shown.append(_bold(arg.text.strip()) if bare and len(set(entries)) > 1
+                                 or bare and not entries[0].is_number
+                                 else sp.latex(entries[0], symbol_names=names))
+        text = f"{lat.name}{cond_text} ~ {dist.text()}" if role == "prior" else \
+            f"q({lat.name}) = {dist.text()}"
+        head = f"{prefix}({var_tex}{cond_tex})" if role == "prior" else f"q({var_tex})"
+        word = f"prior of ${var_tex}$" if role == "prior" else f"factor $q({var_tex})$"
+        return Statement(role, text + f", {k} components",
+                         TeX(head + rf" = \mathrm{{{dist.family.name}}}\left({var_tex} \mid "
+                             + ", ".join(shown) + r"\right)"),
+                         _words(dist.family, word))
+    # independent components: the law of w_k, with component 0's parameters written as _k
+    comp0 = {s for s in lat.symbols[:1]}
+    local = dict(names)
+    local.update({s: sp.latex(sp.Symbol(lat.name)) + "_{k}" for s in comp0})
+    for a in args_list[0]:
+        for s in a.free_symbols:
+            text = str(s)
+            if text.endswith("_0") and s not in latent_of:
+                local[s] = sp.latex(sp.Symbol(text[:-2])) + "_{k}"
+    var_tex = sp.latex(sp.Symbol(lat.name)) + "_{k}"
+    args = ", ".join(sp.latex(a, symbol_names=local) for a in args_list[0])
+    each = rf", \quad k = 0, \ldots, {k - 1}"
+    head = f"{prefix}({var_tex}{cond_tex})" if role == "prior" else f"q({var_tex})"
+    text = (f"{lat.name}_k{cond_text} ~ " if role == "prior" else f"q({lat.name}_k) = ") + \
+        _dist_text(dist, f", k = 0..{k - 1}")
+    word = f"prior of ${var_tex}$" if role == "prior" else f"factor $q({var_tex})$"
+    return Statement(role, text,
+                     TeX(head + rf" = \mathrm{{{dist.family.name}}}\left({var_tex} \mid {args}"
+                         + r"\right)" + each), _words(dist.family, word))
+
+
 def model_view(model: Model) -> ModelView:
     """The records of a model's section: its distributions, data and values."""
     observed = {o.name: o.name + "_i" for o in model.observed}
     observed_tex = {o.name: sp.latex(sp.Symbol(o.name)) + "_{i}" for o in model.observed}
     names: dict = {}
     latent_of = {}
+    #: a vector latent's stand-in symbol (printed bold), by name
+    stand_in = {}
     for lat in model.latents:
         symbol = model.symbol(lat.name)
+        if isinstance(symbol, tuple):
+            stand_in[lat.name] = sp.Symbol(lat.name)
+            names[stand_in[lat.name]] = _bold(lat.name)
+            for comp in symbol:
+                latent_of[comp] = lat
+            continue
         latent_of[symbol] = lat
         if lat.per:
             names[symbol] = sp.latex(symbol) + "_{i}"
@@ -379,14 +457,28 @@ def model_view(model: Model) -> ModelView:
 
     def given(dist, own=None) -> list:
         free = set().union(*(a.free_symbols for a in dist.args)) if dist.args else set()
-        return [s for s in latent_of if s in free and s != own]
+        out = []
+        for s in latent_of:
+            if s in free and latent_of[s] is not own:
+                # a component stands for its vector, once
+                s = stand_in.get(latent_of[s].name, s)
+                if s not in out:
+                    out.append(s)
+        return out
+
+    for name, s in stand_in.items():
+        latent_of[s] = next(l for l in model.latents if l.name == name)
 
     priors = []
     for lat in model.latents:
+        if lat.shape is not None:
+            priors.append(_vector_statement(lat, "prior", lat.prior, lat.prior_args, names,
+                                            given(lat.prior, lat), latent_of))
+            continue
         symbol = model.symbol(lat.name)
         var_text = lat.name + ("_i" if lat.per else "")
         var_tex = _symbol_tex(symbol, names)
-        cond = given(lat.prior, symbol)
+        cond = given(lat.prior, lat)
         cond_text = (" | " + ", ".join(latent_of[s].name for s in cond)) if cond else ""
         cond_tex = (r" \mid " + ", ".join(_symbol_tex(s, names) for s in cond)) if cond else ""
         per, per_tex = (for_each[lat.per], for_each_tex[lat.per]) if lat.per else ("", "")
@@ -410,6 +502,10 @@ def model_view(model: Model) -> ModelView:
     for lat in model.latents:
         if lat.q is None:
             continue
+        if lat.shape is not None:
+            factors.append(_vector_statement(lat, "variational factor", lat.q, lat.q_args,
+                                             names, [], latent_of))
+            continue
         symbol = model.symbol(lat.name)
         var_tex = _symbol_tex(symbol, names)
         per, per_tex = (for_each[lat.per], for_each_tex[lat.per]) if lat.per else ("", "")
@@ -419,7 +515,9 @@ def model_view(model: Model) -> ModelView:
             TeX(f"q({var_tex}) = " + _dist_tex(lat.q, var_tex, names) + per_tex),
             _words(lat.q.family, f"factor $q({var_tex})$")))
     meanfield = TeX("q(Z) = " + " ".join(
-        (r"\textstyle\prod_{i} " if lat.per else "") + f"q({_symbol_tex(model.symbol(lat.name), names)})"
+        (r"\textstyle\prod_{i} " if lat.per else r"\textstyle\prod_{k} "
+         if lat.shape is not None and not is_joint(lat.q.family) else "")
+        + f"q({_factor_variable(lat, model, names)})"
         for lat in model.latents if lat.q is not None))
     statistics = []
     for symbol, value in model.statistics.items():

@@ -130,6 +130,9 @@ def names(node) -> list[str]:
         if n.data == "call":
             walk(n.children[1])
             return
+        if n.data == "index":
+            walk(n.children[0])
+            return
         for child in n.children:
             walk(child)
 
@@ -157,7 +160,7 @@ def factor_names(node) -> list[str]:
             walk(n.children[0])
         elif n.data == "call" and str(n.children[0]) == "sqrt":
             walk(n.children[1])
-        elif n.data == "name":
+        elif n.data in ("name", "index"):
             walk(n.children[0])
 
     walk(node)
@@ -289,11 +292,27 @@ def to_sympy(arg: Arg, symbols: dict[str, sp.Symbol], where: Where) -> sp.Expr:
             if name in FUNCTIONS:
                 raise err(n, f"{name} is a function; write {name}(...)")
             try:
-                return symbols[name]
+                found = symbols[name]
             except KeyError:
                 raise err(n, f"unknown name {name!r}") from None
+            if isinstance(found, tuple):
+                raise err(n, f"{name!r} is a vector of {len(found)} components: write "
+                             f"{name}[0] ... {name}[{len(found) - 1}]")
+            return found
         kind = n.data
         kids = n.children
+        if kind == "index":
+            name, position = str(kids[0]), kids[1]
+            found = symbols.get(name)
+            if found is None:
+                raise err(n.children[0], f"unknown name {name!r}")
+            if not isinstance(found, tuple):
+                raise err(n.children[0], f"{name!r} is not a vector: it takes no index")
+            k = int(str(position)) if str(position).isdigit() and len(str(position)) < 6 else -1
+            if not 0 <= k < len(found):
+                raise err(position, f"{name!r} has components {name}[0] ... "
+                                    f"{name}[{len(found) - 1}], not {name}[{position}]")
+            return found[k]
         if kind == "number":
             return build(kids[0])
         if kind == "name":
