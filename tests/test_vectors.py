@@ -1,0 +1,384 @@
+"""Vector latents (shape = K, w[k], Dirichlet, MultivariateNormal) against oracles written here.
+
+Every value is checked to 1e-9 or better against an oracle built from the densities
+alone, never from symelbo's tables: mpmath.quad over the 2-simplex (theta = (u, (1-u)v,
+(1-u)(1-v)), Jacobian 1 - u), a numpy tanh-sinh rule on the same square (fast, for the
+many table entries), Gauss-Hermite rules for Gaussian expectations (w = m + L z), and
+numpy's Gaussian algebra for regression (y ~ N(X m0, s^2 I + X S0 X^T)). Then the input
+errors (message, line and column), determinism, and a hostile sweep: each model either
+gets a right value or a reason.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from symelbo.core.errors import InputError
+from symelbo.models import vectors
+from symelbo.models.model import load_model
+from symelbo.models.model_report import report
+
+TOL = 1e-9
+
+
+def write(tmp_path, text, name="m.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def closed(path):
+    """The three closed forms at [values] (the report's symbolic checks take longer)."""
+    m = load_model(path)
+    return {"elbo": float(m.value(m.elbo())), "log_evidence": float(m.value(m.log_evidence())),
+            "kl": float(m.value(m.kl_to_posterior()))}
+
+
+def values(path):
+    rep = report(load_model(path))
+    return rep, {k: rep[k]["value"] for k in ("elbo", "log_evidence", "kl")}
+
+
+def verdicts(rep):
+    return {c["name"]: c["verdict"] for c in rep["checks"]}
+
+
+# --- oracles -----------------------------------------------------------------------
+
+def _tanh_sinh(h=1 / 64, span=4.5):
+    """Nodes x, 1 - x (each computed without cancellation) and weights on (0, 1)."""
+    t = np.arange(-span, span + h / 2, h)
+    s = np.pi / 2 * np.sinh(t)
+    x, x1 = 1 / (1 + np.exp(-2 * s)), 1 / (1 + np.exp(2 * s))
+    w = h * np.pi / 4 * np.cosh(t) / np.cosh(s) ** 2
+    keep = (x > 0) & (x1 > 0)
+    return x[keep], x1[keep], w[keep]
+
+
+TS_X, TS_X1, TS_W = _tanh_sinh()
+
+
+def simplex_np(f, k=3):
+    """The integral over the open simplex of f(theta) d theta_0 ... d theta_{k-2} (k = 2, 3)."""
+    if k == 2:
+        return float(np.sum(TS_W * f((TS_X, TS_X1))))
+    u, v, u1, v1 = TS_X[:, None], TS_X[None, :], TS_X1[:, None], TS_X1[None, :]
+    theta = (u + 0 * v, u1 * v, u1 * v1)
+    return float(np.sum(TS_W[:, None] * TS_W[None, :] * f(theta) * u1))
+
+
+def simplex_mp(f):
+    """The same for k = 3 by mpmath.quad (tanh-sinh), with the Jacobian 1 - u."""
+    return mpmath.quad(lambda u, v: f((u, (1 - u) * v, (1 - u) * (1 - v))) * (1 - u),
+                       [0, 1], [0, 1])
+
+
+def log_dirichlet_np(alpha):
+    c = math.lgamma(sum(alpha)) - sum(math.lgamma(a) for a in alpha)
+    return lambda th: c + sum((a - 1) * np.log(t) for a, t in zip(alpha, th))
+
+
+def log_dirichlet_mp(alpha):
+    alpha = [mpmath.mpf(a) for a in alpha]
+    c = mpmath.loggamma(sum(alpha)) - sum(mpmath.loggamma(a) for a in alpha)
+    return lambda th: c + mpmath.fsum((a - 1) * mpmath.log(t) for a, t in zip(alpha, th))
+
+
+def log_beta_fn(alpha):
+    """log B(alpha) = sum log Gamma(alpha_k) - log Gamma(sum alpha_k)."""
+    return sum(math.lgamma(a) for a in alpha) - math.lgamma(sum(alpha))
+
+
+GH_Z, GH_W = np.polynomial.hermite_e.hermegauss(80)   # weight exp(-z^2/2)
+GH_W = GH_W / math.sqrt(2 * math.pi)
+
+
+def gauss_expect(f, m, lower):
+    """E[f(w)] for w ~ N(m, L L^T) in 2 dimensions, by a tensor Gauss-Hermite rule."""
+    m, lower = np.asarray(m, float), np.asarray(lower, float)
+    z0, z1 = np.meshgrid(GH_Z, GH_Z, indexing="ij")
+    w0 = m[0] + lower[0, 0] * z0
+    w1 = m[1] + lower[1, 0] * z0 + lower[1, 1] * z1
+    return float(np.sum(np.outer(GH_W, GH_W) * f(w0, w1)))
+
+
+def gauss_logpdf(x, mean, cov):
+    x, mean, cov = (np.asarray(a, float) for a in (x, mean, cov))
+    d = x - mean
+    return -0.5 * (d @ np.linalg.solve(cov, d) + np.linalg.slogdet(2 * np.pi * cov)[1])
+
+
+def regression_oracle(design, y, s, m0, cov0, mq, cov_q):
+    """(log p(y), ELBO) of y ~ N(X w, s^2 I), w ~ N(m0, S0), q = N(mq, Sq), and the posterior."""
+    X, y = np.asarray(design, float), np.asarray(y, float)
+    m0, cov0, mq, cov_q = (np.asarray(a, float) for a in (m0, cov0, mq, cov_q))
+    n, k = X.shape
+    log_ev = gauss_logpdf(y, X @ m0, s ** 2 * np.eye(n) + X @ cov0 @ X.T)
+    resid = y - X @ mq
+    lik = -0.5 * n * math.log(2 * math.pi * s ** 2) - (resid @ resid + np.trace(X @ cov_q @ X.T)) \
+        / (2 * s ** 2)
+    d = mq - m0
+    prior = -0.5 * (np.linalg.slogdet(2 * np.pi * cov0)[1] + np.trace(np.linalg.solve(cov0, cov_q))
+                    + d @ np.linalg.solve(cov0, d))
+    entropy = 0.5 * np.linalg.slogdet(2 * np.pi * np.e * cov_q)[1]
+    prec = np.linalg.inv(cov0) + X.T @ X / s ** 2
+    post_cov = np.linalg.inv(prec)
+    post_mean = post_cov @ (np.linalg.solve(cov0, m0) + X.T @ y / s ** 2)
+    return log_ev, lik + prior + entropy, (post_mean, post_cov)
+
+
+def toml_list(a):
+    return "[" + ", ".join(repr(float(x)) for x in a) + "]"
+
+
+def toml_matrix(a):
+    return "[" + ", ".join(toml_list(r) for r in a) + "]"
+
+
+# --- 1. Dirichlet-Categorical ------------------------------------------------------
+
+DIRICHLET_CATEGORICAL = """
+[latent]
+theta = "Dirichlet({prior})"
+[observed]
+c = {{ dist = "Categorical(theta)", data = {data} }}
+[variational]
+theta = "Dirichlet(alpha)"
+[values]
+alpha = {alpha}
+"""
+PRIOR3, DATA3 = (1, 2, 3), [0, 2, 1, 2, 2, 0, 2]
+
+
+def counts(data, k):
+    return [data.count(j) for j in range(k)]
+
+
+def categorical_log_lik_np(data, k):
+    n = counts(data, k)
+    return lambda th: sum(nj * np.log(t) for nj, t in zip(n, th))
+
+
+@pytest.mark.parametrize("alpha", [(2, 3.5, 4), (0.8, 5, 1.25)])
+def test_dirichlet_categorical_elbo_by_mpmath_quadrature_on_the_simplex(tmp_path, alpha):
+    path = write(tmp_path, DIRICHLET_CATEGORICAL.format(
+        prior=", ".join(map(str, PRIOR3)), data=DATA3, alpha=list(alpha)))
+    v = closed(path)
+    n = counts(DATA3, 3)
+    log_q, log_p = log_dirichlet_mp(alpha), log_dirichlet_mp(PRIOR3)
+    with mpmath.workdps(15):
+        elbo = simplex_mp(lambda th: mpmath.exp(log_q(th)) * (
+            log_p(th) + mpmath.fsum(nj * mpmath.log(t) for nj, t in zip(n, th)) - log_q(th)))
+    assert v["elbo"] == pytest.approx(float(elbo), abs=TOL)
+    # log p(X) by the Beta-function formula and by quadrature of prior x likelihood
+    post = [a + nj for a, nj in zip(PRIOR3, n)]
+    log_ev = log_beta_fn(post) - log_beta_fn(PRIOR3)
+    lp, ll = log_dirichlet_np(PRIOR3), categorical_log_lik_np(DATA3, 3)
+    log_ev_quad = math.log(simplex_np(lambda th: np.exp(lp(th) + ll(th))))
+    assert log_ev == pytest.approx(log_ev_quad, abs=1e-12)
+    assert v["log_evidence"] == pytest.approx(log_ev, abs=TOL)
+    # KL(q || posterior) as the integral of q log(q / p(theta | X)), p(theta | X) from Bayes
+    lq_np = log_dirichlet_np(alpha)
+    kl = simplex_np(lambda th: np.exp(lq_np(th)) * (lq_np(th) - lp(th) - ll(th) + log_ev_quad))
+    assert v["kl"] == pytest.approx(kl, abs=TOL)
+    assert v["kl"] > 0
+
+
+def test_dirichlet_categorical_report_proves_its_checks(tmp_path):
+    path = write(tmp_path, DIRICHLET_CATEGORICAL.format(prior="1, 2, 3", data=DATA3,
+                                                        alpha=[2, 3.5, 4]))
+    rep, v = values(path)
+    got = verdicts(rep)
+    assert got["log evidence = ELBO + KL"] == "proved"
+    assert got["ELBO <= log evidence"] == "proved"
+    for p in ("alpha_0", "alpha_1", "alpha_2"):
+        assert got[f"grad ELBO = -grad KL ({p})"] == "proved"
+    assert got["two KL routes agree"] == "proved"
+    assert v["kl"] == pytest.approx(v["log_evidence"] - v["elbo"], abs=1e-12)
+
+
+def test_q_at_the_dirichlet_posterior_has_kl_zero(tmp_path):
+    post = [a + nj for a, nj in zip(PRIOR3, counts(DATA3, 3))]
+    v = closed(write(tmp_path, DIRICHLET_CATEGORICAL.format(prior="1, 2, 3", data=DATA3,
+                                                            alpha=post)))
+    assert v["kl"] == pytest.approx(0, abs=1e-12)
+    assert v["elbo"] == pytest.approx(log_beta_fn(post) - log_beta_fn(PRIOR3), abs=TOL)
+
+
+@pytest.mark.parametrize("alpha", [(2, 3.5), (0.6, 1.7)])
+def test_dirichlet_categorical_with_two_components(tmp_path, alpha):
+    data, prior = [0, 1, 1, 1, 0], (1.5, 2)
+    v = closed(write(tmp_path, DIRICHLET_CATEGORICAL.format(prior="1.5, 2", data=data,
+                                                            alpha=list(alpha))))
+    n = counts(data, 2)
+    log_q, log_p = log_dirichlet_mp(alpha), log_dirichlet_mp(prior)
+
+    def lik(t):
+        return n[0] * mpmath.log(t) + n[1] * mpmath.log(1 - t)
+
+    def point(t):
+        return (t, 1 - t)
+    elbo = mpmath.quad(lambda t: mpmath.exp(log_q(point(t))) * (
+        log_p(point(t)) + lik(t) - log_q(point(t))), [0, 0.5, 1])
+    log_ev_quad = mpmath.log(mpmath.quad(lambda t: mpmath.exp(log_p(point(t)) + lik(t)), [0, 1]))
+    post = [a + nj for a, nj in zip(prior, n)]
+    assert float(log_ev_quad) == pytest.approx(log_beta_fn(post) - log_beta_fn(prior), abs=1e-12)
+    assert v["elbo"] == pytest.approx(float(elbo), abs=TOL)
+    assert v["log_evidence"] == pytest.approx(float(log_ev_quad), abs=TOL)
+    assert v["kl"] == pytest.approx(float(log_ev_quad - elbo), abs=TOL)
+
+
+def test_the_three_ways_to_write_a_dirichlet_prior_agree(tmp_path):
+    explicit = closed(write(tmp_path, DIRICHLET_CATEGORICAL.format(
+        prior="1.5, 1.5, 1.5", data=DATA3, alpha=[2, 3, 4]), "a.toml"))
+    listed = closed(write(tmp_path, DIRICHLET_CATEGORICAL.format(
+        prior="a", data=DATA3, alpha=[2, 3, 4]) + "a = [1.5, 1.5, 1.5]\n", "b.toml"))
+    symmetric = closed(write(tmp_path, DIRICHLET_CATEGORICAL.format(
+        prior="a", data=DATA3, alpha=[2, 3, 4]).replace(
+        'theta = "Dirichlet(a)"', 'theta = { dist = "Dirichlet(a)", shape = 3 }')
+        + "a = 1.5\n", "c.toml"))
+    log_ev = log_beta_fn([1.5 + nj for nj in counts(DATA3, 3)]) - log_beta_fn([1.5] * 3)
+    for v in (explicit, listed, symmetric):
+        assert v["log_evidence"] == pytest.approx(log_ev, abs=TOL)
+        assert v == pytest.approx(explicit, abs=1e-12)
+
+
+# --- 2. the Dirichlet table --------------------------------------------------------
+
+DIR = vectors.FAMILIES["Dirichlet"]
+TH = sp.symbols("t0:3", positive=True)
+ALPHAS = [(2, 3.5, 4), (0.7, 1.5, 1.0), (3, 0.9, 6)]
+
+
+def R(v):
+    return sp.Rational(str(v))
+
+
+def num(e):
+    return float(sp.N(e, 30))
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_dirichlet_entropy_against_its_integral(alpha):
+    lq = log_dirichlet_np(alpha)
+    h = simplex_np(lambda th: -np.exp(lq(th)) * lq(th))
+    assert num(DIR.entropy(((tuple(map(R, alpha))),))) == pytest.approx(h, abs=TOL)
+
+
+@pytest.mark.parametrize("q, p", [((2, 3.5, 4), (1, 2, 3)), ((0.7, 1.5, 1.0), (3, 0.9, 6)),
+                                  ((3, 0.9, 6), (2, 2, 2))])
+def test_dirichlet_kl_against_its_integral(q, p):
+    lq, lp = log_dirichlet_np(q), log_dirichlet_np(p)
+    kl = simplex_np(lambda th: np.exp(lq(th)) * (lq(th) - lp(th)))
+    got = DIR.kl((tuple(map(R, q)),), (tuple(map(R, p)),))
+    assert num(got) == pytest.approx(kl, abs=TOL)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+@pytest.mark.parametrize("part, f", [
+    (sp.log(TH[0]) * sp.log(TH[1]), lambda th: np.log(th[0]) * np.log(th[1])),
+    (sp.log(TH[2]) * sp.log(TH[0]), lambda th: np.log(th[2]) * np.log(th[0])),
+    (TH[0] * TH[1] ** 2, lambda th: th[0] * th[1] ** 2),
+    (TH[0] * TH[1] * TH[2] ** 3, lambda th: th[0] * th[1] * th[2] ** 3),
+])
+def test_dirichlet_joint_moments_against_their_integrals(alpha, part, f):
+    lq = log_dirichlet_np(alpha)
+    want = simplex_np(lambda th: np.exp(lq(th)) * f(th))
+    got = DIR.joint_expect(part, TH, (tuple(map(R, alpha)),))
+    assert got is not None
+    assert num(got) == pytest.approx(want, abs=TOL)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_dirichlet_marginals_are_betas_with_the_right_moments(alpha):
+    lq = log_dirichlet_np(alpha)
+    x = sp.Symbol("x", positive=True)
+    for k in range(3):
+        family, params = DIR.marginal(k, (tuple(map(R, alpha)),))
+        assert family.name == "Beta"
+        for part, f in ((x, lambda t: t[k]), (sp.log(x), lambda t: np.log(t[k])),
+                        (sp.log(1 - x), lambda t: np.log(sum(t[j] for j in range(3) if j != k)))):
+            want = simplex_np(lambda th: np.exp(lq(th)) * f(th))
+            assert num(family.expect(part, x, params)) == pytest.approx(want, abs=TOL)
+
+
+def test_dirichlet_joint_table_refuses_what_it_does_not_hold():
+    a = ((R(2), R(3), R(4)),)
+    for part in (sp.log(TH[0]) * TH[1], sp.log(TH[0]) ** 2, sp.exp(TH[0]) * TH[1],
+                 sp.log(TH[0]) * sp.log(TH[1]) * sp.log(TH[2])):
+        assert DIR.joint_expect(part, TH, a) is None
+
+
+# --- 3. the MultivariateNormal table -----------------------------------------------
+
+MVN = vectors.FAMILIES["MultivariateNormal"]
+W = sp.symbols("w0:2", real=True)
+MVN_POINTS = [((0.3, -0.4), ((0.5, 0), (0.2, 0.6))), ((1.5, 0.25), ((1.2, 0), (-0.9, 0.3)))]
+
+
+def mvn_params(m, lower):
+    return (tuple(map(R, m)), tuple(tuple(map(R, r)) for r in lower))
+
+
+@pytest.mark.parametrize("m, lower", MVN_POINTS)
+def test_mvn_entropy_and_logpdf_against_numpy(m, lower):
+    cov = np.asarray(lower, float) @ np.asarray(lower, float).T
+    params = mvn_params(m, lower)
+    h = 0.5 * np.linalg.slogdet(2 * np.pi * np.e * cov)[1]
+    assert num(MVN.entropy(params)) == pytest.approx(h, abs=TOL)
+    # -E[log q] by Gauss-Hermite with the explicit density
+    inv = np.linalg.inv(cov)
+    h_quad = gauss_expect(lambda a, b: 0.5 * (inv[0, 0] * (a - m[0]) ** 2 + 2 * inv[0, 1] * (
+        a - m[0]) * (b - m[1]) + inv[1, 1] * (b - m[1]) ** 2) + 0.5 * np.linalg.slogdet(
+        2 * np.pi * cov)[1], m, lower)
+    assert h_quad == pytest.approx(h, abs=1e-12)
+    for x in ((0.0, 0.0), (1.3, -2.2), (-0.7, 0.9)):
+        got = MVN.logpdf(W, params).xreplace(dict(zip(W, map(R, x))))
+        assert num(got) == pytest.approx(gauss_logpdf(x, m, cov), abs=TOL)
+
+
+C0, C1 = R("0.7"), R("-1.3")
+
+
+@pytest.mark.parametrize("m, lower", MVN_POINTS)
+@pytest.mark.parametrize("part, f", [
+    (W[0] * W[1], lambda a, b: a * b),
+    (W[0] ** 2 * W[1], lambda a, b: a ** 2 * b),
+    (W[0] ** 2 * W[1] ** 2, lambda a, b: a ** 2 * b ** 2),
+    (sp.exp(C0 * W[0] + C1 * W[1]), lambda a, b: np.exp(0.7 * a - 1.3 * b)),
+    (sp.exp(C0 * W[0]) * sp.exp(C1 * W[1]), lambda a, b: np.exp(0.7 * a - 1.3 * b)),
+    (W[0] * sp.exp(W[1]), lambda a, b: a * np.exp(b)),
+    (W[0] * W[1] * sp.exp(W[0] / 2 - W[1] + 1), lambda a, b: a * b * np.exp(a / 2 - b + 1)),
+])
+def test_mvn_joint_expectations_against_gauss_hermite(m, lower, part, f):
+    got = MVN.joint_expect(part, W, mvn_params(m, lower))
+    assert got is not None
+    want = gauss_expect(f, m, lower)
+    assert num(got) == pytest.approx(want, abs=TOL, rel=TOL)
+
+
+def test_mvn_joint_moments_by_the_gaussian_formulas():
+    m, lower = MVN_POINTS[1]
+    cov = np.asarray(lower, float) @ np.asarray(lower, float).T
+    params = mvn_params(m, lower)
+    assert num(MVN.joint_expect(W[0] * W[1], W, params)) == pytest.approx(
+        cov[0, 1] + m[0] * m[1], abs=1e-12)
+    assert num(MVN.joint_expect(W[0] * sp.exp(W[1]), W, params)) == pytest.approx(
+        (m[0] + cov[0, 1]) * math.exp(m[1] + cov[1, 1] / 2), rel=1e-12)
+    c = np.array([0.7, -1.3])
+    assert num(MVN.joint_expect(sp.exp(C0 * W[0] + C1 * W[1]), W, params)) == pytest.approx(
+        math.exp(c @ m + c @ cov @ c / 2), rel=1e-12)
+
+
+def test_mvn_joint_table_refuses_what_it_does_not_hold():
+    params = mvn_params(*MVN_POINTS[0])
+    for part in (sp.exp(W[0] * W[1]), sp.Abs(W[0] + W[1]), sp.exp(W[0] ** 2) * W[1],
+                 sp.log(W[0] ** 2 + 1) * W[1]):
+        assert MVN.joint_expect(part, W, params) is None
