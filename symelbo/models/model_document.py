@@ -553,9 +553,19 @@ def model_text(view: ModelView, width: int = TEXT_WIDTH) -> list[str]:
 # the model report: symelbo model FILE
 # ---------------------------------------------------------------------------
 
-def _closed_forms(model: Model) -> tuple[dict, list]:
+#: A closed form in the data's statistics with more operations than this (a regression's
+#: posterior written in sum(x1*x2), ... runs to pages) is shown with the statistics' values.
+LONG_FORM_OPS = 400
+#: What a document says under a closed form shown with the statistics' values.
+AT_DATA_NOTE = ("written with the data's statistics as numbers: in the statistics it has "
+                "{ops} operations")
+
+
+def _closed_forms(model: Model, notes: dict | None = None) -> tuple[dict, list]:
     """ELBO, log evidence and KL in closed form with the data as statistics (None where there
-    is none), long repeated logarithm arguments named (:func:`abbreviations`); and the names."""
+    is none), long repeated logarithm arguments named (:func:`abbreviations`); and the names.
+    A form longer than LONG_FORM_OPS is given at the data's values, and ``notes`` (when
+    given) gets the reason under its key."""
     out = {}
     for key, compute in (("elbo", model.elbo), ("log_evidence", model.log_evidence),
                          ("kl", model.kl_to_posterior)):
@@ -563,6 +573,12 @@ def _closed_forms(model: Model) -> tuple[dict, list]:
             out[key] = compute(data_symbols=True)
         except NoClosedForm:
             out[key] = None
+            continue
+        ops = sp.count_ops(out[key])
+        if ops > LONG_FORM_OPS:
+            out[key] = compute(data_symbols=False)
+            if notes is not None:
+                notes[key] = AT_DATA_NOTE.format(ops=ops)
     keys = list(out)
     taken = set(model.environment()).union(*(e.free_symbols for e in out.values() if e is not None))
     exprs, names = abbreviations([out[k] for k in keys], taken)
@@ -578,7 +594,8 @@ def format_text(rep: dict, path: str | None = None, model: Model | None = None,
     forms = {}
     if model is not None:
         lines += model_text(model_view(model), width) + [""]
-        forms, names = _closed_forms(model)
+        notes: dict = {}
+        forms, names = _closed_forms(model, notes)
         for symbol, definition in names:
             lines += wrap_terms(expr_text(definition), width, f"where {symbol} = ", "      ")
         if names:
@@ -589,6 +606,8 @@ def format_text(rep: dict, path: str | None = None, model: Model | None = None,
         closed = forms.get(key)
         if closed is not None:
             lines += wrap_terms(expr_text(closed), width, "    = ", "      ")
+            if key in notes:
+                lines += _wrap_prose(f"({notes[key]})", width, "    ", "    ")
         elif q["expr"] is not None:
             lines += wrap_terms(q["expr"], width, "    = ", "      ")
         else:
@@ -611,6 +630,7 @@ class QuantityView:
     lines: tuple[TeX, ...]       # the closed form's display lines; empty without one
     value: TeX
     reason: str
+    note: str = ""               # how the closed form is written, when not in the statistics
 
 
 @dataclass(frozen=True)
@@ -631,7 +651,8 @@ class ReportView:
 
 def report_view(model: Model, rep: dict) -> ReportView:
     view = model_view(model)
-    forms, names = _closed_forms(model)
+    notes: dict = {}
+    forms, names = _closed_forms(model, notes)
     where = tuple((TeX(sp.latex(symbol)), display_lines(definition, view.names))
                   for symbol, definition in names)
     quantities = []
@@ -639,7 +660,7 @@ def report_view(model: Model, rep: dict) -> ReportView:
         closed = forms.get(key)
         lines = display_lines(closed, view.names) if closed is not None else ()
         quantities.append(QuantityView(TeX(label), lines, number_tex(rep[key]["value"]),
-                                       rep[key].get("reason") or ""))
+                                       rep[key].get("reason") or "", notes.get(key, "")))
     checks = tuple(CheckView(c["name"], c["verdict"], c["message"]) for c in rep["checks"])
     return ReportView(view, where, tuple(quantities), checks,
                       "all checks proved or tested" if exit_status(rep) == 0 else
