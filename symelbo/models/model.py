@@ -2581,6 +2581,11 @@ def _integrate_simplex(current: sp.Expr, zs: tuple, remaining: set, conditions: 
     posterior): the part must be sum_k c_k log z_k with every c_k free of the latents."""
     coefs = []
     rest = current
+    if len(zs) == 2:
+        # on the simplex of two components 1 - z_0 is z_1: a Bernoulli(theta[0]) likelihood
+        # is a Dirichlet kernel too
+        rest = sp.expand(rest.xreplace({sp.log(1 - zs[0]): sp.log(zs[1]),
+                                        sp.log(1 - zs[1]): sp.log(zs[0])}))
     for z in zs:
         rest, found = _features(rest, z)
         extra = [p for p in found if p != sp.log(z)]
