@@ -43,6 +43,7 @@ from symelbo.core.errors import InputError
 from symelbo.core.kernel import prove_identity
 from symelbo.models import families as fam
 from symelbo.models.model import Model, NoClosedForm, mp_value, sum_over
+from symelbo.models.tables import numpy_module
 
 PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
 #: Digits of the arithmetic of the iteration's global quantities.
@@ -505,14 +506,11 @@ class Derivation:
 # numbers: mpmath for global quantities, numpy over observations
 # ---------------------------------------------------------------------------
 
-def _numpy():
-    import numpy
-    return numpy
 
 
 def np_eval(expr: sp.Expr, env: dict):
     """A SymPy expression evaluated with numpy over arrays (a small tree walk, no code generation)."""
-    np = _numpy()
+    np = numpy_module()
 
     def ev(e):
         if e.is_Symbol:
@@ -580,7 +578,7 @@ class State:
         """The observations of ``obs`` as a float array (built once)."""
         cache = self.__dict__.setdefault("_arrays", {})
         if obs.name not in cache:
-            np = _numpy()
+            np = numpy_module()
             cache[obs.name] = np.asarray(obs.array if obs.array is not None else obs.data,
                                          dtype=float)
         return cache[obs.name]
@@ -589,7 +587,7 @@ class State:
         """The environment: constants, data statistics, global parameters, weighted sums."""
         env = self.base_env()
         env.update(self.glob)
-        np = _numpy()
+        np = numpy_module()
         for stat in self.d.joint.stats.values():
             if stat.weighted is not None:
                 arrays = {stat.obs.symbol: self.data(stat.obs), **self.local}
@@ -611,7 +609,7 @@ class State:
             new = {p: mp_value(e, self.env) for p, e in factor.resolved.items()}
             self.glob.update(new)
             return new
-        np = _numpy()
+        np = numpy_module()
         obs = next(o for o in self.model.observed if o.name == factor.latent.per)
         x = self.data(obs)
         new = {}
@@ -626,13 +624,13 @@ class State:
 
 def _total(values) -> mpmath.mpf:
     """The sum over the observations (numpy's pairwise sum: error about log2(n) roundings)."""
-    return mpmath.mpf(float(_numpy().sum(values)))
+    return mpmath.mpf(float(numpy_module().sum(values)))
 
 
 def _domain_problem(factor: Factor, new: dict) -> str | None:
     """Why updated parameters leave q's family (a precision or rate that is not positive)."""
     lat = factor.latent
-    np = _numpy()
+    np = numpy_module()
     for i, p in enumerate(lat.q.args):
         v = new[p]
         dom = lat.q.family.domain_of(i)
@@ -658,7 +656,7 @@ def _domain_problem(factor: Factor, new: dict) -> str | None:
 def _default_start(derivation: Derivation, state: State) -> list[str]:
     """Start values for parameters without [values]; returns which were defaulted."""
     model = derivation.model
-    np = _numpy()
+    np = numpy_module()
     defaulted = []
     for factor in derivation.factors:
         lat = factor.latent
@@ -798,7 +796,7 @@ def run(derivation: Derivation, iterations: int = ITERATIONS, tol: float = TOL) 
 
 
 def _relative_change(old, new) -> float:
-    np = _numpy()
+    np = numpy_module()
     if isinstance(old, mpmath.mpf):
         return float(abs(new - old) / (1 + abs(old)))
     return float(np.max(np.abs(np.asarray(new) - old) / (1 + np.abs(old)))) if len(old) else 0.0
@@ -818,7 +816,7 @@ def _record_gradient(derivation: Derivation, factor: Factor, state: State):
             env = {obs.symbol: state.data(obs), **state.local}
             value = np_eval(_scalars(g, state.env), env)
             scale = 1.0
-            size = float(_numpy().max(_numpy().abs(value))) if _numpy().ndim(value) else abs(float(value))
+            size = float(numpy_module().max(numpy_module().abs(value))) if numpy_module().ndim(value) else abs(float(value))
         else:
             value = mp_value(g, state.env)
             scale = 1.0 + max(abs(v) for v in state.env.values())
@@ -1014,7 +1012,7 @@ def _evidence(derivation: Derivation, result: Run):
         if derivation.joint.globals:
             return None, None, reason
         # only per-observation latents: log p(X) = sum_i log sum_k p(x_i, z_i = k), summed exactly
-        np = _numpy()
+        np = numpy_module()
         total = mpmath.mpf(0)
         for obs in model.observed:
             mine = [lat for lat in derivation.joint.locals if lat.per == obs.name]

@@ -33,6 +33,7 @@ import sympy as sp
 
 from symelbo.core.deadline import check_deadline
 from symelbo.models import families as fam
+from symelbo.models.tables import numpy_module
 
 #: At most this many global latents are integrated numerically.
 MAX_DIMENSIONS = 3
@@ -56,9 +57,6 @@ class CubatureFailed(Exception):
         self.reason = reason
 
 
-def _numpy():
-    import numpy
-    return numpy
 
 
 # --- a numeric function of the globals, from a SymPy expression ------------------
@@ -67,7 +65,7 @@ def compile_log(expr: sp.Expr, symbols: list):
     """A numpy function of arrays (one per symbol) computing ``expr``; a log of a sum is
     computed as a log-sum-exp of the logs of its terms, so that it neither overflows
     nor underflows where the sum of exponentials would."""
-    np = _numpy()
+    np = numpy_module()
     index = {s: i for i, s in enumerate(symbols)}
 
     def build(e):
@@ -133,7 +131,7 @@ def compile_log(expr: sp.Expr, symbols: list):
 def _log_sum_exp(logs):
     """The vectorised ``log(sum_k exp(l_k(xs)))`` of compiled logs, shifted by their
     maximum so that no exp overflows (an all-infinite column shifts by 0)."""
-    np = _numpy()
+    np = numpy_module()
 
     def lse(xs):
         vals = [lg(xs) for lg in logs]
@@ -162,7 +160,7 @@ def _prod(parts, xs):
 
 def _to_latent(support: str, t):
     """(latent value, log Jacobian) of the unconstrained coordinate ``t``."""
-    np = _numpy()
+    np = numpy_module()
     if support == fam.REAL:
         return t, 0.0 * t
     if support == fam.POSITIVE:
@@ -202,7 +200,7 @@ class _Target:
 
     def __call__(self, t):
         """``t``: array of shape (d, N); the log integrand at each column (-inf where undefined)."""
-        np = _numpy()
+        np = numpy_module()
         jac = 0.0
         if self.shift is not None:
             t = self.shift[:, None] + self.scale @ t
@@ -239,7 +237,7 @@ class _Target:
 
 def _newton(target: _Target, start, d: int, steps: int = 60):
     """A local maximum of ``target`` near ``start`` and the Hessian there (finite differences)."""
-    np = _numpy()
+    np = numpy_module()
     x = np.array(start, dtype=float)
     h = 1e-4
     eye = np.eye(d)
@@ -304,7 +302,7 @@ def _newton(target: _Target, start, d: int, steps: int = 60):
 def _genz_malik(d: int):
     """Points (d, m) on [-1, 1]**d and the weights of the degree 7 and 5 rules (each sums to 1:
     the integral over a region is its volume times the weighted sum)."""
-    np = _numpy()
+    np = numpy_module()
     l2, l3, l4, l5 = math.sqrt(9 / 70), math.sqrt(9 / 10), math.sqrt(9 / 10), math.sqrt(9 / 19)
     pts, w7, w5 = [np.zeros(d)], [(12824 - 9120 * d + 400 * d * d) / 19683],\
         [(729 - 950 * d + 50 * d * d) / 729]
@@ -332,7 +330,7 @@ def genz_malik(f, lo, hi, rel_tol: float = RELATIVE_TOLERANCE, max_evaluations: 
                initial: int = 1):
     """(integral, error estimate) of a vectorised ``f`` (columns of points) over the box
     [lo, hi] by adaptive Genz-Malik cubature, starting from ``initial``**d equal regions."""
-    np = _numpy()
+    np = numpy_module()
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     d = len(lo)
     pts, w7, w5, (l2, l3) = _genz_malik(d)
@@ -408,7 +406,7 @@ def cubature(log_joint: sp.Expr, globals_: list, supports: dict, starts: list,
     Returns {"log_evidence", "error" (on the log), "evaluations", "modes"}; raises
     CubatureFailed with the reason when no value can be given.
     """
-    np = _numpy()
+    np = numpy_module()
     d = len(globals_)
     if d == 0 or d > MAX_DIMENSIONS:
         raise CubatureFailed(f"{d} latents remain after the exact steps; cubature is done "
@@ -492,7 +490,7 @@ def cubature(log_joint: sp.Expr, globals_: list, supports: dict, starts: list,
 
 def _face_max(target, lo, hi, points: int = 21) -> float:
     """The largest log integrand on a grid over the faces of the box."""
-    np = _numpy()
+    np = numpy_module()
     d = len(lo)
     axes = [np.linspace(lo[i], hi[i], points if d < 3 else 11) for i in range(d)]
     best = -np.inf

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import mpmath
 import sympy as sp
 
 # Supports.
@@ -868,7 +869,6 @@ def mp_eval(expr: sp.Expr, env: dict) -> "mpmath.mpf":
     A small tree walk over the functions the table uses: no code generation,
     so nothing derived from a user's file is ever compiled or executed.
     """
-    import mpmath
 
     def ev(e):
         if e.is_Symbol:

@@ -111,7 +111,7 @@ class _ClosedForms:
         except NoClosedForm as why:
             self.missing["log_evidence"] = str(why)
         try:
-            self.neg_entropy = -model._entropy()
+            self.neg_entropy = -model.entropy()
             self.expected_log_joint = sp.expand(model.elbo(data_symbols=True) + self.neg_entropy)
         except NoClosedForm as why:
             self.missing["elbo"] = str(why)

@@ -347,8 +347,6 @@ def _read_npy(data: bytes, shown: str, where: Where) -> list:
     shape says before anything is built from it. Every message is one fixed
     sentence: numpy's own (several lines, object addresses) is never shown.
     """
-    if _numpy() is None:  # pragma: no cover - numpy is a dependency
-        raise where.error("reading a .npy data file needs numpy (pip install numpy)")
 
     def refuse(message):
         return InputError(f"{where.entry}: {message}", shown)
@@ -384,7 +382,7 @@ def _exact_items(arr) -> list:
 
 def _check_items(arr, refuse) -> None:
     """Every item of a numeric array is finite and in the range of a double, or ``refuse``."""
-    np = _numpy()
+    np = tables.numpy_module()
     if arr.dtype.kind != "f":
         return  # integers of at most 64 bits lie inside the range of a double
     with np.errstate(all="ignore"):
@@ -425,8 +423,8 @@ def _as_number_array(raw, where: Where):
     ``raw`` is not a numpy array."""
     if type(raw).__module__ != "numpy":  # numpy is imported only when an array is given
         return None
-    np = _numpy()
-    if np is None or not isinstance(raw, np.ndarray):
+    np = tables.numpy_module()
+    if not isinstance(raw, np.ndarray):
         return None
     if raw.dtype.kind not in "iuf":
         raise where.error(f"data holds {raw.dtype}, not numbers")
@@ -443,17 +441,11 @@ def _as_number_array(raw, where: Where):
     return arr.astype("float64" if arr.dtype.kind == "f" else "int64")
 
 
-def _numpy():
-    try:
-        import numpy
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        return None
-    return numpy
 
 
 def np_all_integer(arr) -> bool:
     """Whether every item of a float array is an integer."""
-    np = _numpy()
+    np = tables.numpy_module()
     return bool((np.floor(arr) == arr).all())
 
 
@@ -1271,7 +1263,7 @@ class Model:
         family, x = obs.dist.family, obs.symbol
         single = len(self.observed) == 1
         if obs.columns:
-            data = {x: obs.array if obs.array is not None else _numpy().asarray(obs.data),
+            data = {x: obs.array if obs.array is not None else tables.numpy_module().asarray(obs.data),
                     **obs.columns}
             try:
                 return tables.summed_likelihood(
@@ -1284,7 +1276,7 @@ class Model:
             # Finite support: the statistics are the counts of each value.
             counts = {k: 0 for k in values}
             if obs.array is not None:
-                counts.update(_value_counts(_numpy(), obs.array))
+                counts.update(_value_counts(tables.numpy_module(), obs.array))
             else:
                 for v in obs.data:
                     counts[v] += 1
@@ -1489,7 +1481,8 @@ class Model:
             loc.extend(terms)
         return glob, loc
 
-    def _entropy(self) -> sp.Expr:
+    def entropy(self) -> sp.Expr:
+        """H[q] in closed form: the sum of its factors' entropies (a joint factor's its own)."""
         glob, loc = self._entropy_terms()
         return sp.Add(*glob, *loc)
 
@@ -1634,7 +1627,7 @@ class Model:
                                                   sink))
             else:
                 log_post = sp.Add(*[p.logpdf() for p in ev.posterior])
-                parts.append(-self._entropy() - self.expect(sp.expand(log_post), sink))
+                parts.append(-self.entropy() - self.expect(sp.expand(log_post), sink))
             self._cache["kl divergences"] = [
                 Divergence(d.what, d.conditions, -d.factor) for d in sink]
             return sp.Add(*parts)
@@ -2390,7 +2383,7 @@ def sum_over(g: sp.Expr, x: sp.Symbol, data, array=None) -> sp.Expr:
 
 def _sum_over_array(g: sp.Expr, x: sp.Symbol, arr) -> sp.Expr | None:
     """_sum_over for a large numpy array, or None to take the item-by-item route."""
-    np = _numpy()
+    np = tables.numpy_module()
     if arr.dtype.kind in "iu":
         values, counts = zip(*_value_counts(np, arr)) if len(arr) else ((), ())
         k = 1 if g == x else (int(g.exp) if isinstance(g, sp.Pow) and g.base == x

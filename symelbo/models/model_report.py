@@ -30,7 +30,7 @@ import sympy as sp
 from symelbo.core.deadline import BudgetExceeded, time_budget
 from symelbo.core.kernel import prove_identity
 from symelbo.core.verdicts import PASSING, VERDICT
-from symelbo.models.model import DIGITS, Model, NoClosedForm, QuadratureFailed, load_model, \
+from symelbo.models.model import DIGITS, Model, NoClosedForm, QuadratureFailed, \
     quadrature_too_rough, with_numbers
 
 # the verdict names, from the one table of them

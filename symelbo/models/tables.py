@@ -65,13 +65,15 @@ class Table:
         return list(self.columns)
 
 
-def _numpy():
+def numpy_module():
+    """numpy, imported on first use: a model without data tables or cubature never pays
+    for it at start-up (`symelbo check` does not import it at all)."""
     import numpy
     return numpy
 
 
 def _finished(columns: dict, where: Where) -> Table:
-    np = _numpy()
+    np = numpy_module()
     out = {}
     for name, values in columns.items():
         arr = np.asarray(values, dtype=np.float64)
@@ -143,7 +145,7 @@ def csv_table(text: str, shown: str, where: Where) -> Table:
         lines_of.append(number)
     if header is None:
         raise where.error("no data")
-    np = _numpy()
+    np = numpy_module()
     matrix = np.array(rows, dtype=np.float64).reshape(len(lines_of), len(header))
     # a decimal beyond the range of a double: inf, or below the smallest normal and not 0
     with np.errstate(all="ignore"):
@@ -223,14 +225,14 @@ def npy_array(data: bytes, shape, dtype, start: int, refuse):
     if len(data) - start != count * dtype.itemsize:
         raise refuse(f"the array data is {len(data) - start:,} bytes, but its header's shape "
                      f"needs {count * dtype.itemsize:,}")
-    return _numpy().frombuffer(data, dtype=dtype, count=count, offset=start)
+    return numpy_module().frombuffer(data, dtype=dtype, count=count, offset=start)
 
 
 def npy_table(data: bytes, shown: str, where: Where, names: list | None) -> Table | None:
     """A ``.npy`` table: a structured array (its field names) or a 2-d array whose columns
     ``names`` lists. None for a plain 1-d array without ``names`` (one value per observation).
     Never unpickles; the header's length and the data's size are checked before use."""
-    np = _numpy()
+    np = numpy_module()
 
     def refuse(message):
         return InputError(f"{where.entry}: {message}", shown)
@@ -291,7 +293,7 @@ def column_names(raw, where: Where) -> list | None:
 def check_column(symbol: sp.Symbol, arr, name: str, where: Where) -> None:
     """A covariate's values satisfy what its symbol assumes (positive where used as a rate...)."""
     if symbol.is_positive and not (arr > 0).all():
-        index = int(_numpy().flatnonzero(~(arr > 0))[0])
+        index = int(numpy_module().flatnonzero(~(arr > 0))[0])
         raise where.error(f"column {name!r} is used where a positive number is needed, but "
                           f"row {index + 1} holds {arr[index].item()!r}")
 
@@ -372,7 +374,7 @@ def _monomial(g: sp.Expr, dsyms: set) -> dict | None:
 
 def _sum(g: sp.Expr, data: dict, n: int, exact_limit: int, exact_sum) -> sp.Expr:
     """sum over rows of g(row): exact for a monomial of few rows, else a correctly rounded float."""
-    np = _numpy()
+    np = numpy_module()
     powers = _monomial(g, set(data))
     if powers is not None:
         if all(data[s].dtype.kind in "iu" for s in powers) or n <= exact_limit:
@@ -400,7 +402,7 @@ def _sum(g: sp.Expr, data: dict, n: int, exact_limit: int, exact_sum) -> sp.Expr
 
 def _elementwise(f: sp.Expr, data: dict, n: int):
     """A data factor's values on every row as floats (numpy where it has the function)."""
-    np = _numpy()
+    np = numpy_module()
     if f in data:
         return data[f].astype(np.float64)
     if isinstance(f, sp.Pow) and f.base in data and f.exp.is_Integer:
