@@ -574,3 +574,156 @@ def test_hierarchical_weights_every_given_value_is_right(tmp_path):
     assert v["kl"] == pytest.approx(log_ev - elbo, abs=TOL)
     assert "cubature over tau" in rep["log_evidence"]["reason"]
     assert verdicts(rep)["ELBO <= log evidence"] == "tested"
+
+
+# --- 6. input errors -----------------------------------------------------------------
+
+BASE = """
+[latent]
+w = {{ dist = "Normal(0, 1)", shape = {shape} }}
+[observed]
+y = {{ dist = "Normal({mean}, 0.5)", data = {{ x = [0.1, 0.5], y = [1.3, 2.1] }} }}
+[variational]
+w = "{q}"
+[values]
+{values}
+"""
+MVN_VALUES = "m = [1, 2]\nL = [[0.3, 0], [0.1, 0.2]]"
+
+
+def base(shape="2", mean="w[0] + w[1]*x", q="MultivariateNormal(m, L)", values=MVN_VALUES):
+    return BASE.format(shape=shape, mean=mean, q=q, values=values)
+
+
+DIR_BASE = """
+[latent]
+theta = "{prior}"
+[observed]
+c = {{ dist = "{lik}", data = [0, 1, 1] }}
+[variational]
+theta = "{q}"
+[values]
+{values}
+"""
+
+
+def dirichlet(prior="Dirichlet(1, 2)", lik="Categorical(theta)", q="Dirichlet(alpha)",
+              values="alpha = [2, 3]"):
+    return DIR_BASE.format(prior=prior, lik=lik, q=q, values=values)
+
+
+SHAPE = "shape must be a whole number of components from 1 to 64, got "
+# (text, message, line, the text at the column)
+ERRORS = [
+    (base(shape="0"), "[latent] w: " + SHAPE + "0", 3, "0 }"),
+    (base(shape="1.5"), "[latent] w: " + SHAPE + "1.5", 3, "1.5"),
+    (base(shape="true"), "[latent] w: " + SHAPE + "True", 3, "true"),
+    (base(shape="65"), "[latent] w: " + SHAPE + "65", 3, "65"),
+    (base().replace("shape = 2 }", 'shape = 2, per = "y" }'),
+     "[latent] w: a latent takes per = ... or shape = K, not both", 3, 'Normal(0, 1)'),
+    (base(mean="w[0] + w[3]*x"), "[observed] y: 'w' has components w[0] ... w[1], not w[3]",
+     5, "3]*x"),
+    (base(mean="w + x"), "[observed] y: 'w' is a vector of 2 components: write w[0] ... w[1]",
+     5, "w + x"),
+    (base(mean="w[0] + w[1]*x + s[0]", values=MVN_VALUES + "\ns = 1"),
+     "[observed] y: 's' is not a vector: it takes no index", 5, "s[0], 0.5"),
+    (base(values="m = [1, 2]\nL = [[0.3, 0.1], [0.1, 0.2]]"),
+     "[values] L: L[0][1] = 1/10, but a scale_tril is lower triangular: every entry above the "
+     "diagonal is 0", 10, "[[0.3, 0.1]"),
+    (base(values="m = [1, 2]\nL = [[0.3, 0], [0.1, 0]]"),
+     "[values] L: L[1][1] = 0, but the diagonal of a scale_tril must be positive", 10, "[[0.3, 0], [0.1, 0]]"),
+    (base(values="m = [1, 2]\nL = [[-0.3, 0], [0.1, 0.2]]"),
+     "[values] L: L[0][0] = -3/10, but the diagonal of a scale_tril must be positive", 10,
+     "[[-0.3"),
+    (base(values="m = [1, 2]\nL = [[0.3, 0]]"),
+     "[values] L: 'L' is a 2 x 2 lower-triangular matrix: give 2 rows of 2 numbers, [[...], "
+     "...], or one number", 10, "[[0.3, 0]]"),
+    (base(values="m = [1, 2, 3]\nL = [[0.3, 0], [0.1, 0.2]]"),
+     "[values] m: 'm' has 2 components: give 1 or 2 numbers, got 3", 9, "[1, 2, 3]"),
+    (base(q="Normal(m, s)", values="m = [1, 2]\ns = [0.3, 0.2, 0.1]"),
+     "[values] s: 's' has 2 components: give 1 or 2 numbers, got 3", 10, "[0.3, 0.2, 0.1]"),
+    (dirichlet(q="Normal(m, s)", values="m = [0.2, 0.3]\ns = 1"),
+     "[variational] theta: 'theta' has a Dirichlet prior, so its q must be a Dirichlet too (a "
+     "law on the simplex), not Normal", 7, "Normal(m, s)"),
+    (base(q="Dirichlet(alpha)", values="alpha = [1, 2]"),
+     "[latent] w: 'w' has a Dirichlet q, so its prior must be a Dirichlet too (a law on the "
+     "simplex), not Normal", 3, 'Normal(0, 1)'),
+    (base(q="MultivariateNormal(m, L)").replace('"Normal(0, 1)"', '"Gamma(2, 1)"').replace(
+        "Normal(w[0] + w[1]*x, 0.5)", "Poisson(w[0] + w[1])").replace(
+        "data = { x = [0.1, 0.5], y = [1.3, 2.1] }", "data = [1, 2]"),
+     "[variational] w: a MultivariateNormal q lives on the real line, but the prior of 'w', "
+     "Gamma, lives on the positive reals", 7, "MultivariateNormal(m, L)"),
+    (dirichlet(prior="Dirichlet(a)", values="a = [2]\nalpha = [2]"),
+     "[latent] theta: a Dirichlet needs at least 2 components; 'theta' has 1", 3, 'Dirichlet(a)'),
+    (base(mean="w[0]").replace('y = { dist = "Normal(w[0], 0.5)", data = { x = [0.1, 0.5], '
+                               'y = [1.3, 2.1] } }', 'c = { dist = "Categorical(w)", '
+                               'data = [0, 1] }'),
+     "[observed] c: the probabilities of Categorical must sum to 1: a vector latent given as "
+     "them must have a Dirichlet prior", 5, "w)"),
+    (base().replace('dist = "Normal(w[0] + w[1]*x, 0.5)"', 'dist = "Dirichlet(1, 2)"'),
+     "[observed] y: Dirichlet is a law of a vector latent; an observed variable takes a family "
+     "of one value", 5, "Dirichlet(1, 2)"),
+    (base().replace('dist = "Normal(w[0] + w[1]*x, 0.5)"', 'dist = "MultivariateNormal(m, L)"'),
+     "[observed] y: MultivariateNormal is a law of a vector latent; an observed variable takes "
+     "a family of one value", 5, "MultivariateNormal(m, L)\""),
+    (base(mean="w[0] + w[1]*x + w_0", values=MVN_VALUES + "\nw_0 = 1"),
+     "[latent] w: the component w_0 of 'w' has the name of another identifier of the model; "
+     "rename one of them", 3, 'Normal(0, 1)'),
+    (base(mean="w[0] + w[1]*x + m_0", values=MVN_VALUES + "\nm_0 = 1"),
+     "[values] m: the component m_0 of 'm' has the name of another identifier of the model; "
+     "rename one of them", 9, "[1, 2]"),
+    (dirichlet(values="alpha = [2, 3, 4]"),
+     "[values] alpha: 'alpha' has 2 components: give 1 or 2 numbers, got 3", 9, "[2, 3, 4]"),
+    (dirichlet(values="alpha = [2, -3]"),
+     "[values] alpha: alpha = -3 but alpha must be positive: it is the concentration of "
+     "Dirichlet in [variational] theta", 9, "[2, -3]"),
+    (dirichlet(prior="Dirichlet(1, -2)"),
+     "[latent] theta: the concentration of Dirichlet must be positive, got -2", 3, "-2)"),
+    (dirichlet().replace('theta = "Dirichlet(1, 2)"',
+                         'theta = { dist = "Dirichlet(1, 2, 3)", shape = 2 }'),
+     "[latent] theta: Dirichlet lists 3 concentrations, but 'theta' has 2 components", 3,
+     "1, 2, 3)"),
+]
+
+
+@pytest.mark.parametrize("text, message, line, at", ERRORS,
+                         ids=[f"e{i}" for i in range(len(ERRORS))])
+def test_input_errors_are_located(tmp_path, text, message, line, at):
+    with pytest.raises(InputError) as info:
+        load_model(write(tmp_path, text))
+    err = info.value
+    assert err.message == message
+    assert err.line == line
+    row = text.split("\n")[line - 1]
+    assert row[err.column - 1:].startswith(at), (row, err.column)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "symelbo", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_bad_vector_file_exits_2_with_one_line(tmp_path):
+    path = write(tmp_path, base(shape="0"))
+    done = run_cli("model", path)
+    assert done.returncode == 2
+    assert done.stderr == f"symelbo: {path}:3:38: [latent] w: {SHAPE}0\n"
+
+
+def test_cavi_refuses_a_vector_model_in_one_line(tmp_path):
+    path = write(tmp_path, base())
+    done = run_cli("cavi", path)
+    assert done.returncode == 2
+    assert done.stderr == (f"symelbo: {path}:3:15: [latent] w: symelbo cavi does not take "
+                           "vector latents yet ('w' has 2 components); symelbo model gives its "
+                           "ELBO, log evidence and KL\n")
+
+
+# --- 7. determinism ----------------------------------------------------------------
+
+def test_model_json_is_the_same_bytes_twice(tmp_path):
+    path = write(tmp_path, DIRICHLET_CATEGORICAL.format(prior="1, 2, 3", data=DATA3,
+                                                        alpha=[2, 3.5, 4]))
+    first, second = run_cli("model", path, "--json"), run_cli("model", path, "--json")
+    assert first.returncode == 0
+    assert first.stdout == second.stdout and first.stdout.startswith("{")
