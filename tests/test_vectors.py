@@ -727,3 +727,217 @@ def test_model_json_is_the_same_bytes_twice(tmp_path):
     first, second = run_cli("model", path, "--json"), run_cli("model", path, "--json")
     assert first.returncode == 0
     assert first.stdout == second.stdout and first.stdout.startswith("{")
+
+
+# --- 8. hostile sweep: a right value or a reason ---------------------------------------
+
+def dirichlet_model(lik, data, prior="1.5, 2, 3", alpha=(2, 3.5, 4)):
+    return f"""
+[latent]
+theta = "Dirichlet({prior})"
+[observed]
+y = {{ dist = "{lik}", data = {data} }}
+[variational]
+theta = "Dirichlet(alpha)"
+[values]
+alpha = {list(alpha)}
+"""
+
+
+def dirichlet_elbo_np(log_lik, prior=(1.5, 2, 3), alpha=(2, 3.5, 4)):
+    lq, lp = log_dirichlet_np(alpha), log_dirichlet_np(prior)
+    return simplex_np(lambda th: np.exp(lq(th)) * (lp(th) + log_lik(th) - lq(th)))
+
+
+def normal_log_lik(ys, sd, mean):
+    return lambda th: sum(-0.5 * np.log(2 * np.pi * sd ** 2) - (y - mean(th)) ** 2 / (2 * sd ** 2)
+                          for y in ys)
+
+
+@pytest.mark.parametrize("lik, data, log_lik", [
+    # a Dirichlet component as a Bernoulli probability: 1 - theta_0 is theta_1 + theta_2
+    ("Bernoulli(theta[0])", [1, 0, 0, 1, 1],
+     lambda th: 3 * np.log(th[0]) + 2 * np.log(th[1] + th[2])),
+    # products of different components, and powers, in one mean
+    ("Normal(theta[0]*theta[1] - theta[2], 0.3)", [0.1, -0.4],
+     normal_log_lik([0.1, -0.4], 0.3, lambda th: th[0] * th[1] - th[2])),
+    # log theta_0 log theta_1 under the joint law (a covariance of logs)
+    ("Normal(log(theta[0]) + log(theta[1]), 1)", [-2.0, -3.1],
+     normal_log_lik([-2.0, -3.1], 1, lambda th: np.log(th[0]) + np.log(th[1]))),
+])
+def test_dirichlet_components_inside_other_likelihoods(tmp_path, lik, data, log_lik):
+    rep, v = values(write(tmp_path, dirichlet_model(lik, data)))
+    assert v["elbo"] == pytest.approx(dirichlet_elbo_np(log_lik), abs=TOL)
+    # no closed p(X) and no cubature over the simplex: each missing value has a reason
+    for key in ("log_evidence", "kl"):
+        assert v[key] is None and "not a Dirichlet kernel" in rep[key]["reason"]
+
+
+@pytest.mark.parametrize("lik, data, reason", [
+    ("Normal(log(theta[0]) + theta[1], 1)", [-2.0, -3.1],
+     "E_q[theta_1*log(theta_0)] under q(theta) = Dirichlet(alpha) is not in the table"),
+    ("Poisson(exp(theta[0]))", [1, 2], None),
+])
+def test_dirichlet_expectations_outside_the_table_give_a_reason(tmp_path, lik, data, reason):
+    rep, v = values(write(tmp_path, dirichlet_model(lik, data)))
+    if v["elbo"] is None:
+        if reason is not None:
+            assert rep["elbo"]["reason"] == reason
+        assert rep["elbo"]["reason"]
+    else:   # E[exp(theta_0)] under the Beta marginal, if the table knows it
+        assert v["elbo"] == pytest.approx(dirichlet_elbo_np(
+            lambda th: sum(y * th[0] - np.exp(th[0]) - math.lgamma(y + 1) for y in data)),
+            abs=TOL)
+
+
+def test_a_dirichlet_with_per_observation_categorical_latents_gives_a_reason(tmp_path):
+    text = """
+[latent]
+theta = "Dirichlet(1, 2, 3)"
+z = { dist = "Categorical(theta)", per = "x" }
+[observed]
+x = { dist = "Normal(-2 + 2*z, 1)", data = [-1.9, 0.3, 2.2, 1.8] }
+[variational]
+theta = "Dirichlet(alpha)"
+z = "Categorical(r0, r1, r2)"
+[values]
+alpha = [2, 3.5, 4]
+r0 = [0.8, 0.1, 0.1, 0.1]
+r1 = [0.1, 0.8, 0.1, 0.2]
+r2 = [0.1, 0.1, 0.8, 0.7]
+"""
+    rep, v = values(write(tmp_path, text))
+    for key in ("elbo", "log_evidence", "kl"):
+        assert v[key] is None and rep[key]["reason"]
+    assert all(c["verdict"] in ("proved", "unknown") for c in rep["checks"])
+
+
+MVN_Q = """
+[variational]
+w = "MultivariateNormal(m, L)"
+[values]
+m = [0.3, 0.4]
+L = [[0.5, 0], [0.2, 0.6]]
+"""
+MQ, LQ = (0.3, 0.4), ((0.5, 0), (0.2, 0.6))
+
+
+def log_integral_r2(log_f, half=9.0, h=0.02):
+    """log of the integral over R^2 of exp(log_f): the trapezoid rule, exponentially accurate
+    for a smooth integrand that decays fast (beyond |w| = 9 the N(0, I) prior is < e^-40)."""
+    t = np.arange(-half, half + h / 2, h)
+    a, b = np.meshgrid(t, t, indexing="ij")
+    vals = log_f(a, b)
+    top = vals.max()
+    return float(top + np.log(np.sum(np.exp(vals - top)) * h * h))
+
+
+def log_std_normal2(a, b):
+    return -np.log(2 * np.pi) - (a ** 2 + b ** 2) / 2
+
+
+def mvn_q_entropy():
+    cov = np.array(LQ) @ np.array(LQ).T
+    return 0.5 * np.linalg.slogdet(2 * np.pi * np.e * cov)[1]
+
+
+def test_a_product_of_two_components_in_a_normal_mean(tmp_path):
+    ys, sd = [0.3, -0.2, 0.5], 0.7
+    text = f"""
+[latent]
+w = {{ dist = "Normal(0, 1)", shape = 2 }}
+[observed]
+y = {{ dist = "Normal(w[0]*w[1], {sd})", data = {ys} }}
+""" + MVN_Q
+
+    def log_lik(a, b):
+        return sum(-0.5 * np.log(2 * np.pi * sd ** 2) - (y - a * b) ** 2 / (2 * sd ** 2)
+                   for y in ys)
+    rep, v = values(write(tmp_path, text))
+    elbo = gauss_expect(lambda a, b: log_std_normal2(a, b) + log_lik(a, b), MQ, LQ) \
+        + mvn_q_entropy()
+    log_ev = log_integral_r2(lambda a, b: log_std_normal2(a, b) + log_lik(a, b))
+    assert v["elbo"] == pytest.approx(elbo, abs=TOL)
+    assert v["log_evidence"] == pytest.approx(log_ev, abs=TOL)
+    assert v["kl"] == pytest.approx(log_ev - elbo, abs=TOL)
+
+
+def test_poisson_log_link_under_a_full_covariance_q(tmp_path):
+    x, ys = [0.5, -1.0, 1.5], [2, 0, 4]
+    text = f"""
+[latent]
+w = {{ dist = "Normal(0, 1)", shape = 2 }}
+[observed]
+y = {{ dist = "Poisson(exp(w[0] + w[1]*x))", data = {{ x = {x}, y = {ys} }} }}
+""" + MVN_Q
+
+    def log_lik(a, b):
+        return sum(y * (a + b * xi) - np.exp(a + b * xi) - math.lgamma(y + 1)
+                   for xi, y in zip(x, ys))
+    rep, v = values(write(tmp_path, text))
+    elbo = gauss_expect(lambda a, b: log_std_normal2(a, b) + log_lik(a, b), MQ, LQ) \
+        + mvn_q_entropy()
+    log_ev = log_integral_r2(lambda a, b: log_std_normal2(a, b) + log_lik(a, b))
+    assert v["elbo"] == pytest.approx(elbo, abs=TOL)
+    assert v["log_evidence"] == pytest.approx(log_ev, abs=TOL)
+    assert v["kl"] == pytest.approx(log_ev - elbo, abs=TOL)
+
+
+@pytest.mark.parametrize("lik, data, reason", [
+    ("Poisson(exp(w[0]*w[1]))", "[1, 0, 2]",
+     "E_q[exp(w_0*w_1)] under q(w) = MultivariateNormal(m, L) is not in the table"),
+    ("Laplace(w[0] + w[1]*x, 0.8)", "{ x = [0.5, -1.0], y = [0.3, 0.7] }",
+     "E_q[Abs(w_0 + w_1/2 - 3/10)] under q(w) = MultivariateNormal(m, L) is not in the table"),
+])
+def test_a_full_covariance_q_outside_its_table_gives_a_reason(tmp_path, lik, data, reason):
+    text = f"""
+[latent]
+w = {{ dist = "Normal(0, 1)", shape = 2 }}
+[observed]
+y = {{ dist = "{lik}", data = {data} }}
+""" + MVN_Q
+    rep, v = values(write(tmp_path, text))
+    assert v["elbo"] is None
+    assert rep["elbo"]["reason"] == reason
+
+
+def test_a_scalar_latent_whose_prior_mean_is_a_component(tmp_path):
+    ys = [0.3, 1.2]
+    text = f"""
+[latent]
+w = {{ dist = "Normal(0, 1)", shape = 2 }}
+u = "Normal(w[0], 1)"
+[observed]
+y = {{ dist = "Normal(u + w[1], 0.5)", data = {ys} }}
+[variational]
+w = "MultivariateNormal(m, L)"
+u = "Normal(mu, su)"
+[values]
+m = [0.3, 0.4]
+L = [[0.5, 0], [0.2, 0.6]]
+mu = 0.2
+su = 0.4
+"""
+    v = closed(write(tmp_path, text))
+    # u + w_1 = w_0 + e + w_1 with three independent N(0, 1): y ~ N(0, 0.25 I + 3 11^T)
+    y = np.array(ys)
+    log_ev = gauss_logpdf(y, np.zeros(2), 0.25 * np.eye(2) + 3 * np.ones((2, 2)))
+    cov = np.array(LQ) @ np.array(LQ).T
+    m, mu, su = np.array(MQ), 0.2, 0.4
+    prior_w = -math.log(2 * math.pi) - 0.5 * (m @ m + np.trace(cov))
+    prior_u = -0.5 * math.log(2 * math.pi) - 0.5 * ((mu - m[0]) ** 2 + su ** 2 + cov[0, 0])
+    lik = sum(-0.5 * math.log(2 * math.pi * 0.25) - ((yi - mu - m[1]) ** 2 + su ** 2
+              + cov[1, 1]) / 0.5 for yi in ys)
+    elbo = prior_w + prior_u + lik + mvn_q_entropy() + 0.5 * math.log(2 * math.pi * math.e
+                                                                       * su ** 2)
+    assert v["log_evidence"] == pytest.approx(log_ev, abs=TOL)
+    assert v["elbo"] == pytest.approx(elbo, abs=TOL)
+    assert v["kl"] == pytest.approx(log_ev - elbo, abs=TOL)
+
+
+def test_a_categorical_value_beyond_the_dirichlet_is_refused(tmp_path):
+    text = dirichlet().replace("[0, 1, 1]", "[0, 2]")
+    with pytest.raises(InputError) as info:
+        load_model(write(tmp_path, text))
+    assert info.value.message.startswith("[observed] c: data value 2 (item 2) is outside the "
+                                         "support of Categorical")
