@@ -939,5 +939,27 @@ def test_a_categorical_value_beyond_the_dirichlet_is_refused(tmp_path):
     text = dirichlet().replace("[0, 1, 1]", "[0, 2]")
     with pytest.raises(InputError) as info:
         load_model(write(tmp_path, text))
-    assert info.value.message.startswith("[observed] c: data value 2 (item 2) is outside the "
-                                         "support of Categorical")
+    assert info.value.message == ("[observed] c: data value 2 (item 2) is outside the "
+                                  "support of Categorical, {0, ..., 1}")
+
+
+def test_a_two_component_dirichlet_is_a_kernel_for_a_bernoulli_of_one_component(tmp_path):
+    # on the simplex of two components 1 - theta_0 is theta_1: theta_0 is a Beta(2, 3) coin,
+    # and the data 1, 0, 1, 1 make its posterior Beta(5, 4)
+    path = tmp_path / "coin.toml"
+    path.write_text('[latent]\ntheta = "Dirichlet(2, 3)"\n'
+                    '[observed]\nx = { dist = "Bernoulli(theta[0])", data = [1, 0, 1, 1] }\n'
+                    '[variational]\ntheta = "Dirichlet(alpha)"\n[values]\nalpha = [3, 4]\n')
+    rep, v = values(path)
+    lb = mpmath.log(mpmath.beta(5, 4)) - mpmath.log(mpmath.beta(2, 3))
+    assert v["log_evidence"] == pytest.approx(float(lb), abs=1e-12)
+    # KL(Beta(3, 4) || Beta(5, 4)), the two-component Dirichlets
+    def log_beta_pdf(t, a, b):
+        return (a - 1) * mpmath.log(t) + (b - 1) * mpmath.log(1 - t) - mpmath.log(mpmath.beta(a, b))
+
+    kl = mpmath.quad(lambda t: mpmath.exp(log_beta_pdf(t, 3, 4))
+                     * (log_beta_pdf(t, 3, 4) - log_beta_pdf(t, 5, 4)), [0, 1])
+    assert v["kl"] == pytest.approx(float(kl), abs=1e-10)
+    verdicts = {c["name"]: c["verdict"] for c in rep["checks"]}
+    assert verdicts["log evidence = ELBO + KL"] == "proved"
+    assert verdicts["ELBO <= log evidence"] == "proved"

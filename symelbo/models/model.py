@@ -840,6 +840,8 @@ class Model:
                 for i, v in enumerate(data):
                     if not fam.data_in_support(v, support, sparams, zero):
                         shown = "the non-negative reals" if zero else fam.SUPPORT_TEXT[support]
+                        if support == fam.FINITE:  # with its K
+                            shown = f"{{0, ..., {len(sparams) - 1}}}"
                         raise dwhere.error(f"data value {v!r} (item {i + 1}) is outside the "
                                            f"support of {obs.dist.call.name}, {shown}")
                 if obs.dist.family.discrete:
