@@ -236,3 +236,41 @@ def test_the_cubature_examples_pass():
         assert exit_status(rep) == 0
         assert all(rep[k]["value"] is not None and np.isfinite(rep[k]["value"])
                    for k in ("elbo", "log_evidence", "kl"))
+
+
+CATEGORICAL_ASSIGNMENTS = """
+[latent]
+z = { dist = "Categorical(0.2, 0.3, 0.5)", per = "x" }
+[observed]
+x = { dist = "Normal(2*z - 2, 1)", data = [-1.9, 0.1, 2.2, 1.8] }
+[variational]
+z = "Categorical(r0, r1, r2)"
+[values]
+r0 = [0.8, 0.1, 0.05, 0.05]
+r1 = [0.1, 0.8, 0.05, 0.15]
+r2 = [0.1, 0.1, 0.9, 0.8]
+"""
+
+
+def test_assignments_with_three_values_are_summed_out_exactly(tmp_path):
+    """Each z_i with values 0, 1, 2 is summed out (log sum_k exp); q's probabilities are
+    free symbols, so the identity and the gradients hold on the simplex, the last
+    probability being 1 minus the others, and the last has no derivative of its own."""
+    rep = report(load_model(write(tmp_path, CATEGORICAL_ASSIGNMENTS)))
+    x, w = [-1.9, 0.1, 2.2, 1.8], [0.2, 0.3, 0.5]
+    oracle = sum(mpmath.log(sum(wk * mpmath.exp(log_normal(mpmath.mpf(xi), 2 * k - 2, 1))
+                                for k, wk in enumerate(w))) for xi in x)
+    assert rep["log_evidence"]["value"] == pytest.approx(float(oracle), abs=1e-12)
+    r = [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.05, 0.05, 0.9], [0.05, 0.15, 0.8]]
+    elbo = sum(rk * (math.log(w[k]) + float(log_normal(mpmath.mpf(xi), 2 * k - 2, 1))
+                     - math.log(rk)) for xi, ri in zip(x, r) for k, rk in enumerate(ri))
+    assert rep["elbo"]["value"] == pytest.approx(elbo, abs=1e-12)
+    checks = {c["name"]: c for c in rep["checks"]}
+    assert checks["log evidence = ELBO + KL"]["verdict"] == "proved"
+    assert "on the simplex" in checks["log evidence = ELBO + KL"]["message"]
+    assert checks["grad ELBO = -grad KL (r0_1)"]["verdict"] == "proved"
+    assert checks["grad ELBO = -grad KL (r2_1)"]["message"] == (
+        "not made: r2_1 is 1 minus the other probabilities of q(z_1), so the derivatives "
+        "are taken along the simplex, in the others")
+    assert not any(c["verdict"] == "refuted" for c in rep["checks"])
+    assert exit_status(rep) == 0

@@ -1569,12 +1569,17 @@ class Model:
             if lat.prior.family.support == fam.INTERVAL and \
                     tuple(a.xreplace(self.values) for a in lat.prior.args) == (0, 1):
                 supports.update({z: fam.UNIT for z in lat.symbols})  # Uniform(0, 1) = Beta(1, 1)
+        # the number of values of each finite latent (a Categorical's K)
+        counts = {z: len(lat.prior.family.support_values(args))
+                  for lat in self.latents if lat.prior.family.support == fam.FINITE
+                  for z, args in zip(lat.symbols, lat.prior_args)
+                  if lat.prior.family.support_values(args) is not None}
         first_reason = None
         result = None
         orders = itertools.permutations(glob) if len(glob) <= 4 else [tuple(glob)]
         for order in orders:
             try:
-                result = eliminate(joint, loc + list(order), supports, frozenset(loc))
+                result = eliminate(joint, loc + list(order), supports, frozenset(loc), counts)
                 break
             except NoClosedForm as exc:
                 first_reason = first_reason or exc.reason
@@ -2513,7 +2518,8 @@ def _log_split(expr: sp.Expr) -> sp.Expr:
     return sp.expand(sp.log(sp.factor_terms(expr)))
 
 
-def eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = frozenset()) -> Evidence:
+def eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = frozenset(),
+              counts: dict | None = None) -> Evidence:
     """Integrate (or sum) each latent out of exp(joint) in the given order.
 
     ``local`` latents (one per observation, first in ``order``) each touch only
@@ -2531,7 +2537,8 @@ def eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = fr
         log_ints = []
         for z in local_order:
             remaining.discard(z)
-            leftover, log_int, found = _integrate_out(own[z], z, supports[z], remaining, conditions)
+            leftover, log_int, found = _integrate_out(own[z], z, supports[z], remaining, conditions,
+                                                      (counts or {}).get(z))
             posterior.append(found)
             # each piece is expanded on its own (expanding their sum would walk all of them
             # again), and only when a latent still to be integrated out is in it
@@ -2547,7 +2554,8 @@ def eliminate(joint: sp.Expr, order: list, supports: dict, local: frozenset = fr
             current = sp.expand(rest + log_int)
             continue
         remaining.discard(z)
-        rest, log_int, found = _integrate_out(current, z, supports[z], remaining, conditions)
+        rest, log_int, found = _integrate_out(current, z, supports[z], remaining, conditions,
+                                              (counts or {}).get(z))
         posterior.append(found)
         current = sp.expand(rest + log_int)
     return Evidence(current, posterior, conditions)
@@ -2597,8 +2605,11 @@ def _integrate_simplex(current: sp.Expr, zs: tuple, remaining: set, conditions: 
     return rest, log_int, Posterior(zs[0], vectors.FAMILIES["Dirichlet"], (conc,), symbols=zs)
 
 
-def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set, conditions: list):
-    """(the z-free rest of ``current``, log of the integral of exp(the z-part) over z, z's posterior)."""
+def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set, conditions: list,
+                   count: int | None = None):
+    """(the z-free rest of ``current``, log of the integral of exp(the z-part) over z, z's posterior).
+
+    ``count`` is the number of values 0 .. K-1 of a finite latent."""
     rest, coefs = _features(current, z)
     for c in coefs.values():
         if c.free_symbols & {z}:
@@ -2656,9 +2667,10 @@ def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set,
         f = sp.Add(*[c * p for p, c in coefs.items()])
         if support == fam.BINARY:
             values = [0, 1]
+        elif count is not None:
+            values = list(range(count))
         else:
-            raise NoClosedForm(f"finite latents with more than two values ({z}) are not "
-                               "summed out")
+            raise NoClosedForm(f"the values of the finite latent {z} are not known")
         logs = [sp.expand(f.subs(z, k)) for k in values]
         for v in logs:
             if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
@@ -2667,8 +2679,13 @@ def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set,
             raise NoClosedForm(f"summing {z} out leaves log(sum exp) of other latents")
         norm = sp.Add(*[sp.exp(v) for v in logs])
         log_int = sp.log(norm)
-        found = Posterior(z, fam.FAMILIES["Bernoulli"], (sp.exp(logs[1]) / norm,),
-                          tuple(v - log_int for v in logs))
+        if support == fam.BINARY:
+            found = Posterior(z, fam.FAMILIES["Bernoulli"], (sp.exp(logs[1]) / norm,),
+                              tuple(v - log_int for v in logs))
+        else:
+            found = Posterior(z, fam.FAMILIES["Categorical"],
+                              tuple(sp.exp(v) / norm for v in logs),
+                              tuple(v - log_int for v in logs))
     else:
         raise NoClosedForm(f"{z} has a countably infinite support: no finite sum")
     return rest, log_int, found

@@ -264,12 +264,15 @@ class ModelReport:
         le, el, kl = (self.exprs[k] for k in ("log_evidence", "elbo", "kl"))
         if le is not None and el is not None and kl is not None:
             diff = le - el - kl
-            if self._is_zero(diff):
+            on_simplex = self._simplex_constraints()[0]
+            if self._is_zero(diff.xreplace(on_simplex) if on_simplex else diff):
                 stats = ", ".join(sorted(str(s) for s in self.model.statistics))
                 stats = f" and data statistics ({stats})" if stats else ""
+                where = (" on the simplex of each finite factor of q (" + ", ".join(
+                    f"{k} = {v}" for k, v in on_simplex.items()) + ")") if on_simplex else ""
                 return {"name": name, "verdict": PROVED,
                         "message": "log p(X) - ELBO - KL(q || posterior) expands to 0 for all "
-                                   f"parameter values{stats}"}
+                                   f"parameter values{stats}{where}"}
             v = self.model.value(diff)
             if v is None:
                 return {"name": name, "verdict": UNKNOWN,
@@ -357,11 +360,44 @@ class ModelReport:
         except NoClosedForm:
             return []
 
+    def _simplex_constraints(self) -> tuple[dict, dict]:
+        """The finite factors of q whose probabilities are free symbols summing to 1 only at
+        the values (Categorical(r0, r1, r2)): log p(X) = ELBO + KL holds on the simplex, so
+        its derivatives are taken there, with the last probability 1 minus the others.
+        ({last: 1 - the others}, {last: why it has no derivative of its own})."""
+        free = set(self.model.variational_parameters)
+        sub, why = {}, {}
+        for lat in self.model.latents:
+            family = lat.q.family
+            if getattr(family, "support", None) != "finite":
+                continue
+            for z, args in zip(lat.symbols, lat.q_args):
+                if sp.expand(sp.Add(*args) - 1) == 0:
+                    continue
+                last = args[-1]
+                if last in free and all(last not in a.free_symbols for a in args[:-1]):
+                    sub[last] = 1 - sp.Add(*args[:-1])
+                    why[last] = (f"{last} is 1 minus the other probabilities of q({z}), so "
+                                 "the derivatives are taken along the simplex, in the others")
+                else:
+                    for a in args:
+                        for s in a.free_symbols & free:
+                            why[s] = (f"the probabilities of q({z}) sum to 1 only at the "
+                                      "values; write the last as 1 minus the others")
+        return sub, why
+
     def _gradients(self) -> list[dict]:
         out = []
         le, el, kl = (self.exprs[k] for k in ("log_evidence", "elbo", "kl"))
+        on_simplex, constrained = self._simplex_constraints()
+        if on_simplex and el is not None and kl is not None:
+            el, kl = el.xreplace(on_simplex), kl.xreplace(on_simplex)
         for p in self.model.variational_parameters:
             name = f"grad ELBO = -grad KL ({p})"
+            if p in constrained:
+                out.append({"name": name, "verdict": UNKNOWN,
+                            "message": f"{NOT_MADE}{constrained[p]}"})
+                continue
             if le is None or el is None or kl is None:
                 out.append({"name": name, "verdict": UNKNOWN,
                             "message": f"{NOT_MADE}no closed form to differentiate "
@@ -372,6 +408,9 @@ class ModelReport:
                             "message": f"log p(X) depends on the variational parameter {p}"})
                 continue
             seed = f"d log p(X)/d {p} = 0 since log p(X) does not contain {p}"
+            along = [f"{k} = {v}" for k, v in on_simplex.items() if p in v.free_symbols]
+            if along:
+                seed += f" (along the simplex: {', '.join(along)})"
             g = sp.diff(el, p) + sp.diff(kl, p)
             if self._is_zero(g):
                 out.append({"name": name, "verdict": PROVED,
