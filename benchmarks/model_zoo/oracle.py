@@ -202,6 +202,7 @@ class Q:
         self.logq = logq
         mass = self.w.sum()
         assert abs(mass - 1) < 1e-10, f"q does not integrate to 1 ({mass})"
+        self.w = self.w / mass     # the rule's error in q's mass would scale every expectation
         self.entropy = -float(np.sum(self.w * logq(self.z)))
 
     def mean(self, f):
@@ -888,6 +889,85 @@ def m53(res):
     f = "53_invgamma_q_stddev.toml"; v = values(f)
     lj = sd_joint(data(f, "x") - 2.5, lambda s: gamma(s, 3, 2))
     return one_latent(f, "pos", lj, lambda s: invgamma(s, v["a"], v["b"]), res=res)
+
+
+@oracle("54_poisson_lognormal.toml")
+def m54(res):
+    f = "54_poisson_lognormal.toml"; v = values(f); k = data(f, "k")
+    t = np.array(v["t"], float); vv = float(v["v"])
+    qm = Q(lambda z: normal(z, v["m"], v["s"]), "real", panels=60 * res)
+    Em, Em2 = qm.mean(lambda z: z), qm.mean(lambda z: z * z)
+    elbo = qm.mean(lambda z: normal(z, 1, 2)) + qm.entropy
+    for ti, ki in zip(t, k):
+        qt = Q(lambda z: normal(z, ti, vv), "real", panels=60 * res)
+        Et, Et2 = qt.mean(lambda z: z), qt.mean(lambda z: z * z)
+        elbo += -0.5 * LOG2PI - 0.5 * (Et2 - 2 * Et * Em + Em2)
+        elbo += qt.mean(lambda z: ki * z - np.exp(z) - lgamma(ki + 1)) + qt.entropy
+    # log p(k | mu) = sum_i log int N(theta | mu, 1) Poisson(k_i | exp(theta)) dtheta, by a rule in theta
+    th, tw = nodes(-40.0, 40.0, 100 * res)
+
+    def lj(mu):
+        mu = np.atleast_1d(mu)
+        out = normal(mu, 1, 2)
+        for lo in range(0, len(mu), 500):
+            m = mu[lo:lo + 500, None]
+            for ki in k:
+                out[lo:lo + 500] += lse(normal(th, m, 1) + ki * th - np.exp(th) - lgamma(ki + 1)
+                                        + np.log(tw), axis=1)
+        return out
+    return result(elbo, log_integral_1d(lj, "real", panels=200 * res))
+
+
+@oracle("55_eight_schools.toml")
+def m55(res):
+    f = "55_eight_schools.toml"; v = values(f); x = data(f, "x")
+    t = np.array(v["t"], float); vv = float(v["v"])
+    qm = Q(lambda z: normal(z, v["m"], v["s"]), "real", panels=60 * res)
+    qs = Q(lambda z: lognormal(z, v["lt"], v["ls"]), "pos", panels=60 * res)
+    Em, Em2 = qm.mean(lambda z: z), qm.mean(lambda z: z * z)
+    Elog, Einv2 = qs.mean(np.log), qs.mean(lambda z: z ** -2.0)
+    elbo = (qm.mean(lambda z: normal(z, 0, 5)) + qm.entropy
+            + qs.mean(lambda z: halfnormal(z, 2)) + qs.entropy)
+    for ti, xi in zip(t, x):
+        qt = Q(lambda z: normal(z, ti, vv), "real", panels=60 * res)
+        Et, Et2 = qt.mean(lambda z: z), qt.mean(lambda z: z * z)
+        # E[log N(theta | mu, tau)] = -log(2 pi)/2 - E[log tau] - E[tau^-2] E[(theta - mu)^2] / 2
+        elbo += -0.5 * LOG2PI - Elog - 0.5 * Einv2 * (Et2 - 2 * Et * Em + Em2)
+        elbo += qt.mean(lambda z: normal(xi, z, 1)) + qt.entropy
+
+    def lj(mu, tau):
+        out = normal(mu, 0, 5) + halfnormal(tau, 2)
+        for xi in x:
+            out = out + normal(xi, mu, np.sqrt(tau * tau + 1))
+        return out
+    return result(elbo, log_integral_2d(lj, ("real", "pos"), panels=40 * res))
+
+
+@oracle("56_logistic_two_weights.toml")
+def m56(res):
+    f = "56_logistic_two_weights.toml"; v = values(f); d = data(f, "y"); x, y = d["x"], d["y"]
+
+    def lj(w0, w1):
+        out = normal(w0, 0, 2.5) + normal(w1, 0, 2.5)
+        for xi, yi in zip(x, y):
+            eta = w0 + w1 * xi
+            out = out + (log_sigmoid(eta) if yi else log_sigmoid(-eta))
+        return out
+    q1 = Q(lambda w: normal(w, v["m0"], v["s0"]), "real", panels=30 * res)
+    q2 = Q(lambda w: normal(w, v["m1"], v["s1"]), "real", panels=30 * res)
+    return result(elbo_2d(lj, q1, q2), log_integral_2d(lj, ("real", "real"), panels=40 * res))
+
+
+@oracle("57_bimodal_narrow.toml")
+def m57(res):
+    f = "57_bimodal_narrow.toml"; v = values(f); x = data(f, "x")
+    lj = lambda t: normal(t, 1, 2) + normal_mean_sum(x, t ** 2, 0.1)
+    out = one_latent(f, "real", lj, lambda t: normal(t, v["m"], v["s"]), res=res)
+    # second route: each mode on its own, in a window around it, then their log-sum
+    halves = [log_integral_1d(lambda t: np.where(sgn * t > 0, lj(t), -np.inf), "real", panels=400)
+              for sgn in (1, -1)]
+    CHECKS[f] = out["log_evidence"] - float(np.logaddexp(*halves))
+    return out
 
 
 if __name__ == "__main__":

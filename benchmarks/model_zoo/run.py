@@ -64,7 +64,7 @@ def score(name, out, elapsed, status, want):
         category = "hang"
     else:
         category = None
-    notes, wrong, missing, worst = [], False, False, 0.0
+    notes, wrong, missing, worst = [], False, False, None
     # why no numerical fallback was given, if a check says so (the value's reason names only
     # the missing closed form)
     failed = sorted({m.group(0) for c in out.get("checks", [])
@@ -84,12 +84,13 @@ def score(name, out, elapsed, status, want):
                 notes.append(f"{key}: WRONG claims infinite ({reason}); oracle {w!r}")
             else:
                 missing = True
-                extra = f" [{'; '.join(failed)}]" if failed else ""
+                extra = [f for f in failed if f not in reason]
+                extra = f" [{'; '.join(extra)}]" if extra else ""
                 notes.append(f"{key}: not computed: {reason or '(no reason given)'}{extra}")
             continue
         value = float(value)
         if math.isfinite(value) and math.isfinite(w):
-            worst = max(worst, abs(value - w) / max(1.0, abs(w)))
+            worst = max(worst or 0.0, abs(value - w) / max(1.0, abs(w)))
         if not close(value, w):
             wrong = True
             notes.append(f"{key}: WRONG symelbo {value!r} oracle {w!r} (diff {value - w:.3g})")
