@@ -963,3 +963,73 @@ def test_a_two_component_dirichlet_is_a_kernel_for_a_bernoulli_of_one_component(
     verdicts = {c["name"]: c["verdict"] for c in rep["checks"]}
     assert verdicts["log evidence = ELBO + KL"] == "proved"
     assert verdicts["ELBO <= log evidence"] == "proved"
+
+
+MIXTURE_OF_MEANS = """
+[latent]
+mu = { dist = "Normal(0, 3)", shape = 2 }
+z = { dist = "Bernoulli(0.4)", per = "x" }
+[observed]
+x = { dist = "Normal(mu[z], 1)", data = [-2.1, -1.8, -2.5, 2.9, 3.2] }
+[variational]
+mu = "Normal(m, s)"
+z = "Bernoulli(r)"
+[values]
+m = [-2, 3]
+s = [0.5, 0.5]
+r = [0.05, 0.05, 0.05, 0.95, 0.95]
+"""
+
+
+def test_a_component_picked_by_an_assignment(tmp_path):
+    """mu[z] is sum_k [z = k] mu_k: a mixture of two unknown means. The ELBO is in closed
+    form; log p(X) sums each z_i out, then integrates mu_0, mu_1 by cubature."""
+    rep, v = values(write(tmp_path, MIXTURE_OF_MEANS))
+    x, w, r = [-2.1, -1.8, -2.5, 2.9, 3.2], (0.6, 0.4), [0.05, 0.05, 0.05, 0.95, 0.95]
+    m, s = (-2.0, 3.0), (0.5, 0.5)
+
+    def log_n(t, mean, sd):
+        return -0.5 * math.log(2 * math.pi * sd ** 2) - (t - mean) ** 2 / (2 * sd ** 2)
+
+    # E_q[log N(x | mu_k, 1)] = log N(x | m_k, 1) - s_k^2 / 2
+    elbo = sum(log_n(0, mk, 3) - (sk ** 2) / 18 + 0.5 * math.log(2 * math.pi * math.e * sk ** 2)
+               for mk, sk in zip(m, s))
+    for xi, ri in zip(x, r):
+        for k, pk in enumerate((1 - ri, ri)):
+            elbo += pk * (math.log(w[k]) + log_n(xi, m[k], 1) - s[k] ** 2 / 2 - math.log(pk))
+    assert v["elbo"] == pytest.approx(elbo, abs=TOL)
+    grid = np.linspace(-12, 12, 2401)
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    log_joint = (-0.5 * np.log(2 * np.pi * 9) - a ** 2 / 18) \
+        + (-0.5 * np.log(2 * np.pi * 9) - b ** 2 / 18)
+    for xi in x:
+        log_joint = log_joint + np.logaddexp(np.log(0.6) - 0.5 * np.log(2 * np.pi) - (xi - a) ** 2 / 2,
+                                             np.log(0.4) - 0.5 * np.log(2 * np.pi) - (xi - b) ** 2 / 2)
+    top = log_joint.max()
+    step = grid[1] - grid[0]
+    oracle = top + math.log(np.trapezoid(np.trapezoid(np.exp(log_joint - top), dx=step), dx=step))
+    assert v["log_evidence"] == pytest.approx(oracle, abs=1e-7)
+    assert v["kl"] == pytest.approx(oracle - elbo, abs=1e-7)
+
+
+@pytest.mark.parametrize("lik, latent, message, text", [
+    ("Normal(mu[z], 1)", 'z = { dist = "Categorical(0.2, 0.3, 0.5)", per = "x" }',
+     "[observed] x: mu[z] needs a latent 'z' with 2 values 0 .. 1, one for each component of "
+     "'mu'; it has 3 values", "z"),
+    ("Normal(mu[t], 1)", 't = "Normal(0, 1)"',
+     "[observed] x: an index is a number or a latent with values 0, 1, ... (Bernoulli, "
+     "Categorical); 't' is not one", "t"),
+])
+def test_an_index_by_a_latent_needs_one_value_per_component(tmp_path, lik, latent, message,
+                                                            text):
+    doc = (f'[latent]\nmu = {{ dist = "Normal(0, 1)", shape = 2 }}\n{latent}\n[observed]\n'
+           f'x = {{ dist = "{lik}", data = [0.1, 0.5] }}\n[variational]\n'
+           f'mu = "Normal(m, 1)"\n{latent.split(" = ")[0]} = '
+           + ('"Categorical(0.2, 0.3, 0.5)"' if "Categorical" in latent else '"Normal(0, 1)"')
+           + "\n")
+    path = write(tmp_path, doc)
+    with pytest.raises(InputError) as info:
+        load_model(path)
+    assert info.value.message == message
+    line = doc.splitlines()[info.value.line - 1]
+    assert line[info.value.column - 1] == text

@@ -765,6 +765,7 @@ class Model:
             lat.q.args = self._args(lat.q, values)
         for obs in self.observed:
             obs.dist.args = self._args(obs.dist, values)
+        self._check_latent_indices(latents)
 
         # 5. Data.
         #: The n of each Binomial likelihood, as a number.
@@ -1051,6 +1052,28 @@ class Model:
                                       "scale_tril must be positive")
                 if j <= i:
                     values[rows[i][j]] = v
+
+    def _check_latent_indices(self, latents: dict):
+        """mu[z] needs a z with exactly as many values as mu has components."""
+        dists = [d for lat in latents.values() for d in (lat.prior, lat.q)] + \
+            [o.dist for o in self.observed]
+        for dist in dists:
+            for arg in dist.call.args:
+                nodes = arg.tree.find_data("index_by") if hasattr(arg.tree, "find_data") else ()
+                for node in nodes:
+                    name, by = str(node.children[0]), str(node.children[1])
+                    lat = latents.get(by)
+                    count = None
+                    if lat is not None:
+                        values = lat.prior.family.support_values(lat.prior.args)
+                        count = len(values) if values is not None else None
+                    want = len(self._symbols[name])
+                    if count != want:
+                        shown = f"{count} values" if count is not None else "no finite values"
+                        raise dist.where.error(
+                            f"{name}[{by}] needs a latent {by!r} with {want} values 0 .. "
+                            f"{want - 1}, one for each component of {name!r}; it has {shown}",
+                            node.children[1].column)
 
     @staticmethod
     def _check_vector_laws(lat: Latent):
@@ -1410,6 +1433,11 @@ class Model:
         def table(family, part, z, args):
             found = _table_expect(family, part, z, args, sink is not None)
             conditions[(z, part)] = found[1]
+            if any(c.is_positive is False for c, _ in found[1]):
+                # infinite whatever the values (a StudentT's df written as 2 in E[x^2]): the
+                # formula would divide by 0, so the closed form keeps the expectation as a
+                # name, and its Divergence makes the value infinite
+                return sp.Symbol(f"E_q[{part}]", positive=True)
             return found[0]
 
         blocks = self._blocks()

@@ -133,6 +133,10 @@ def names(node) -> list[str]:
         if n.data == "index":
             walk(n.children[0])
             return
+        if n.data == "index_by":
+            walk(n.children[0])
+            walk(n.children[1])
+            return
         for child in n.children:
             walk(child)
 
@@ -313,6 +317,19 @@ def to_sympy(arg: Arg, symbols: dict[str, sp.Symbol], where: Where) -> sp.Expr:
                 raise err(position, f"{name!r} has components {name}[0] ... "
                                     f"{name}[{len(found) - 1}], not {name}[{position}]")
             return found[k]
+        if kind == "index_by":
+            # mu[z] with z a finite latent: sum_k [z = k] mu_k, the component z picks
+            name, by = str(kids[0]), str(kids[1])
+            found = symbols.get(name)
+            if not isinstance(found, tuple):
+                raise err(kids[0], f"{name!r} is not a vector: it takes no index"
+                          if found is not None else f"unknown name {name!r}")
+            index = symbols.get(by)
+            if not isinstance(index, sp.Symbol) or not (index.is_integer and
+                                                        index.is_nonnegative):
+                raise err(kids[1], f"an index is a number or a latent with values 0, 1, ... "
+                                   f"(Bernoulli, Categorical); {by!r} is not one")
+            return sp.Add(*[sp.KroneckerDelta(index, k) * c for k, c in enumerate(found)])
         if kind == "number":
             return build(kids[0])
         if kind == "name":
