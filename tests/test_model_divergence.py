@@ -5,6 +5,7 @@ hung runs under its budget. Every value is checked against mpmath quadrature at 
 
 from __future__ import annotations
 
+import math
 import time
 
 import mpmath
@@ -322,3 +323,25 @@ v = 0.05
         log_ev = mpmath.log(mpmath.quad(joint, [-mpmath.inf, -3.01, -3, -2.99, 0, 2.99, 3, 3.01,
                                                 mpmath.inf]))
     assert abs(rep["log_evidence"]["value"] - float(log_ev)) < 1e-12
+
+
+@pytest.mark.parametrize("q, what", [
+    # the df of a StudentT written as 2: E[mu^2] = m^2 + s^2 df / (df - 2) would divide by 0
+    ('"StudentT(2, m, s)"\n[values]\nm = 10.5\ns = 0.3\n', "E_q[mu**2]"),
+    # a Gamma's shape written as 1 on a Normal's std: E[mu^-2] = b^2 / ((a - 1)(a - 2))
+    ('"Gamma(1, b)"\n[values]\nb = 0.5\n', "E_q[mu**(-2)]"),
+])
+def test_an_entry_infinite_for_every_value_is_kept_as_a_name(tmp_path, q, what):
+    """A table entry whose condition fails for the written numbers themselves is infinite
+    whatever the values: the closed form keeps it as a name (never a division by 0, never
+    an internal error), and the value is infinite with the reason."""
+    lik = "Normal(mu, 1)" if "StudentT" in q else "Normal(0, mu)"
+    prior = '"Normal(10, 3)"' if "StudentT" in q else '"Gamma(2, 1)"'
+    model, rep = run(tmp_path, f'[latent]\nmu = {prior}\n[observed]\n'
+                               f'x = {{ dist = "{lik}", data = [10.8, 9.6, 11.4] }}\n'
+                               f'[variational]\nmu = {q}')
+    assert rep["elbo"]["value"] == -math.inf and rep["kl"]["value"] == math.inf
+    assert what in rep["elbo"]["expr"]
+    assert "is infinite at [values]" in rep["elbo"]["reason"]
+    assert math.isfinite(rep["log_evidence"]["value"])
+    assert exit_status(rep) == 1

@@ -882,6 +882,10 @@ def mp_eval(expr: sp.Expr, env: dict) -> "mpmath.mpf":
             return mpmath.mpf(int(e.p)) / int(e.q)
         if e.is_Float:
             return mpmath.mpf(e._mpf_)
+        if e is sp.oo or e is -sp.oo:
+            return mpmath.inf if e is sp.oo else -mpmath.inf
+        if e is sp.zoo or e is sp.nan:
+            return mpmath.nan
         if e is sp.pi:
             return +mpmath.pi
         if e is sp.E:
