@@ -122,6 +122,11 @@ class ModelReport:
                 if self.exprs[key] is None:
                     self.values[key] = self.quad[key]
                     self.reasons[key] += _quad_source(self.quad, key)
+        elif self._quad_failed:
+            # the numeric route ran and gave nothing: say so with each missing value
+            for key in ("elbo", "log_evidence", "kl"):
+                if self.exprs[key] is None:
+                    self.reasons[key] += f"; {self._quad_reason}"
         #: Quantities that are infinite (or undefined) at [values], with the reason.
         self.divergent: dict[str, str] = self._divergent()
         for key, reason in self.divergent.items():
