@@ -12,6 +12,7 @@ mutant false there must come back ``refuted``, never ``proved`` or
 
 from __future__ import annotations
 
+import functools
 import random
 
 import mpmath
@@ -182,34 +183,50 @@ def false_on_fresh_instances(step: Step) -> bool:
     return False
 
 
-def test_no_mutant_false_on_fresh_instances_is_accepted():
-    counts = {"mutants": 0, "refuted": 0, "accepted (equivalent)": 0, "other": 0}
-    false_acceptances = []
-    options = CheckOptions(budget=5)
-    seen = set()
+#: The mutants are checked in this many shards, so that parallel workers share them.
+SHARDS = 6
+
+
+@functools.lru_cache(maxsize=None)
+def all_mutants() -> tuple:
+    """(where, description, mutant) for every distinct mutant of every source step."""
+    out, seen = [], set()
     for where, step in source_steps():
         for description, mutant in mutants(step):
             key = (evaluate(mutant.lhs), mutant.relation, evaluate(mutant.rhs))
-            if key in seen:
-                continue
-            seen.add(key)
-            counts["mutants"] += 1
-            result = check_step(mutant, options)
-            if result.verdict == "refuted":
-                counts["refuted"] += 1
-                assert result.counterexample, (where, description)
-                continue
-            false = false_on_fresh_instances(mutant)
-            if result.verdict in ("proved", "tested"):
-                if false:
-                    false_acceptances.append((where, description, str(mutant.lhs), mutant.relation,
-                                              str(mutant.rhs), result.verdict))
-                else:
-                    counts["accepted (equivalent)"] += 1
+            if key not in seen:
+                seen.add(key)
+                out.append((where, description, mutant))
+    return tuple(out)
+
+
+def test_there_are_enough_mutants():
+    assert len(all_mutants()) > 300
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_no_mutant_false_on_fresh_instances_is_accepted(shard):
+    counts = {"mutants": 0, "refuted": 0, "accepted (equivalent)": 0, "other": 0}
+    false_acceptances = []
+    options = CheckOptions(budget=5)
+    for where, description, mutant in all_mutants()[shard::SHARDS]:
+        counts["mutants"] += 1
+        result = check_step(mutant, options)
+        if result.verdict == "refuted":
+            counts["refuted"] += 1
+            assert result.counterexample, (where, description)
+            continue
+        false = false_on_fresh_instances(mutant)
+        if result.verdict in ("proved", "tested"):
+            if false:
+                false_acceptances.append((where, description, str(mutant.lhs), mutant.relation,
+                                          str(mutant.rhs), result.verdict))
             else:
-                counts["other"] += 1
-    print("\nmutation testing:", ", ".join(f"{k}: {v}" for k, v in counts.items()))
-    assert counts["mutants"] > 300
+                counts["accepted (equivalent)"] += 1
+        else:
+            counts["other"] += 1
+    print(f"\nmutation testing, shard {shard}:", ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    assert counts["mutants"] > 300 // SHARDS
     assert not false_acceptances, false_acceptances
 
 
