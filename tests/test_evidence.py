@@ -274,3 +274,46 @@ def test_assignments_with_three_values_are_summed_out_exactly(tmp_path):
         "are taken along the simplex, in the others")
     assert not any(c["verdict"] == "refuted" for c in rep["checks"])
     assert exit_status(rep) == 0
+
+
+SCHOOLS = """
+[latent]
+mu = "Normal(0, 5)"
+tau = "HalfNormal(2)"
+theta = { dist = "Normal(mu, tau)", per = "x" }
+[observed]
+x = { dist = "Normal(theta, 1)", data = [2.8, 0.8, -0.3, 1.2] }
+[variational]
+mu = "Normal(m, s)"
+tau = "LogNormal(lt, ls)"
+theta = "Normal(t, v)"
+[values]
+m = 0.8
+s = 0.45
+lt = -0.3
+ls = 0.6
+t = [1.6, 0.8, 0.3, 1.0]
+v = 0.6
+"""
+
+
+def test_a_spread_near_zero_is_integrated_without_cancellation(tmp_path):
+    """Integrating the schools' effects and mu out leaves rational functions of tau such as
+    4/tau**2 - 4/(tau**4 + tau**2): as written, doubles lose them near tau = 0 (where the
+    cubature's box reaches); as one cancelled fraction they are exact. Oracle: x_i ~
+    Normal(mu, sqrt(tau^2 + 1)) integrated over (mu, log tau) on a fine grid."""
+    rep = report(load_model(write(tmp_path, SCHOOLS)))
+    x = np.array([2.8, 0.8, -0.3, 1.2])
+    mu = np.linspace(-25, 25, 2001)[:, None]
+    u = np.linspace(-30, 3.5, 2001)[None, :]      # tau = exp(u)
+    tau = np.exp(u)
+    sd = np.sqrt(tau ** 2 + 1)
+    log_f = (-0.5 * np.log(2 * np.pi * 25) - mu ** 2 / 50
+             + 0.5 * np.log(2 / np.pi) - np.log(2) - tau ** 2 / 8 + u)   # HalfNormal(2), dtau
+    for xi in x:
+        log_f = log_f - 0.5 * np.log(2 * np.pi) - np.log(sd) - (xi - mu) ** 2 / (2 * sd ** 2)
+    top = log_f.max()
+    inner = np.trapezoid(np.exp(log_f - top), dx=u[0, 1] - u[0, 0], axis=1)
+    oracle = top + math.log(np.trapezoid(inner, dx=mu[1, 0] - mu[0, 0]))
+    assert rep["log_evidence"]["value"] == pytest.approx(oracle, abs=1e-7)
+    assert "cubature over tau" in rep["log_evidence"]["reason"]

@@ -1994,12 +1994,34 @@ def _cubature_parts(joint: sp.Expr, glob: list, loc: list, supports: dict,
                 reason = reason or exc.reason
                 continue
             if ev is None:
-                return current, rest, conditions, done
+                return _compact(current, rest), rest, conditions, done
             steps = done + [", ".join(map(str, subset)) + " integrated out exactly given "
                             + ", ".join(map(str, rest))]
-            return ev.log_evidence, rest, conditions + list(ev.conditions), steps
+            return (_compact(ev.log_evidence, rest), rest,
+                    [(_compact(c, rest), what) for c, what in conditions + list(ev.conditions)],
+                    steps)
     raise NoClosedForm(f"more than {multi.MAX_DIMENSIONS} latents remain after the exact "
                        f"steps ({reason})")
+
+
+def _compact(expr: sp.Expr, latents: list) -> sp.Expr:
+    """``expr`` with each rational function of the latents left (a log's argument, a
+    term) as one cancelled fraction: integrating tau's children out leaves
+    4/tau**2 - 4/(tau**4 + tau**2), which doubles evaluate as the difference of two numbers
+    near 1e26 at tau = 1e-13 (0, or below it), where it is 4/(tau**2 + 1)."""
+    def cancelled(e):
+        return sp.cancel(e) if e.is_rational_function(*latents) else e
+
+    try:
+        with time_budget(2.0):
+            if expr.is_rational_function(*latents):
+                return sp.cancel(expr)
+            out = expr.replace(lambda e: isinstance(e, sp.log),
+                               lambda e: sp.log(cancelled(e.args[0])))
+            return sp.Add(*[cancelled(t) if t.free_symbols & set(latents) else t
+                            for t in sp.Add.make_args(out)])
+    except BudgetExceeded:
+        return expr
 
 
 def quadrature_too_rough(result: dict) -> str | None:
