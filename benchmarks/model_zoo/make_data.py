@@ -47,6 +47,23 @@ def main():
     arr = np.zeros(n, dtype=[("x", "<f8"), ("y", "<f8")])
     arr["x"], arr["y"] = xb, yb
     np.save(os.path.join(HERE, "regression_1e5.npy"), arr)
+    vectors()
+
+
+def vectors():
+    """Data of the vector-latent models, from a seed of their own (the files above unchanged)."""
+    rng = np.random.default_rng(20261202)
+    # 30 rows of a linear regression with two correlated covariates:
+    # y = 0.5 + 1.2 x1 - 0.7 x2 + N(0, 0.5)
+    x1 = np.round(rng.normal(0, 1, 30), 2)
+    x2 = np.round(0.6 * x1 + 0.8 * rng.normal(0, 1, 30), 2)
+    y = np.round(0.5 + 1.2 * x1 - 0.7 * x2 + rng.normal(0, 0.5, 30), 2)
+    write_csv("regression3_30.csv", ["x1", "x2", "y"],
+              [[float(v) for v in x1], [float(v) for v in x2], [float(v) for v in y]])
+    # 25 counts with a covariate: y ~ Poisson(exp(0.8 + 0.5 x))
+    xp = np.round(rng.uniform(-2, 2, 25), 2)
+    yp = rng.poisson(np.exp(0.8 + 0.5 * xp))
+    write_csv("poisson_25.csv", ["x", "y"], [[float(v) for v in xp], [int(v) for v in yp]])
 
 
 if __name__ == "__main__":

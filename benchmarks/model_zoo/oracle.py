@@ -18,6 +18,7 @@ import os
 import tomllib
 from math import lgamma, log, pi
 
+import mpmath
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
@@ -226,6 +227,13 @@ def elbo_2d(logjoint, q1, q2):
 
 def log_integral_2d(logf, kinds, panels=40):
     """log of the double integral of exp(logf(z1, z2)): a 2-D region scan, then a tensor rule."""
+    _, _, logw = rule_2d(logf, kinds, panels)
+    return float(lse(logw))
+
+
+def rule_2d(logf, kinds, panels=40):
+    """(Z1, Z2, logW): nodes of a tensor rule over the region where exp(logf) is within e^-80
+    of its peak, with logW = logf + log Jacobian + log weight, so sum(exp(logW) g) = int f g."""
     (z1, j1, _), (z2, j2, _) = transform(kinds[0]), transform(kinds[1])
     g = lambda U1, U2: logf(z1(U1), z2(U2)) + j1(U1) + j2(U2)
     (a1, b1), (a2, b2) = box_of(kinds[0]), box_of(kinds[1])
@@ -251,7 +259,7 @@ def log_integral_2d(logf, kinds, panels=40):
     x2, w2 = nodes(a2, b2, panels)
     U1, U2 = np.meshgrid(x1, x2, indexing="ij")
     with np.errstate(all="ignore"):
-        return float(lse(g(U1, U2) + np.log(np.outer(w1, w2))))
+        return z1(U1), z2(U2), g(U1, U2) + np.log(np.outer(w1, w2))
 
 
 def oracle(name, fine=None):
@@ -968,6 +976,334 @@ def m57(res):
               for sgn in (1, -1)]
     CHECKS[f] = out["log_evidence"] - float(np.logaddexp(*halves))
     return out
+
+
+# -- vector latents ------------------------------------------------------------------------------
+def digamma(x):
+    return float(mpmath.digamma(x))
+
+
+def dirichlet(thetas, a):
+    """log Dirichlet(theta | a) at the components thetas (arrays of one shape)."""
+    return (lgamma(sum(a)) - sum(lgamma(ak) for ak in a)
+            + sum((ak - 1) * np.log(t) for ak, t in zip(a, thetas)))
+
+
+def log_beta_fn(a):
+    return sum(lgamma(ak) for ak in a) - lgamma(sum(a))
+
+
+def dirichlet_entropy(a):
+    a0, K = sum(a), len(a)
+    return log_beta_fn(a) + (a0 - K) * digamma(a0) - sum((ak - 1) * digamma(ak) for ak in a)
+
+
+def simplex3(u1, u2):
+    """Stick-breaking onto the 2-simplex in logit coordinates u1, u2 (real):
+    theta = (s(u1), s(-u1) s(u2), s(-u1) s(-u2)), s the logistic function, each component
+    formed without cancellation; the area element d theta_0 d theta_1 is
+    s(u1) s(-u1)^2 s(u2) s(-u2) du1 du2."""
+    s = lambda t: 1 / (1 + np.exp(-t))
+    th = (s(u1), s(-u1) * s(u2), s(-u1) * s(-u2))
+    logj = log_sigmoid(u1) + 2 * log_sigmoid(-u1) + log_sigmoid(u2) + log_sigmoid(-u2)
+    return th, logj
+
+
+def simplex3_log_integral(logf, panels):
+    """log of the integral of exp(logf(theta)) over the open 2-simplex (Lebesgue measure in
+    theta_0, theta_1)."""
+    def g(u1, u2):
+        th, logj = simplex3(u1, u2)
+        return logf(th) + logj
+    return log_integral_2d(g, ("real", "real"), panels=panels)
+
+
+def simplex3_mean(logq, h, panels):
+    """E_q[h(theta)] over the 2-simplex by the same rule (q's mass asserted to be 1)."""
+    def g(u1, u2):
+        th, logj = simplex3(u1, u2)
+        return logq(th) + logj
+    U1, U2, logw = rule_2d(g, ("real", "real"), panels=panels)
+    w = np.exp(logw)
+    assert abs(w.sum() - 1) < 1e-10, f"q does not integrate to 1 ({w.sum()})"
+    th, _ = simplex3(U1, U2)
+    with np.errstate(all="ignore"):
+        return float(np.sum(w * h(th)) / w.sum())
+
+
+def mvn(W, m, S):
+    """log N(w | m, S) at points W of shape (..., K)."""
+    K = len(m)
+    d = W - m
+    P = np.linalg.inv(S)
+    return (-0.5 * K * LOG2PI - 0.5 * np.linalg.slogdet(S)[1]
+            - 0.5 * np.einsum("...i,ij,...j->...", d, P, d))
+
+
+def mvn_entropy(S):
+    return 0.5 * len(S) * (1 + LOG2PI) + 0.5 * np.linalg.slogdet(S)[1]
+
+
+def tril(v, key):
+    L = np.array(v[key], float)
+    assert np.allclose(L, np.tril(L)) and np.all(np.diag(L) > 0)
+    return L
+
+
+@oracle("58_dirichlet_die.toml")
+def m58(res):
+    f = "58_dirichlet_die.toml"; al = [float(a) for a in values(f)["alpha"]]; x = data(f, "x")
+    n = [int(np.sum(x == k)) for k in range(3)]
+    lj = lambda th: dirichlet(th, (2, 2, 2)) + sum(c * np.log(t) for c, t in zip(n, th))
+    logq = lambda th: dirichlet(th, al)
+    logp = simplex3_log_integral(lj, 40 * res)
+    elbo = simplex3_mean(logq, lambda th: lj(th) - logq(th), 40 * res)
+    # second route: conjugacy and the Dirichlet's E[log theta_k] = psi(a_k) - psi(a_0)
+    post = [2 + c for c in n]
+    exact_logp = log_beta_fn(post) - log_beta_fn((2, 2, 2))
+    elog = [digamma(a) - digamma(sum(al)) for a in al]
+    exact_elbo = (-log_beta_fn((2, 2, 2)) + sum((p - 1) * e for p, e in zip(post, elog))
+                  + dirichlet_entropy(al))
+    CHECKS[f] = max(abs(logp - exact_logp), abs(elbo - exact_elbo))
+    return result(elbo, logp)
+
+
+@oracle("67_dirichlet_two_bernoulli.toml")
+def m67(res):
+    f = "67_dirichlet_two_bernoulli.toml"; al = [float(a) for a in values(f)["alpha"]]
+    x = data(f, "x"); h, n = x.sum(), len(x)
+    # the 1-simplex in theta_0 (theta_1 = 1 - theta_0), measure d theta_0
+    lj = lambda t: dirichlet((t, 1 - t), (2, 3)) + h * np.log(t) + (n - h) * np.log1p(-t)
+    out = one_latent(f, UNIT, lj, lambda t: dirichlet((t, 1 - t), al), res=res)
+    elog = [digamma(a) - digamma(sum(al)) for a in al]
+    exact_elbo = (-log_beta_fn((2, 3)) + (1 + h) * elog[0] + (2 + n - h) * elog[1]
+                  + dirichlet_entropy(al))
+    exact_logp = log_beta_fn((2 + h, 3 + n - h)) - log_beta_fn((2, 3))
+    CHECKS[f] = max(abs(out["log_evidence"] - exact_logp), abs(out["elbo"] - exact_elbo))
+    return out
+
+
+def gaussian_linear(f, X, y, sigma, m0, S0, m, S):
+    """ELBO of q = N(m, S) and log p(y) for y ~ N(X w, sigma^2 I), w ~ N(m0, S0), by hand."""
+    n, K = X.shape
+    P0 = np.linalg.inv(S0)
+    r = y - X @ m
+    e_lik = -n * (0.5 * LOG2PI + log(sigma)) - (r @ r + np.trace(X @ S @ X.T)) / (2 * sigma ** 2)
+    d = m - m0
+    e_prior = (-0.5 * K * LOG2PI - 0.5 * np.linalg.slogdet(S0)[1]
+               - 0.5 * (np.trace(P0 @ S) + d @ P0 @ d))
+    elbo = e_lik + e_prior + mvn_entropy(S)
+    # log p(y): y ~ N(X m0, sigma^2 I + X S0 X^T), the n x n covariance
+    C = sigma ** 2 * np.eye(n) + X @ S0 @ X.T
+    e = y - X @ m0
+    logp = -0.5 * (n * LOG2PI + np.linalg.slogdet(C)[1] + e @ np.linalg.solve(C, e))
+    # second route: the posterior N(mp, Sp) by its precision; log p(y) = log p(y, w) - log p(w | y)
+    # at w = mp, and log p(y) - ELBO = KL(q || posterior) in closed form
+    Pp = X.T @ X / sigma ** 2 + P0
+    Sp = np.linalg.inv(Pp)
+    mp = Sp @ (X.T @ y / sigma ** 2 + P0 @ m0)
+    rr = y - X @ mp
+    logp2 = (-n * (0.5 * LOG2PI + log(sigma)) - rr @ rr / (2 * sigma ** 2) + mvn(mp, m0, S0)
+             - mvn(mp, mp, Sp))
+    dm = mp - m
+    kl = 0.5 * (np.trace(Pp @ S) + dm @ Pp @ dm - K + np.linalg.slogdet(Sp)[1] - np.linalg.slogdet(S)[1])
+    CHECKS[f] = max(abs(logp - logp2), abs((logp - elbo) - kl))
+    return result(elbo, logp), (mp, Sp)
+
+
+def regression3(f):
+    d = data(f, "y")
+    return np.column_stack([np.ones(len(d["y"])), d["x1"], d["x2"]]), d["y"]
+
+
+def regression3_q(f):
+    v = values(f); m = np.array(v["m"], float)
+    if "L" in v:
+        L = tril(v, "L")
+        return m, L @ L.T
+    return m, np.diag(np.array(v["s"], float) ** 2)
+
+
+@oracle("59_regression3_full.toml")
+def m59(res):
+    f = "59_regression3_full.toml"; X, y = regression3(f)
+    return gaussian_linear(f, X, y, 0.5, np.zeros(3), 4 * np.eye(3), *regression3_q(f))[0]
+
+
+@oracle("60_regression3_diagonal.toml")
+def m60(res):
+    f = "60_regression3_diagonal.toml"; X, y = regression3(f)
+    return gaussian_linear(f, X, y, 0.5, np.zeros(3), 4 * np.eye(3), *regression3_q(f))[0]
+
+
+@oracle("61_regression3_exact_q.toml")
+def m61(res):
+    f = "61_regression3_exact_q.toml"; X, y = regression3(f)
+    m, S = regression3_q(f)
+    out, (mp, Sp) = gaussian_linear(f, X, y, 0.5, np.zeros(3), 4 * np.eye(3), m, S)
+    # the file's m and L are the posterior's, to the digits written
+    assert np.max(np.abs(m - mp)) < 1e-12 and np.max(np.abs(tril(values(f), "L") - np.linalg.cholesky(Sp))) < 1e-12
+    return out
+
+
+@oracle("62_mvn_prior_weights.toml")
+def m62(res):
+    f = "62_mvn_prior_weights.toml"; v = values(f); d = data(f, "y")
+    X = np.column_stack([np.ones(len(d["y"])), d["x"]])
+    L0, L = tril(v, "L0"), tril(v, "L")
+    return gaussian_linear(f, X, d["y"], 0.5, np.array(v["m0"], float), L0 @ L0.T,
+                           np.array(v["m"], float), L @ L.T)[0]
+
+
+@oracle("63_poisson_regression_mvn.toml")
+def m63(res):
+    f = "63_poisson_regression_mvn.toml"; v = values(f); d = data(f, "y"); x, y = d["x"], d["y"]
+    m = np.array(v["m"], float); L = tril(v, "L"); S = L @ L.T
+    const = -sum(lgamma(c + 1) for c in y)
+
+    def lj(w0, w1):
+        out = normal(w0, 0, 1) + normal(w1, 0, 1) + const
+        for xi, yi in zip(x, y):
+            eta = w0 + w1 * xi
+            out = out + yi * eta - np.exp(eta)
+        return out
+    # ELBO in closed form: E[exp(a.w)] = exp(a.m + a.S.a / 2), a = (1, x_i)
+    A = np.column_stack([np.ones(len(x)), x])
+    elbo = (math.fsum(y * (A @ m)) - math.fsum(np.exp(A @ m + 0.5 * np.einsum("ij,jk,ik->i", A, S, A)))
+            + const + sum(-0.5 * LOG2PI - 0.5 * (m[k] ** 2 + S[k, k]) for k in range(2)) + mvn_entropy(S))
+    logp = log_integral_2d(lj, ("real", "real"), panels=40 * res)
+    # second routes: the ELBO by a 2-D rule under q (log q included); log p(y) by a fixed
+    # tensor rule in q's whitened coordinates w = m + L u
+    logq = lambda w0, w1: mvn(np.stack([w0, w1], -1), m, S)
+    W0, W1, lw = rule_2d(logq, ("real", "real"), panels=30)
+    w = np.exp(lw)
+    assert abs(w.sum() - 1) < 1e-10
+    elbo2 = float(np.sum(w * (lj(W0, W1) - logq(W0, W1))) / w.sum())
+    u, uw = nodes(-25.0, 25.0, 120)
+    U1, U2 = np.meshgrid(u, u, indexing="ij")
+    Wz = m + np.stack([U1, U2], -1) @ L.T
+    g = lj(Wz[..., 0], Wz[..., 1]) + np.log(np.outer(uw, uw)) + np.log(np.diag(L)).sum()
+    edge = max(g[0].max(), g[-1].max(), g[:, 0].max(), g[:, -1].max())
+    assert edge < g.max() - DROP, "the whitened box is too small"
+    CHECKS[f] = max(abs(elbo - elbo2), abs(logp - float(lse(g))))
+    return result(elbo, logp)
+
+
+@oracle("64_mixture_unknown_means.toml")
+def m64(res):
+    f = "64_mixture_unknown_means.toml"; v = values(f); x = data(f, "x"); r = np.array(v["r"], float)
+    m, s = np.array(v["m"], float), np.array(v["s"], float)
+    # z_i = 0 picks mu[0] (q weight 1 - r_i), z_i = 1 picks mu[1] (weight r_i); prior weights 0.5
+    e_lik = lambda k: -0.5 * LOG2PI - ((x - m[k]) ** 2 + s[k] ** 2) / 2
+    elbo = (sum(-0.5 * LOG2PI - log(3) - (m[k] ** 2 + s[k] ** 2) / 18 + 0.5 * (1 + LOG2PI) + log(s[k])
+                for k in range(2))
+            + math.fsum(log(0.5) + (1 - r) * e_lik(0) + r * e_lik(1) + bern_entropy(r)))
+
+    def lj(m0, m1):
+        out = normal(m0, 0, 3) + normal(m1, 0, 3)
+        for xi in x:
+            out = out + np.logaddexp(log(0.5) + normal(xi, m0, 1), log(0.5) + normal(xi, m1, 1))
+        return out
+    logp = log_integral_2d(lj, ("real", "real"), panels=40 * res)
+    # second routes: the ELBO by tensor rules under q's two factors (z summed by hand);
+    # log p(x) exactly, as a sum over all 2^n assignments of two conjugate Normal evidences
+    def g(m0, m1):
+        out = normal(m0, 0, 3) + normal(m1, 0, 3)
+        for xi, ri in zip(x, r):
+            out = out + log(0.5) + (1 - ri) * normal(xi, m0, 1) + ri * normal(xi, m1, 1)
+        return out + math.fsum(bern_entropy(r))
+    q1 = Q(lambda z: normal(z, m[0], s[0]), "real", panels=30)
+    q2 = Q(lambda z: normal(z, m[1], s[1]), "real", panels=30)
+    elbo2 = elbo_2d(g, q1, q2)
+
+    def group(xs):      # log of int N(mu | 0, 3) prod_i N(x_i | mu, 1) dmu
+        k = len(xs)
+        return (-0.5 * k * LOG2PI - 0.5 * log(1 + 9 * k)
+                - 0.5 * (math.fsum(xs * xs) - 9 * math.fsum(xs) ** 2 / (1 + 9 * k)))
+    terms = []
+    for bits in range(2 ** len(x)):
+        sel = np.array([(bits >> i) & 1 for i in range(len(x))], bool)
+        terms.append(len(x) * log(0.5) + group(x[~sel]) + group(x[sel]))
+    CHECKS[f] = max(abs(elbo - elbo2), abs(logp - float(lse(np.array(terms)))))
+    return result(elbo, logp)
+
+
+@oracle("65_mixture_three_dirichlet.toml")
+def m65(res):
+    f = "65_mixture_three_dirichlet.toml"; v = values(f); x = data(f, "x")
+    al = [float(a) for a in v["alpha"]]
+    R = np.array([v[k] for k in ("r0", "r1", "r2")], float)          # R[k, i] = q(z_i = k)
+    N = np.array([normal(x, -2 + 2 * k, 1) for k in range(3)])        # N[k, i] = log N(x_i | mu_k, 1)
+    c = R.sum(axis=1)
+    rest = math.fsum((R * (N - np.log(R))).ravel())
+    # closed form: E[log Dirichlet(pi | 1,1,1)] = log 2, E[log pi_k] = psi(alpha_k) - psi(alpha_0)
+    elog = [digamma(a) - digamma(sum(al)) for a in al]
+    elbo = log(2) + sum(ck * e for ck, e in zip(c, elog)) + rest + dirichlet_entropy(al)
+    def lj(th):
+        out = log(2)
+        for i in range(len(x)):
+            out = out + np.logaddexp.reduce([np.log(th[k]) + N[k, i] for k in range(3)])
+        return out
+    logp = simplex3_log_integral(lj, 40 * res)
+    # second routes: the ELBO by the simplex rule under q; log p(x) exactly, a sum over the
+    # 3^n assignments of prod_i N(x_i | mu_{z_i}) B(1 + counts) / B(1, 1, 1)
+    logq = lambda th: dirichlet(th, al)
+    elbo2 = simplex3_mean(logq, lambda th: log(2) + sum(ck * np.log(t) for ck, t in zip(c, th)) + rest
+                          - logq(th), 40)
+    n = len(x)
+    Z = np.array(np.meshgrid(*[np.arange(3)] * n, indexing="ij")).reshape(n, -1).T
+    lik = N[Z, np.arange(n)].sum(axis=1)
+    counts = np.stack([(Z == k).sum(axis=1) for k in range(3)], axis=1)
+    lb = np.array([log_beta_fn(1 + cc) for cc in counts]) - log_beta_fn((1, 1, 1))
+    CHECKS[f] = max(abs(elbo - elbo2), abs(logp - float(lse(lik + lb))))
+    return result(elbo, logp)
+
+
+@oracle("66_hierarchical_weights.toml")
+def m66(res):
+    f = "66_hierarchical_weights.toml"; v = values(f); d = data(f, "y"); x, y = d["x"], d["y"]
+    a, b = float(v["a"]), float(v["b"]); m = np.array(v["m"], float); L = tril(v, "L"); S = L @ L.T
+    X = np.column_stack([np.ones(len(y)), x]); n, sig = len(y), 0.5
+    Elt, Et = digamma(a) - log(b), a / b
+    r = y - X @ m
+    e_lik = -n * (0.5 * LOG2PI + log(sig)) - (r @ r + np.trace(X @ S @ X.T)) / (2 * sig ** 2)
+    Ew2 = m ** 2 + np.diag(S)
+    e_w = sum(-0.5 * LOG2PI + 0.5 * Elt - 0.5 * Et * Ew2[k] for k in range(2))
+    e_tau = -lgamma(2) + Elt - Et                                    # E[log Gamma(tau | 2, 1)]
+    h_tau = a - log(b) + lgamma(a) + (1 - a) * digamma(a)
+    elbo = e_tau + e_w + e_lik + h_tau + mvn_entropy(S)
+    # log p(y) = int Gamma(tau | 2, 1) N(y | 0, sig^2 I + X X^T / tau) dtau, the n x n
+    # covariance diagonalised once (X X^T = U diag(lam) U^T)
+    lam, U = np.linalg.eigh(X @ X.T)
+    yu2 = (U.T @ y) ** 2
+
+    def lj(t):
+        t = np.asarray(t)[..., None]
+        dv = sig ** 2 + lam / t
+        return gamma(t[..., 0], 2, 1) - 0.5 * (n * LOG2PI + np.sum(np.log(dv) + yu2 / dv, axis=-1))
+    logp = log_integral_1d(lj, "pos", panels=200 * res)
+    # second routes: the ELBO with tau's and w's expectations by quadrature (q's factors are
+    # independent); log p(y | tau) by the 2 x 2 posterior precision A = X^T X / sig^2 + tau I
+    qt = Q(lambda t: gamma(t, a, b), "pos", panels=60)
+    logq = lambda w0, w1: mvn(np.stack([w0, w1], -1), m, S)
+    W0, W1, lw = rule_2d(logq, ("real", "real"), panels=30)
+    ww = np.exp(lw) / np.exp(lw).sum()
+    Ew = lambda h: float(np.sum(ww * h(W0, W1)))
+    lik = lambda w0, w1: sum(normal(yi, w0 + w1 * xi, sig) for xi, yi in zip(x, y))
+    elbo2 = (qt.mean(lambda t: gamma(t, 2, 1)) + qt.entropy - Ew(logq) + Ew(lik)
+             + sum(qt.mean(lambda t: -0.5 * LOG2PI + 0.5 * np.log(t)) - 0.5 * qt.mean(lambda t: t)
+                   * Ew(lambda w0, w1: (w0, w1)[k] ** 2) for k in range(2)))
+    G, bv = X.T @ X / sig ** 2, X.T @ y / sig ** 2
+    mu_, V = np.linalg.eigh(G)
+    bu2 = (V.T @ bv) ** 2
+    base = -n * (0.5 * LOG2PI + log(sig)) - (y @ y) / (2 * sig ** 2)
+
+    def lj2(t):
+        t = np.asarray(t)[..., None]
+        return (gamma(t[..., 0], 2, 1) + base + np.log(t[..., 0])       # (tau / 1)^(K/2), K = 2
+                + np.sum(-0.5 * np.log(mu_ + t) + 0.5 * bu2 / (mu_ + t), axis=-1))
+    CHECKS[f] = max(abs(elbo - elbo2), abs(logp - log_integral_1d(lj2, "pos", panels=300)))
+    return result(elbo, logp)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Scores `symelbo model FILE --json` on every model of the zoo against the oracle values.
 
-    /tmp/venv/bin/python benchmarks/model_zoo/run.py [--times] [NAME ...]
+    python benchmarks/model_zoo/run.py [--times] [NAME ...]
 
 The table is deterministic (same symelbo, same bytes) unless --times adds each run's seconds.
 
@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import oracle  # noqa: E402
 
-PYTHON = "/tmp/venv/bin/python"
+PYTHON = sys.executable       # the interpreter that runs this script runs symelbo
 TOL = 1e-6
 LIMIT = 30.0
 TIMEOUT = 60.0
