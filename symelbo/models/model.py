@@ -2134,10 +2134,16 @@ def _numeric_function(expr: sp.Expr, z: sp.Symbol):
         return lambda t: mp_value(e, {z: t})
 
     walk = build(expr)
+    # The evidence, the ELBO and the KL integrals (and their second, halved-interval runs)
+    # evaluate the log joint at the same tanh-sinh nodes: each node is computed once.
+    seen: dict = {}
 
     def value(t):
         check_deadline()
-        return walk(t)
+        key = (t, mpmath.mp.prec)
+        if key not in seen:
+            seen[key] = walk(t)
+        return seen[key]
 
     return value
 
