@@ -2,11 +2,13 @@
 computed without symelbo.
 
 Each model's log joint and log q are written here by hand, from the model's meaning, with
-numpy; only [values] and the data are read from the TOML file (tomllib). The integrals are
+numpy (mpmath only for the digamma function); only [values] and the data are read from the
+TOML file (tomllib). The integrals are
 composite Gauss-Legendre rules in a coordinate u where the latent is unbounded (z = u, exp(u)
 or a logistic map onto an interval), over the region where the integrand is within e^-80 of
 its peak (found by a scan that is refined until it resolves the peak), with breakpoints at
-kinks. Each value is computed at two resolutions; ORACLE_ERRORS holds their difference.
+kinks; a Dirichlet on three components is integrated over the simplex by stick-breaking
+(simplex3). Each value is computed at two resolutions; ORACLE_ERRORS holds their difference.
 Where a standard closed form exists (conjugate evidence, Gaussian evidence of a linear model)
 it is used as the second, independent route: CHECKS[name] gives the two routes' difference.
 
