@@ -1036,8 +1036,8 @@ class Model:
         rows = self._matrices[key]
         k = len(rows)
         if not isinstance(raw, list):
-            c = _exact(_number_value(raw, where, key))
-            raw = [[c if i == j else 0 for j in range(k)] for i in range(k)]
+            _number_value(raw, where, key)  # one number: c times the identity
+            raw = [[raw if i == j else 0 for j in range(k)] for i in range(k)]
         if len(raw) != k or not all(isinstance(r, list) and len(r) == k for r in raw):
             raise where.error(f"{key!r} is a {k} x {k} lower-triangular matrix: give {k} rows "
                               f"of {k} numbers, [[...], ...], or one number")

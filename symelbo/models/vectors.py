@@ -215,13 +215,19 @@ def _mvn_joint(part, zs, m, lower):
     poly_expr = sp.Mul(*poly)
     if not poly_expr.is_polynomial(*zs):
         return None
-    sigma = covariance(lower)
-    ts = [sp.Dummy(f"t{i}") for i in range(len(zs))]
-    mgf = sp.exp(sp.Add(*[t * mk for t, mk in zip(ts, m)])
-                 + sp.Add(*[ts[i] * sigma[i][j] * ts[j] for i in range(len(zs))
-                            for j in range(len(zs))]) / 2)
+    # only the components the part touches: their marginal is the Normal with the
+    # matching entries of m and Sigma (Sigma_ij = sum_t L_it L_jt)
+    used = [i for i, z in enumerate(zs) if part.has(z)]
+    sub = [zs[i] for i in used]
+    c = [c[i] for i in used]
+    sigma = [[sp.Add(*[lower[i][t] * lower[j][t] for t in range(min(i, j) + 1)])
+              for j in used] for i in used]
+    ts = [sp.Dummy(f"t{i}") for i in used]
+    mgf = sp.exp(sp.Add(*[t * m[i] for t, i in zip(ts, used)])
+                 + sp.Add(*[ts[a] * sigma[a][b] * ts[b] for a in range(len(used))
+                            for b in range(len(used))]) / 2)
     total = []
-    for powers, coef in sp.Poly(poly_expr, *zs).terms():
+    for powers, coef in sp.Poly(poly_expr, *sub).terms():
         if coef.has(*zs):
             return None
         derivative = mgf
