@@ -1033,3 +1033,16 @@ def test_an_index_by_a_latent_needs_one_value_per_component(tmp_path, lik, laten
     assert info.value.message == message
     line = doc.splitlines()[info.value.line - 1]
     assert line[info.value.column - 1] == text
+
+
+def test_a_scale_tril_given_as_one_number_is_that_number_times_the_identity(tmp_path):
+    doc = ('[latent]\nw = { dist = "Normal(0, 1)", shape = 2 }\n[observed]\n'
+           'y = { dist = "Normal(w[0] + w[1]*x, 0.5)", data = { x = [-1.0, 1.0], y = [0.2, 0.9] } }\n'
+           '[variational]\nw = "MultivariateNormal(m, L)"\n[values]\nm = [0.1, 0.4]\nL = {L}\n')
+    one = tmp_path / "one"
+    full = tmp_path / "full"
+    one.mkdir()
+    full.mkdir()
+    _, a = values(write(one, doc.replace("{L}", "0.5")))
+    _, b = values(write(full, doc.replace("{L}", "[[0.5, 0], [0, 0.5]]")))
+    assert a == b and a["elbo"] is not None
