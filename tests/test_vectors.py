@@ -710,13 +710,14 @@ def test_a_bad_vector_file_exits_2_with_one_line(tmp_path):
     assert done.stderr == f"symelbo: {path}:3:38: [latent] w: {SHAPE}0\n"
 
 
-def test_cavi_refuses_a_vector_model_in_one_line(tmp_path):
+def test_cavi_refuses_a_joint_factor_in_one_line_at_the_factor(tmp_path):
     path = write(tmp_path, base())
     done = run_cli("cavi", path)
     assert done.returncode == 2
-    assert done.stderr == (f"symelbo: {path}:3:15: [latent] w: symelbo cavi does not take "
-                           "vector latents yet ('w' has 2 components); symelbo model gives its "
-                           "ELBO, log evidence and KL\n")
+    assert done.stderr == (f"symelbo: {path}:7:6: [variational] w: symelbo cavi takes a vector "
+                           "latent only as independent components (a scalar prior and q with "
+                           "shape = K); q(w) = MultivariateNormal(m, L) is joint: symelbo model "
+                           "gives its ELBO, log evidence and KL\n")
 
 
 # --- 7. determinism ----------------------------------------------------------------
@@ -1046,3 +1047,28 @@ def test_a_scale_tril_given_as_one_number_is_that_number_times_the_identity(tmp_
     _, a = values(write(one, doc.replace("{L}", "0.5")))
     _, b = values(write(full, doc.replace("{L}", "[[0.5, 0], [0, 0.5]]")))
     assert a == b and a["elbo"] is not None
+
+
+def test_cavi_takes_independent_components_as_factors_of_their_own(tmp_path):
+    """symelbo cavi on the mixture of means: one Normal factor per mu_k and one Bernoulli
+    per assignment; at its fixed point every update holds (Bishop 10.2's mixture, K = 2,
+    unit variance): m_k = sum_i r_ik x_i / (sum_i r_ik + 1/9), s_k^2 = 1/(sum_i r_ik + 1/9),
+    r_i1 proportional to 0.4 exp(m_1 x_i - (m_1^2 + s_1^2)/2), r_i0 to 0.6 exp(...)."""
+    from symelbo.models import cavi
+
+    rep = cavi.report(load_model(write(tmp_path, MIXTURE_OF_MEANS)))
+    assert rep["converged"] and not rep["declined"]
+    assert {f["latent"] for f in rep["factors"]} == {"mu_0", "mu_1", "z"}
+    final = rep["final"]["values"]
+    x = np.array([-2.1, -1.8, -2.5, 2.9, 3.2])
+    r1 = np.array([final[f"r_{i}"] for i in range(1, 6)])
+    weights = (1 - r1, r1)
+    for k in (0, 1):
+        total = weights[k].sum() + 1 / 9
+        assert final[f"m_{k}"] == pytest.approx((weights[k] * x).sum() / total, rel=1e-9)
+        assert final[f"s_{k}"] == pytest.approx(total ** -0.5, rel=1e-9)
+    logit = [np.log(w) + final[f"m_{k}"] * x - (final[f"m_{k}"] ** 2 + final[f"s_{k}"] ** 2) / 2
+             for k, w in ((0, 0.6), (1, 0.4))]
+    assert r1 == pytest.approx(1 / (1 + np.exp(logit[0] - logit[1])), rel=1e-6, abs=1e-12)
+    assert all(a >= b - 1e-12 for a, b in zip(rep["trace"][1:], rep["trace"]))
+    assert cavi.exit_status(rep) == 0

@@ -34,7 +34,7 @@ Map of this module:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import mpmath
 import sympy as sp
@@ -42,7 +42,9 @@ import sympy as sp
 from symelbo.core.errors import InputError
 from symelbo.core.kernel import prove_identity
 from symelbo.models import families as fam
-from symelbo.models.model import Model, NoClosedForm, mp_value, sum_over
+from symelbo.models.model import Latent, Model, NoClosedForm, mp_value, sum_over
+from symelbo.models.model_expr import reduce_indicators
+from symelbo.models.vectors import is_joint
 from symelbo.models.tables import numpy_module
 
 PROVED, TESTED, REFUTED, UNKNOWN = "proved", "tested", "refuted", "unknown"
@@ -116,7 +118,7 @@ class LogJoint:
                 self.pieces.append(Piece(term, sp.S.One))
         for obs in model.observed:
             x = obs.symbol
-            template = sp.expand(obs.dist.family.logpdf(x, obs.dist.args))
+            template = reduce_indicators(sp.expand(obs.dist.family.logpdf(x, obs.dist.args)))
             mine = [lat for lat in self.locals if lat.per == obs.name]
             for lat in mine:
                 z = self.generic[lat.name]
@@ -287,17 +289,46 @@ def _bare_parameters(lat) -> str | None:
     return None
 
 
+class ComponentView:
+    """A model seen with each independent component w_k of a vector latent as a latent of its
+    own (prior and q at that component's parameters): mean field is then over the
+    components, and each gets its update. Everything else is the model's."""
+
+    def __init__(self, model: Model):
+        self._model = model
+        self.latents = []
+        self._components = {}
+        for lat in model.latents:
+            if lat.shape is None:
+                self.latents.append(lat)
+                continue
+            for k, z in enumerate(lat.symbols):
+                one = Latent(str(z), replace(lat.prior, args=lat.prior_args[k]),
+                             replace(lat.q, args=lat.q_args[k]), symbols=[z],
+                             prior_args=[lat.prior_args[k]], q_args=[lat.q_args[k]])
+                self.latents.append(one)
+                self._components[str(z)] = z
+
+    def symbol(self, name: str):
+        return self._components.get(name) or self._model.symbol(name)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
 class Derivation:
     """Every factor's optimal form for one model."""
 
     def __init__(self, model: Model):
-        self.model = model
         for lat in model.latents:
-            if lat.shape is not None:
-                # its updates would be per component, and a joint factor has none in this table
-                raise lat.prior.where.error(
-                    f"symelbo cavi does not take vector latents yet ({lat.name!r} has "
-                    f"{lat.shape} components); symelbo model gives its ELBO, log evidence and KL")
+            if lat.shape is not None and (is_joint(lat.q.family) or is_joint(lat.prior.family)):
+                # a joint factor (Dirichlet, MultivariateNormal) has no update in this table
+                raise lat.q.where.error(
+                    f"symelbo cavi takes a vector latent only as independent components (a "
+                    f"scalar prior and q with shape = K); q({lat.name}) = {lat.q.text()} is "
+                    "joint: symelbo model gives its ELBO, log evidence and KL")
+        model = ComponentView(model) if any(lat.shape for lat in model.latents) else model
+        self.model = model
         self.joint = LogJoint(model)
         self.E = Expectations(model, self.joint)
         self.factors: list[Factor] = []

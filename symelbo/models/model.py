@@ -46,6 +46,7 @@ from symelbo.models import vectors
 from symelbo.core.deadline import BudgetExceeded, check_deadline, time_budget
 from symelbo.core.errors import InputError
 from symelbo.models.model_expr import DistCall, Where, decimal_problem, factor_names, \
+    reduce_indicators, \
     magnitude_problem, names, parse_distribution, to_sympy
 from symelbo.io.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, decode_user_text, excerpt, \
     read_user_bytes, read_user_text, source_lines
@@ -1261,7 +1262,7 @@ class Model:
         expanded again at each value.
         """
         x = sp.Dummy("x", **_ASSUME[obs.dist.family.support])
-        template = sp.expand(obs.dist.family.logpdf(x, obs.dist.args))
+        template = reduce_indicators(sp.expand(obs.dist.family.logpdf(x, obs.dist.args)))
         polynomial, other = [], []
         for term in sp.Add.make_args(template):
             plain = all(not f.has(x) or f == x or (isinstance(f, sp.Pow) and f.base == x

@@ -171,6 +171,32 @@ def factor_names(node) -> list[str]:
     return out
 
 
+def reduce_indicators(expr: sp.Expr) -> sp.Expr:
+    """An expanded expression with the indicators of mu[z] multiplied out:
+    [z = j][z = k] is 0 for j != k and [z = k]^n is [z = k] (squaring a picked
+    component, sum_k [z = k] mu_k, would otherwise leave K^2 terms, K^2 - K of them 0)."""
+    if not expr.has(sp.KroneckerDelta):
+        return expr
+    out = []
+    for term in sp.Add.make_args(expr):
+        picked: dict = {}
+        rest = []
+        zero = False
+        for factor in sp.Mul.make_args(term):
+            base, power = factor.as_base_exp()
+            if isinstance(base, sp.KroneckerDelta) and power.is_Integer and power > 0 \
+                    and any(a.is_Integer for a in base.args):
+                k, var = sorted(base.args, key=lambda a: not a.is_Integer)  # SymPy's order varies
+                if picked.setdefault(var, k) != k:
+                    zero = True
+                    break
+                continue
+            rest.append(factor)
+        if not zero:
+            out.append(sp.Mul(*rest, *[sp.KroneckerDelta(v, k) for v, k in picked.items()]))
+    return sp.Add(*out)
+
+
 def number(text: str) -> sp.Rational:
     """The exact rational value of a decimal literal (``0.1`` is 1/10, not the nearest double).
 
