@@ -1072,3 +1072,59 @@ def test_cavi_takes_independent_components_as_factors_of_their_own(tmp_path):
     assert r1 == pytest.approx(1 / (1 + np.exp(logit[0] - logit[1])), rel=1e-6, abs=1e-12)
     assert all(a >= b - 1e-12 for a, b in zip(rep["trace"][1:], rep["trace"]))
     assert cavi.exit_status(rep) == 0
+
+
+DIRICHLET_MIXTURE = """
+[latent]
+theta = "Dirichlet(2, 2, 2)"
+z = { dist = "Categorical(theta)", per = "x" }
+[observed]
+x = { dist = "Normal(-2 + 2*z, 1)", data = [-2.2, -1.8, 0.3, -0.1, 2.4, 1.7, 0.2, -2.5] }
+[variational]
+theta = "Dirichlet(alpha)"
+z = "Categorical(r0, r1, r2)"
+[values]
+alpha = [3.5, 4, 3]
+r0 = [0.84, 0.74, 0.07, 0.13, 0.03, 0.03, 0.08, 0.88]
+r1 = [0.13, 0.22, 0.76, 0.78, 0.10, 0.26, 0.77, 0.09]
+r2 = [0.03, 0.04, 0.17, 0.09, 0.87, 0.71, 0.15, 0.03]
+"""
+
+
+def test_a_mixture_with_dirichlet_weights(tmp_path):
+    """z_i ~ Categorical(theta): [z_i = k] log theta_k, so the ELBO is in closed form; log p(X)
+    sums each z_i out and integrates theta over the simplex in stick-breaking coordinates.
+    Oracle: the sum over all 3^8 assignments of prod_i N(x_i | mu_{z_i}, 1) times
+    E_prior[prod_i theta_{z_i}] = B(alpha + counts) / B(alpha)."""
+    import itertools
+
+    rep, v = values(write(tmp_path, DIRICHLET_MIXTURE))
+    x, means, prior = [-2.2, -1.8, 0.3, -0.1, 2.4, 1.7, 0.2, -2.5], [-2, 0, 2], [2, 2, 2]
+
+    def log_b(a):
+        return sum(math.lgamma(t) for t in a) - math.lgamma(sum(a))
+
+    def log_n(t, m):
+        return -0.5 * math.log(2 * math.pi) - (t - m) ** 2 / 2
+
+    terms = []
+    for z in itertools.product(range(3), repeat=len(x)):
+        counts = [z.count(k) for k in range(3)]
+        terms.append(sum(log_n(xi, means[k]) for xi, k in zip(x, z))
+                     + log_b([a + c for a, c in zip(prior, counts)]) - log_b(prior))
+    top = max(terms)
+    oracle = top + math.log(sum(math.exp(t - top) for t in terms))
+    assert v["log_evidence"] == pytest.approx(oracle, abs=1e-8)
+    assert "cubature over u_theta_0, u_theta_1" in rep["log_evidence"]["reason"]
+    # the ELBO: E_q[log p(theta)] + sum_i E_q[log theta_{z_i} + log N(x_i | mu_{z_i})] + H[q]
+    alpha = [3.5, 4, 3]
+    a0 = sum(alpha)
+    e_log = [float(mpmath.digamma(a) - mpmath.digamma(a0)) for a in alpha]
+    r = [[0.84, 0.13, 0.03], [0.74, 0.22, 0.04], [0.07, 0.76, 0.17], [0.13, 0.78, 0.09],
+         [0.03, 0.10, 0.87], [0.03, 0.26, 0.71], [0.08, 0.77, 0.15], [0.88, 0.09, 0.03]]
+    entropy_q = (log_b(alpha) + (a0 - 3) * float(mpmath.digamma(a0))
+                 - sum((a - 1) * float(mpmath.digamma(a)) for a in alpha))
+    elbo = -log_b(prior) + sum((a - 1) * e for a, e in zip(prior, e_log)) + entropy_q
+    for xi, ri in zip(x, r):
+        elbo += sum(rk * (e_log[k] + log_n(xi, means[k]) - math.log(rk)) for k, rk in enumerate(ri))
+    assert v["elbo"] == pytest.approx(elbo, abs=1e-10)

@@ -408,6 +408,13 @@ def _categorical_logpdf(x, *ps):
                         (sp.nan, True), evaluate=False)
 
 
+def categorical_indicator_logpdf(x: sp.Expr, ps) -> sp.Expr:
+    """log Categorical(x | p_0, ..., p_{K-1}) = sum_k [x = k] log p_k, as a sum: where the
+    p_k are latents (a Dirichlet), each term is a function of x times one of theirs, which
+    a mean-field expectation takes factor by factor (a Piecewise would hold both)."""
+    return sp.Add(*[sp.KroneckerDelta(x, k) * sp.log(p) for k, p in enumerate(ps)])
+
+
 def value_at(part: sp.Expr, x: sp.Symbol, k: int) -> sp.Expr:
     """``part.subs(x, k)``, a Piecewise in x = 0, 1, ... read at its branch for k directly
     (substituting into each of K conditions, K times, is what made K = 300 slow)."""

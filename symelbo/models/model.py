@@ -60,6 +60,9 @@ EXACT_SUM_LIMIT = 20000
 QUADRATURE_BUDGET = 12.0
 #: Seconds of processor time each closed form (ELBO, log evidence, KL) may take.
 SYMBOLIC_BUDGET = 6.0
+#: The most values a finite latent may have to be summed out in closed form: the sum's
+#: K terms meet in every posterior mass, so the closed forms grow as K^2.
+MAX_SUMMED_VALUES = 32
 #: A quadrature whose integral of q is further than this from 1 did not find q's mass:
 #: its values are not reported and it refutes nothing.
 QUADRATURE_MASS_TOLERANCE = mpmath.mpf(10) ** -10
@@ -1237,7 +1240,12 @@ class Model:
                              for z, args in zip(lat.symbols, lat.prior_args))
                 continue
             generic = self._symbols[lat.name]
-            template = sp.expand(lat.prior.family.logpdf(generic, lat.prior.args))
+            if lat.prior.family.support == fam.FINITE and any(
+                    a.free_symbols & set(self.latent_symbols) for a in lat.prior.args):
+                # z_i ~ Categorical(theta) with theta latent: [z_i = k] log theta_k
+                template = fam.categorical_indicator_logpdf(generic, lat.prior.args)
+            else:
+                template = sp.expand(lat.prior.family.logpdf(generic, lat.prior.args))
             expanded.extend(_rename(template, {generic: z}) for z in lat.symbols)
         local = {lat.name: lat for lat in self.latents if lat.per}
         for obs in self.observed:
@@ -1763,11 +1771,22 @@ class Model:
         form and the KL as log p(X) - ELBO (one route only: the report says so)."""
         joint, _ = self._statistics()
         env = self.environment()
-        if any(lat.prior.family.support == vectors.SIMPLEX for lat in self.latents):
-            raise NoClosedForm("no cubature over the simplex of a Dirichlet latent")
         glob = [z for lat in self.latents if lat.per is None for z in lat.symbols]
         loc = [z for lat in self.latents if lat.per for z in lat.symbols]
         supports = {z: lat.prior.family.support for lat in self.latents for z in lat.symbols}
+        qmap = self._q_map()
+        starts = []
+        for lat in self.latents:
+            if lat.prior.family.support == vectors.SIMPLEX:
+                joint, coordinates = _stick_breaking(joint, lat.symbols)
+                glob = [z for z in glob if z not in lat.symbols] + coordinates
+                supports.update({u: fam.UNIT for u in coordinates})
+                # q's mean on the simplex, in the coordinates: u_k = E theta_k / (1 - sum_j<k)
+                means = [qmap[z][0].expect(z, z, qmap[z][1]) for z in lat.symbols]
+                left = sp.Integer(1)
+                for u, mean in zip(coordinates, means):
+                    starts.append((u, [with_numbers(mean / left, env)]))
+                    left -= mean
         missing = joint.free_symbols - set(env) - set(glob) - set(loc)
         if missing:
             raise NoClosedForm("cubature needs values for " + ", ".join(sorted(map(str, missing))))
@@ -1782,10 +1801,9 @@ class Model:
                 finite.update({z: list(ks) for z in lat.symbols})
         log_joint, rest, conditions, steps = _cubature_parts(with_numbers(joint, env), glob,
                                                              loc, supports, finite)
-        starts = []
-        qmap = self._q_map()
+        starts = [(u, e) for u, e in starts if u in rest]
         for z in glob:
-            if z in rest:
+            if z in rest and z in qmap:
                 qf, qargs = qmap[z]
                 starts.append((z, [with_numbers(qf.expect(z, z, qargs), env)]))
         start = [float(mp_value(e[0], {})) for _, e in sorted(starts, key=lambda p: rest.index(p[0]))]
@@ -1950,6 +1968,22 @@ class Model:
 
 #: log(sum_k exp(a_k)), kept unevaluated for the cubature (evidence.compile_log evaluates it).
 LOGSUMEXP = sp.Function("logsumexp")
+
+
+def _stick_breaking(joint: sp.Expr, zs: list) -> tuple[sp.Expr, list]:
+    """The log joint in coordinates u_0 .. u_{K-2} of (0, 1) in place of a point z of the
+    simplex: z_k = u_k prod_{j<k} (1 - u_j), z_{K-1} = prod_j (1 - u_j), with the log of the
+    Jacobian, sum_k (K - 2 - k) log(1 - u_k), added: the cubature then integrates over a
+    cube what is a density on the simplex."""
+    k = len(zs)
+    us = [sp.Symbol(f"u_{z}", positive=True) for z in zs[:-1]]
+    point, left = {}, sp.Integer(1)
+    for z, u in zip(zs[:-1], us):
+        point[z] = u * left
+        left = left * (1 - u)
+    point[zs[-1]] = left
+    jacobian = sp.Add(*[(k - 2 - i) * sp.log(1 - u) for i, u in enumerate(us)])
+    return sp.expand(sp.expand_log(joint.xreplace(point), force=True)) + jacobian, us
 
 
 def _sum_out_locals(joint: sp.Expr, loc: list, values: dict):
@@ -2724,11 +2758,14 @@ def _integrate_out(current: sp.Expr, z: sp.Symbol, support: str, remaining: set,
         f = sp.Add(*[c * p for p, c in coefs.items()])
         if support == fam.BINARY:
             values = [0, 1]
-        elif count is not None:
+        elif count is not None and count <= MAX_SUMMED_VALUES:
             values = list(range(count))
+        elif count is not None:
+            raise NoClosedForm(f"{z} has {count} values: a finite latent with more than "
+                               f"{MAX_SUMMED_VALUES} is not summed out symbolically")
         else:
             raise NoClosedForm(f"the values of the finite latent {z} are not known")
-        logs = [sp.expand(f.subs(z, k)) for k in values]
+        logs = [sp.expand(fam.value_at(f, z, k)) for k in values]  # a Piecewise read by branch
         for v in logs:
             if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
                 raise NoClosedForm(f"log p is infinite at a value of {z}")
