@@ -1128,3 +1128,14 @@ def test_a_mixture_with_dirichlet_weights(tmp_path):
     for xi, ri in zip(x, r):
         elbo += sum(rk * (e_log[k] + log_n(xi, means[k]) - math.log(rk)) for k, rk in enumerate(ri))
     assert v["elbo"] == pytest.approx(elbo, abs=1e-10)
+
+
+def test_a_latent_named_pi_is_refused_not_read_as_the_constant(tmp_path):
+    path = write(tmp_path, '[latent]\npi = "Dirichlet(1, 1)"\n[observed]\n'
+                           'x = { dist = "Categorical(pi)", data = [0, 1] }\n'
+                           '[variational]\npi = "Dirichlet(a)"\n[values]\na = [1, 2]\n')
+    with pytest.raises(InputError) as info:
+        load_model(path)
+    assert info.value.message == ("[latent] pi: 'pi' is the constant pi in parameter strings; "
+                                  "give the latent another name")
+    assert (info.value.line, info.value.column) == (2, 7)

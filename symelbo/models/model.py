@@ -46,7 +46,7 @@ from symelbo.models import vectors
 from symelbo.core.deadline import BudgetExceeded, check_deadline, time_budget
 from symelbo.core.errors import InputError
 from symelbo.models.model_expr import DistCall, Where, decimal_problem, factor_names, \
-    reduce_indicators, \
+    CONSTANTS, reduce_indicators, \
     magnitude_problem, names, parse_distribution, to_sympy
 from symelbo.io.userfiles import MAX_DATA_BYTES, MAX_SOURCE_BYTES, decode_user_text, excerpt, \
     read_user_bytes, read_user_text, source_lines
@@ -593,6 +593,10 @@ class Model:
             else:
                 where = self._w("latent", name)
                 text = entry
+            if name in CONSTANTS:
+                raise self._w("latent", name).error(
+                    f"{name!r} is the constant {name} in parameter strings; give the latent "
+                    "another name")
             family, call = self._dist(text, where, vector_ok=True)
             latents[name] = Latent(name, Dist(family, call, where), per=per, shape=shape)
         observed: dict[str, Observed] = {}
