@@ -768,10 +768,16 @@ def normal_log_lik(ys, sd, mean):
 ])
 def test_dirichlet_components_inside_other_likelihoods(tmp_path, lik, data, log_lik):
     rep, v = values(write(tmp_path, dirichlet_model(lik, data)))
-    assert v["elbo"] == pytest.approx(dirichlet_elbo_np(log_lik), abs=TOL)
-    # no closed p(X) and no cubature over the simplex: each missing value has a reason
-    for key in ("log_evidence", "kl"):
-        assert v[key] is None and "not a Dirichlet kernel" in rep[key]["reason"]
+    elbo = dirichlet_elbo_np(log_lik)
+    assert v["elbo"] == pytest.approx(elbo, abs=TOL)
+    # no closed p(X): cubature over the simplex in stick-breaking coordinates, or a reason
+    lp = log_dirichlet_np((1.5, 2, 3))
+    log_ev = math.log(simplex_np(lambda th: np.exp(lp(th) + log_lik(th))))
+    assert "not a Dirichlet kernel" in rep["log_evidence"]["reason"]
+    if v["log_evidence"] is not None:
+        assert "cubature" in rep["log_evidence"]["reason"]
+        assert v["log_evidence"] == pytest.approx(log_ev, abs=1e-7)
+        assert v["kl"] == pytest.approx(log_ev - elbo, abs=1e-7)
 
 
 @pytest.mark.parametrize("lik, data, reason", [
@@ -791,7 +797,7 @@ def test_dirichlet_expectations_outside_the_table_give_a_reason(tmp_path, lik, d
             abs=TOL)
 
 
-def test_a_dirichlet_with_per_observation_categorical_latents_gives_a_reason(tmp_path):
+def test_a_dirichlet_mixture_with_a_flat_edge(tmp_path):
     text = """
 [latent]
 theta = "Dirichlet(1, 2, 3)"
@@ -807,10 +813,26 @@ r0 = [0.8, 0.1, 0.1, 0.1]
 r1 = [0.1, 0.8, 0.1, 0.2]
 r2 = [0.1, 0.1, 0.8, 0.7]
 """
+    import itertools
+
     rep, v = values(write(tmp_path, text))
-    for key in ("elbo", "log_evidence", "kl"):
-        assert v[key] is None and rep[key]["reason"]
-    assert all(c["verdict"] in ("proved", "unknown") for c in rep["checks"])
+    # the ELBO is in closed form ([z_i = k] log theta_k); log p(X) by cubature over the
+    # simplex where its box closes, else a reason. Oracle: the sum over all assignments.
+    x, prior = [-1.9, 0.3, 2.2, 1.8], [1, 2, 3]
+    terms = []
+    for z in itertools.product(range(3), repeat=len(x)):
+        counts = [z.count(k) for k in range(3)]
+        terms.append(sum(-0.5 * math.log(2 * math.pi) - (xi + 2 - 2 * k) ** 2 / 2
+                         for xi, k in zip(x, z))
+                     + log_beta_fn([a + c for a, c in zip(prior, counts)]) - log_beta_fn(prior))
+    top = max(terms)
+    oracle = top + math.log(sum(math.exp(t - top) for t in terms))
+    assert v["elbo"] is not None
+    if v["log_evidence"] is None:
+        assert "cubature failed" in rep["log_evidence"]["reason"]
+    else:
+        assert v["log_evidence"] == pytest.approx(oracle, abs=1e-8)
+    assert all(c["verdict"] in ("proved", "tested", "unknown") for c in rep["checks"])
 
 
 MVN_Q = """
