@@ -1161,3 +1161,11 @@ def test_a_latent_named_pi_is_refused_not_read_as_the_constant(tmp_path):
     assert info.value.message == ("[latent] pi: 'pi' is the constant pi in parameter strings; "
                                   "give the latent another name")
     assert (info.value.line, info.value.column) == (2, 7)
+
+
+def test_a_picked_component_is_written_as_the_file_wrote_it(tmp_path):
+    from symelbo.models.model_document import render_report
+
+    model = load_model(write(tmp_path, MIXTURE_OF_MEANS))
+    text = render_report(model, report(model), "markdown")
+    assert r"\mathrm{Normal}\left(x_{i} \mid \mu_{z_{i}}, 1\right)" in text

@@ -348,8 +348,33 @@ def _dist_text(dist, per: str, indexed=frozenset()) -> str:
     return f"{dist.call.name}(" + ", ".join(shown) + ")" + per
 
 
+def _picked(expr, names: dict):
+    """``expr`` with each sum_k [z = k] mu_k (how mu[z] is read) written back as one
+    symbol printed mu_{z}, as the file wrote it."""
+    def is_pick(e):
+        if not isinstance(e, sp.Add):
+            return False
+        deltas = [next((f for f in sp.Mul.make_args(t) if isinstance(f, sp.KroneckerDelta)),
+                       None) for t in e.args]
+        return all(d is not None for d in deltas) and len({frozenset(d.args) - {
+            a for a in d.args if a.is_Integer} for d in deltas}) == 1
+
+    def shown(e):
+        delta = next(f for f in sp.Mul.make_args(e.args[0]) if isinstance(f, sp.KroneckerDelta))
+        z = next(a for a in delta.args if not a.is_Integer)
+        comp = sp.Mul(*[f for f in sp.Mul.make_args(e.args[0]) if f is not delta])
+        base = str(comp).rsplit("_", 1)[0] if isinstance(comp, sp.Symbol) else None
+        if base is None:
+            return e
+        symbol = sp.Symbol(f"{base}[{z}]")
+        names[symbol] = sp.latex(sp.Symbol(base)) + "_{" + names.get(z, sp.latex(z)) + "}"
+        return symbol
+
+    return expr.replace(is_pick, shown) if expr.has(sp.KroneckerDelta) else expr
+
+
 def _dist_tex(dist, var_tex: str, names: dict) -> TeX:
-    args = ", ".join(sp.latex(a, symbol_names=names) for a in dist.args)
+    args = ", ".join(sp.latex(_picked(a, names), symbol_names=names) for a in dist.args)
     return TeX(rf"\mathrm{{{dist.family.name}}}\left({var_tex} \mid {args}\right)")
 
 
