@@ -1784,12 +1784,13 @@ class Model:
             if lat.prior.family.support == vectors.SIMPLEX:
                 joint, coordinates = _stick_breaking(joint, lat.symbols)
                 glob = [z for z in glob if z not in lat.symbols] + coordinates
-                supports.update({u: fam.UNIT for u in coordinates})
+                supports.update({t: fam.REAL for t in coordinates})
                 # q's mean on the simplex, in the coordinates: u_k = E theta_k / (1 - sum_j<k)
                 means = [qmap[z][0].expect(z, z, qmap[z][1]) for z in lat.symbols]
                 left = sp.Integer(1)
-                for u, mean in zip(coordinates, means):
-                    starts.append((u, [with_numbers(mean / left, env)]))
+                for t, mean in zip(coordinates, means):
+                    u = with_numbers(mean / left, env)
+                    starts.append((t, [sp.log(u / (1 - u))]))
                     left -= mean
         missing = joint.free_symbols - set(env) - set(glob) - set(loc)
         if missing:
@@ -1975,19 +1976,30 @@ LOGSUMEXP = sp.Function("logsumexp")
 
 
 def _stick_breaking(joint: sp.Expr, zs: list) -> tuple[sp.Expr, list]:
-    """The log joint in coordinates u_0 .. u_{K-2} of (0, 1) in place of a point z of the
-    simplex: z_k = u_k prod_{j<k} (1 - u_j), z_{K-1} = prod_j (1 - u_j), with the log of the
-    Jacobian, sum_k (K - 2 - k) log(1 - u_k), added: the cubature then integrates over a
-    cube what is a density on the simplex."""
+    """The log joint in real coordinates t_0 .. t_{K-2} in place of a point z of the simplex:
+    with u_k = 1/(1 + exp(-t_k)) in (0, 1), z_k = u_k prod_{j<k} (1 - u_j) and z_{K-1} =
+    prod_j (1 - u_j), and the log of the Jacobian, sum_k (K - 2 - k) log(1 - u_k) +
+    log u_k + log(1 - u_k), added. log u_k = -log(1 + exp(-t_k)) and log(1 - u_k) =
+    -log(1 + exp(t_k)) are written so, as log-sum-exps: no 1 - u is ever rounded to 0 near
+    an edge of the simplex, and the cubature integrates a density on the whole of R^(K-1)."""
     k = len(zs)
-    us = [sp.Symbol(f"u_{z}", positive=True) for z in zs[:-1]]
+    ts = [sp.Symbol(f"t_{z}", real=True) for z in zs[:-1]]
+    us = [sp.Dummy(f"u_{z}", positive=True) for z in zs[:-1]]
     point, left = {}, sp.Integer(1)
     for z, u in zip(zs[:-1], us):
         point[z] = u * left
         left = left * (1 - u)
     point[zs[-1]] = left
-    jacobian = sp.Add(*[(k - 2 - i) * sp.log(1 - u) for i, u in enumerate(us)])
-    return sp.expand(sp.expand_log(joint.xreplace(point), force=True)) + jacobian, us
+    jacobian = sp.Add(*[(k - 2 - i) * sp.log(1 - u) + sp.log(u) + sp.log(1 - u)
+                        for i, u in enumerate(us)])
+    in_u = sp.expand(sp.expand_log(joint.xreplace(point), force=True)) + jacobian
+    logs = {}
+    for u, t in zip(us, ts):
+        logs[sp.log(u)] = -sp.log(1 + sp.exp(-t))
+        logs[sp.log(1 - u)] = -sp.log(1 + sp.exp(t))
+    in_t = in_u.xreplace(logs)
+    in_t = in_t.xreplace({u: 1 / (1 + sp.exp(-t)) for u, t in zip(us, ts)})
+    return sp.expand(in_t), ts
 
 
 def _sum_out_locals(joint: sp.Expr, loc: list, values: dict):
