@@ -1984,22 +1984,15 @@ def _stick_breaking(joint: sp.Expr, zs: list) -> tuple[sp.Expr, list]:
     an edge of the simplex, and the cubature integrates a density on the whole of R^(K-1)."""
     k = len(zs)
     ts = [sp.Symbol(f"t_{z}", real=True) for z in zs[:-1]]
-    us = [sp.Dummy(f"u_{z}", positive=True) for z in zs[:-1]]
-    point, left = {}, sp.Integer(1)
-    for z, u in zip(zs[:-1], us):
-        point[z] = u * left
-        left = left * (1 - u)
-    point[zs[-1]] = left
-    jacobian = sp.Add(*[(k - 2 - i) * sp.log(1 - u) + sp.log(u) + sp.log(1 - u)
-                        for i, u in enumerate(us)])
-    in_u = sp.expand(sp.expand_log(joint.xreplace(point), force=True)) + jacobian
-    logs = {}
-    for u, t in zip(us, ts):
-        logs[sp.log(u)] = -sp.log(1 + sp.exp(-t))
-        logs[sp.log(1 - u)] = -sp.log(1 + sp.exp(t))
-    in_t = in_u.xreplace(logs)
-    in_t = in_t.xreplace({u: 1 / (1 + sp.exp(-t)) for u, t in zip(us, ts)})
-    return sp.expand(in_t), ts
+    log_u = [-sp.log(1 + sp.exp(-t)) for t in ts]          # log u_k
+    log_1mu = [-sp.log(1 + sp.exp(t)) for t in ts]         # log(1 - u_k)
+    # log z_k = log u_k + sum_{j<k} log(1 - u_j): every factor is positive, so the log of
+    # each component is replaced as a whole (no log of another expression is split)
+    logs = {sp.log(z): (log_u[i] if i < k - 1 else 0) + sp.Add(*log_1mu[:min(i, k - 1)])
+            for i, z in enumerate(zs)}
+    point = {z: sp.exp(v) for z, v in logs.items()}        # z_k itself, where not in a log
+    jacobian = sp.Add(*[(k - 2 - i) * log_1mu[i] + log_u[i] + log_1mu[i] for i in range(k - 1)])
+    return sp.expand(joint.xreplace(logs).xreplace(point)) + jacobian, ts
 
 
 def _sum_out_locals(joint: sp.Expr, loc: list, values: dict):
