@@ -1185,3 +1185,16 @@ def test_a_flat_dirichlet_mixture_is_integrated_near_the_edges(tmp_path):
     top = max(terms)
     assert v["log_evidence"] == pytest.approx(top + math.log(sum(math.exp(t - top)
                                                                  for t in terms)), abs=1e-8)
+
+
+def test_dirichlet_components_outside_a_log_enter_the_cubature(tmp_path):
+    """theta_0 - theta_1 in a Normal mean: the stick-breaking puts each component in, not
+    only its log. Oracle: the simplex quadrature of the prior times the likelihood."""
+    text = ('[latent]\ntheta = "Dirichlet(2, 3, 4)"\n[observed]\n'
+            'x = { dist = "Normal(theta[0] - theta[1], 0.5)", data = [0.3, -0.1, 0.5, 0.2] }\n'
+            '[variational]\ntheta = "Dirichlet(alpha)"\n[values]\nalpha = [3, 2.5, 5]\n')
+    rep, v = values(write(tmp_path, text))
+    lp = log_dirichlet_np((2, 3, 4))
+    log_lik = normal_log_lik([0.3, -0.1, 0.5, 0.2], 0.5, lambda th: th[0] - th[1])
+    oracle = math.log(simplex_np(lambda th: np.exp(lp(th) + log_lik(th))))
+    assert v["log_evidence"] == pytest.approx(oracle, abs=1e-8)

@@ -1990,7 +1990,7 @@ def _stick_breaking(joint: sp.Expr, zs: list) -> tuple[sp.Expr, list]:
     # each component is replaced as a whole (no log of another expression is split)
     logs = {sp.log(z): (log_u[i] if i < k - 1 else 0) + sp.Add(*log_1mu[:min(i, k - 1)])
             for i, z in enumerate(zs)}
-    point = {z: sp.exp(v) for z, v in logs.items()}        # z_k itself, where not in a log
+    point = {z: sp.exp(logs[sp.log(z)]) for z in zs}      # z_k itself, where not in a log
     jacobian = sp.Add(*[(k - 2 - i) * log_1mu[i] + log_u[i] + log_1mu[i] for i in range(k - 1)])
     return sp.expand(joint.xreplace(logs).xreplace(point)) + jacobian, ts
 
