@@ -1198,3 +1198,64 @@ def test_dirichlet_components_outside_a_log_enter_the_cubature(tmp_path):
     log_lik = normal_log_lik([0.3, -0.1, 0.5, 0.2], 0.5, lambda th: th[0] - th[1])
     oracle = math.log(simplex_np(lambda th: np.exp(lp(th) + log_lik(th))))
     assert v["log_evidence"] == pytest.approx(oracle, abs=1e-8)
+
+
+TWO_CATEGORICALS = """
+[latent]
+z = "Categorical(0.2, 0.3, 0.5)"
+y = "Categorical(0.3, 0.3, 0.4)"
+[observed]
+x = { dist = "Normal(z, 1)", data = [0.1, 1.2] }
+u = { dist = "Normal(y, 1)", data = [2.0, 1.5] }
+[variational]
+z = "Categorical(a, b, c)"
+y = "Categorical(d, e, c)"
+[values]
+a = 0.3
+b = 0.2
+c = 0.5
+d = 0.1
+e = 0.4
+"""
+
+
+def test_a_probability_shared_by_two_factors_is_not_solved_for_in_one(tmp_path):
+    """c is the last probability of q(z) and of q(y): 1 - a - b in one, 1 - d - e in the
+    other; no single substitution keeps both on their simplex, so no gradient check is
+    made on them (a true identity is never refuted off the simplex)."""
+    rep, v = values(write(tmp_path, TWO_CATEGORICALS))
+    grads = {c["name"]: c for c in rep["checks"] if c["name"].startswith("grad")}
+    assert {c["verdict"] for c in grads.values()} == {"unknown"}
+    assert grads["grad ELBO = -grad KL (a)"]["message"] == (
+        "not made: c is a probability of q(z) and of q(y), which sum to 1 only at the values")
+    assert not any(c["verdict"] == "refuted" for c in rep["checks"])
+
+
+def test_per_observation_probabilities_must_sum_to_one(tmp_path):
+    text = MIXTURE_OF_MEANS.replace('z = "Bernoulli(r)"', 'z = "Categorical(r, t)"').replace(
+        "r = [0.05, 0.05, 0.05, 0.95, 0.95]",
+        "r = [0.05, 0.05, 0.05, 0.95, 0.95]\nt = [0.95, 0.95, 0.95, 0.05, 0.5]").replace(
+        'z = { dist = "Bernoulli(0.4)", per = "x" }',
+        'z = { dist = "Categorical(0.6, 0.4)", per = "x" }')
+    with pytest.raises(InputError) as info:
+        load_model(write(tmp_path, text))
+    assert info.value.message == ("[values] r: the probabilities of q(z_5) = Categorical sum "
+                                  "to 29/20, not 1")
+
+
+def test_cavi_and_plot_refuse_what_they_would_get_wrong(tmp_path):
+    from symelbo.models.plot import load_problem
+
+    csv = ('[latent]\nw = "Normal(0, 1)"\n[observed]\n'
+           'y = { dist = "Normal(w*x, 0.5)", data = { x = [1.0, 2.0], y = [0.5, 1.1] } }\n'
+           '[variational]\nw = "Normal(m, s)"\n[values]\nm = 0\ns = 1\n')
+    done = run_cli("cavi", write(tmp_path, csv))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "symelbo cavi does not take covariates yet (x is a column of the data of 'y')" \
+        in done.stderr
+    three = tmp_path / "three"
+    three.mkdir()
+    path = write(three, TWO_CATEGORICALS)
+    with pytest.raises(InputError, match=r"a is a probability of q\(z\), whose probabilities "
+                                         r"sum to 1 only at the values"):
+        load_problem(path, "a")

@@ -327,6 +327,14 @@ class Derivation:
                     f"symelbo cavi takes a vector latent only as independent components (a "
                     f"scalar prior and q with shape = K); q({lat.name}) = {lat.q.text()} is "
                     "joint: symelbo model gives its ELBO, log evidence and KL")
+        for obs in model.observed:
+            if obs.columns:
+                # the updates would need one statistic per column and latent: a column is
+                # not one number (it was read as one, and its updates were wrong)
+                column = ", ".join(sorted(str(c) for c in obs.columns))
+                raise obs.dist.where.error(
+                    f"symelbo cavi does not take covariates yet ({column} is a column of the "
+                    f"data of {obs.name!r}); symelbo model gives its ELBO, log evidence and KL")
         model = ComponentView(model) if any(lat.shape for lat in model.latents) else model
         self.model = model
         self.joint = LogJoint(model)

@@ -901,6 +901,18 @@ class Model:
                 lat.renames.append({symbols[lat.name]: zi, **sub})
         self._var_symbols += local_var_symbols
         self.values = values
+        for lat in self.latents:
+            if lat.per is None or not lat.q.family.variadic:
+                continue
+            # each observation's q(z_i): its probabilities, at the values, must sum to 1
+            for z, args in zip(lat.symbols, lat.q_args):
+                total = sp.Add(*args).xreplace(values)
+                if total.is_number and total != 1:
+                    name = next((n for a in lat.q.call.args for n in names(a.tree)
+                                 if n in values_doc), None)
+                    where = self._w("values", name) if name else lat.q.where
+                    raise where.error(f"the probabilities of q({z}) = {lat.q.call.name} sum to "
+                                      f"{total}, not 1")
 
     def _table(self, obs: Observed, entry: dict, values: dict):
         """(where, the observed column) when the data of ``obs`` are a table of named columns
@@ -1240,8 +1252,12 @@ class Model:
                 total.append(lat.prior.family.logpdf(lat.symbols, lat.prior_args[0]))
                 continue
             if lat.per is None:
-                total.extend(lat.prior.family.logpdf(z, args)
-                             for z, args in zip(lat.symbols, lat.prior_args))
+                for z, args in zip(lat.symbols, lat.prior_args):
+                    if lat.prior.family.support == fam.FINITE and any(
+                            a.free_symbols & set(self.latent_symbols) for a in args):
+                        total.append(fam.categorical_indicator_logpdf(z, args))
+                    else:
+                        total.append(lat.prior.family.logpdf(z, args))
                 continue
             generic = self._symbols[lat.name]
             if lat.prior.family.support == fam.FINITE and any(

@@ -371,24 +371,37 @@ class ModelReport:
         its derivatives are taken there, with the last probability 1 minus the others.
         ({last: 1 - the others}, {last: why it has no derivative of its own})."""
         free = set(self.model.variational_parameters)
-        sub, why = {}, {}
+        groups = []
         for lat in self.model.latents:
             family = lat.q.family
             if getattr(family, "support", None) != "finite":
                 continue
             for z, args in zip(lat.symbols, lat.q_args):
-                if sp.expand(sp.Add(*args) - 1) == 0:
-                    continue
-                last = args[-1]
-                if last in free and all(last not in a.free_symbols for a in args[:-1]):
-                    sub[last] = 1 - sp.Add(*args[:-1])
-                    why[last] = (f"{last} is 1 minus the other probabilities of q({z}), so "
-                                 "the derivatives are taken along the simplex, in the others")
-                else:
-                    for a in args:
-                        for s in a.free_symbols & free:
-                            why[s] = (f"the probabilities of q({z}) sum to 1 only at the "
-                                      "values; write the last as 1 minus the others")
+                if sp.expand(sp.Add(*args) - 1) != 0:
+                    groups.append((z, args))
+        # a parameter in two factors' probabilities (q(z) = Categorical(a, b, c) and
+        # q(y) = Categorical(d, e, c)) cannot be solved for in one of them alone
+        uses: dict = {}
+        for z, args in groups:
+            for s in set().union(*(a.free_symbols for a in args)) & free:
+                uses.setdefault(s, []).append(z)
+        sub, why = {}, {}
+        for z, args in groups:
+            last = args[-1]
+            mine = set().union(*(a.free_symbols for a in args)) & free
+            shared = sorted((s for s in mine if len(uses[s]) > 1), key=str)
+            if not shared and last in free and all(last not in a.free_symbols
+                                                   for a in args[:-1]):
+                sub[last] = 1 - sp.Add(*args[:-1])
+                why[last] = (f"{last} is 1 minus the other probabilities of q({z}), so "
+                             "the derivatives are taken along the simplex, in the others")
+                continue
+            reason = (f"{shared[0]} is a probability of q({uses[shared[0]][0]}) and of "
+                      f"q({uses[shared[0]][1]}), which sum to 1 only at the values" if shared
+                      else f"the probabilities of q({z}) sum to 1 only at the values; write "
+                           "the last as 1 minus the others")
+            for s in mine:
+                why.setdefault(s, reason)
         return sub, why
 
     def _gradients(self) -> list[dict]:
