@@ -1259,3 +1259,32 @@ def test_cavi_and_plot_refuse_what_they_would_get_wrong(tmp_path):
     with pytest.raises(InputError, match=r"a is a probability of q\(z\), whose probabilities "
                                          r"sum to 1 only at the values"):
         load_problem(path, "a")
+
+
+def test_a_global_categorical_of_a_dirichlet_is_summed_out_before_the_cubature(tmp_path):
+    """z ~ Categorical(theta), one z for all the data: its ELBO is in closed form
+    ([z = k] log theta_k); log p(X) sums z out (log sum_k exp), then integrates theta over
+    the simplex. Oracle: sum_k N-part(k) B(alpha + counts + e_k) / B(alpha)."""
+    text = ('[latent]\ntheta = "Dirichlet(1, 2, 3)"\nz = "Categorical(theta)"\n[observed]\n'
+            'x = { dist = "Normal(z, 1)", data = [0.3, 1.4, 0.9] }\n'
+            'y = { dist = "Categorical(theta)", data = [0, 2, 2] }\n'
+            '[variational]\ntheta = "Dirichlet(alpha)"\nz = "Categorical(r0, r1, r2)"\n'
+            '[values]\nalpha = [2, 3, 6]\nr0 = 0.2\nr1 = 0.5\nr2 = 0.3\n')
+    rep, v = values(write(tmp_path, text))
+    x, prior, counts = [0.3, 1.4, 0.9], [1, 2, 3], [1, 0, 2]
+    terms = [sum(-0.5 * math.log(2 * math.pi) - (xi - k) ** 2 / 2 for xi in x)
+             + log_beta_fn([a + c + (j == k) for j, (a, c) in enumerate(zip(prior, counts))])
+             - log_beta_fn(prior) for k in range(3)]
+    top = max(terms)
+    oracle = top + math.log(sum(math.exp(t - top) for t in terms))
+    assert v["log_evidence"] == pytest.approx(oracle, abs=1e-8)
+    assert "z summed out exactly" in rep["log_evidence"]["reason"]
+    alpha, r = [2, 3, 6], [0.2, 0.5, 0.3]
+    e_log = [float(mpmath.digamma(a) - mpmath.digamma(sum(alpha))) for a in alpha]
+    entropy = (log_beta_fn(alpha) + (sum(alpha) - 3) * float(mpmath.digamma(sum(alpha)))
+               - sum((a - 1) * float(mpmath.digamma(a)) for a in alpha))
+    elbo = (-log_beta_fn(prior) + sum((a - 1) * e for a, e in zip(prior, e_log))
+            + sum(rk * (e_log[k] + sum(-0.5 * math.log(2 * math.pi) - (xi - k) ** 2 / 2
+                                       for xi in x) - math.log(rk)) for k, rk in enumerate(r))
+            + e_log[0] + 2 * e_log[2] + entropy)
+    assert v["elbo"] == pytest.approx(elbo, abs=1e-10)

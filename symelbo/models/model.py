@@ -1815,13 +1815,19 @@ class Model:
             raise NoClosedForm("no global latent to integrate numerically")
         finite = {}
         for lat in self.latents:
-            if lat.per and lat.prior.family.support in (fam.BINARY, fam.FINITE):
+            if lat.prior.family.support in (fam.BINARY, fam.FINITE):
                 ks = lat.prior.family.support_values(lat.prior.args)
                 if ks is None:
                     raise NoClosedForm(f"the values of {lat.name} are not known")
                 finite.update({z: list(ks) for z in lat.symbols})
-        log_joint, rest, conditions, steps = _cubature_parts(with_numbers(joint, env), glob,
-                                                             loc, supports, finite)
+                if lat.per is None:
+                    # a global finite latent is summed out as the assignments are (log sum_k
+                    # exp), never handed to the cubature, which integrates continuous ones
+                    glob = [z for z in glob if z not in lat.symbols]
+                    loc = loc + [z for z in lat.symbols if z not in loc]
+        log_joint, rest, conditions, steps = _cubature_parts(
+            with_numbers(joint, env), glob, loc, supports, finite,
+            frozenset(z for lat in self.latents if lat.per is None for z in lat.symbols))
         starts = [(u, e) for u, e in starts if u in rest]
         for z in glob:
             if z in rest and z in qmap:
@@ -2011,9 +2017,10 @@ def _stick_breaking(joint: sp.Expr, zs: list) -> tuple[sp.Expr, list]:
     return sp.expand(joint.xreplace(logs).xreplace(point)) + jacobian, ts
 
 
-def _sum_out_locals(joint: sp.Expr, loc: list, values: dict):
+def _sum_out_locals(joint: sp.Expr, loc: list, values: dict, named: frozenset = frozenset()):
     """(log p(X, globals), conditions, steps) with every finite local latent summed out term
-    by term: sum_i logsumexp_k (its own terms at z_i = k); the continuous ones integrated out."""
+    by term: sum_i logsumexp_k (its own terms at z_i = k); the continuous ones integrated out.
+    The ``named`` ones (global finite latents) are named in the steps."""
     finite = [z for z in loc if values.get(z) is not None]
     groups = _local_groups(joint, finite) if finite else None
     if finite and groups is None:
@@ -2028,17 +2035,21 @@ def _sum_out_locals(joint: sp.Expr, loc: list, values: dict):
                 raise NoClosedForm(f"log p is infinite at a value of {z}")
             pieces.append(LOGSUMEXP(*logs))
         current = sp.Add(*rest, *pieces)
-        steps.append("the per-observation assignments summed out exactly")
+        shown = [str(z) for z in finite if z in named]
+        steps.append("the per-observation assignments summed out exactly" if not shown else
+                     f"{', '.join(shown)} summed out exactly" + (
+                         " with the per-observation assignments" if len(shown) < len(finite)
+                         else ""))
     return current, conditions, steps, [z for z in loc if z not in finite]
 
 
 def _cubature_parts(joint: sp.Expr, glob: list, loc: list, supports: dict,
-                    local_values: dict | None = None):
+                    local_values: dict | None = None, named: frozenset = frozenset()):
     """(log p(X, G), G, the exact steps' conditions, what was done exactly): the local latents
     summed or integrated out, then as many globals as have a kernel given the others (most
     first), leaving at most evidence.MAX_DIMENSIONS globals G for the cubature."""
     reason = None
-    current, conditions, done, loc = _sum_out_locals(joint, loc, local_values or {})
+    current, conditions, done, loc = _sum_out_locals(joint, loc, local_values or {}, named)
     if loc:
         ev = eliminate(current, loc, supports, frozenset(loc))
         current, conditions = ev.log_evidence, conditions + list(ev.conditions)
