@@ -545,8 +545,6 @@ class Derivation:
 # numbers: mpmath for global quantities, numpy over observations
 # ---------------------------------------------------------------------------
 
-
-
 def np_eval(expr: sp.Expr, env: dict):
     """A SymPy expression evaluated with numpy over arrays (a small tree walk, no code generation)."""
     np = numpy_module()
@@ -855,7 +853,8 @@ def _record_gradient(derivation: Derivation, factor: Factor, state: State):
             env = {obs.symbol: state.data(obs), **state.local}
             value = np_eval(_scalars(g, state.env), env)
             scale = 1.0
-            size = float(numpy_module().max(numpy_module().abs(value))) if numpy_module().ndim(value) else abs(float(value))
+            np = numpy_module()
+            size = float(np.max(np.abs(value))) if np.ndim(value) else abs(float(value))
         else:
             value = mp_value(g, state.env)
             scale = 1.0 + max(abs(v) for v in state.env.values())

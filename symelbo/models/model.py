@@ -1252,20 +1252,11 @@ class Model:
                 total.append(lat.prior.family.logpdf(lat.symbols, lat.prior_args[0]))
                 continue
             if lat.per is None:
-                for z, args in zip(lat.symbols, lat.prior_args):
-                    if lat.prior.family.support == fam.FINITE and any(
-                            a.free_symbols & set(self.latent_symbols) for a in args):
-                        total.append(fam.categorical_indicator_logpdf(z, args))
-                    else:
-                        total.append(lat.prior.family.logpdf(z, args))
+                total.extend(self._prior_logpdf(lat, z, args)
+                             for z, args in zip(lat.symbols, lat.prior_args))
                 continue
             generic = self._symbols[lat.name]
-            if lat.prior.family.support == fam.FINITE and any(
-                    a.free_symbols & set(self.latent_symbols) for a in lat.prior.args):
-                # z_i ~ Categorical(theta) with theta latent: [z_i = k] log theta_k
-                template = fam.categorical_indicator_logpdf(generic, lat.prior.args)
-            else:
-                template = sp.expand(lat.prior.family.logpdf(generic, lat.prior.args))
+            template = sp.expand(self._prior_logpdf(lat, generic, lat.prior.args))
             expanded.extend(_rename(template, {generic: z}) for z in lat.symbols)
         local = {lat.name: lat for lat in self.latents if lat.per}
         for obs in self.observed:
@@ -1281,6 +1272,22 @@ class Model:
         joint = sp.Add(sp.expand(sp.Add(*total)), *expanded)
         self._cache["joint"] = (joint, stats)
         return joint, stats
+
+    def _prior_logpdf(self, lat: Latent, z: sp.Symbol, args) -> sp.Expr:
+        """log p(z) of a scalar latent; z ~ Categorical(theta) with theta latent (a Dirichlet)
+        as sum_k [z = k] log theta_k, whose terms a mean-field expectation takes factor by
+        factor (the Categorical's Piecewise would hold z and theta in one function)."""
+        if lat.prior.family.support == fam.FINITE and any(
+                a.free_symbols & set(self.latent_symbols) for a in args):
+            return fam.categorical_indicator_logpdf(z, args)
+        return lat.prior.family.logpdf(z, args)
+
+    def free_probability_factors(self) -> list[tuple[sp.Symbol, tuple]]:
+        """(z, probabilities) of each finite factor of q whose probabilities do not sum to 1
+        identically (Categorical(r0, r1, r2)): a point of the simplex only at the values."""
+        return [(z, args) for lat in self.latents if lat.q.family.support == fam.FINITE
+                for z, args in zip(lat.symbols, lat.q_args)
+                if sp.expand(sp.Add(*args) - 1) != 0]
 
     def _local_likelihood(self, obs: Observed, locs: list) -> list:
         """log p(x_i | z_i, ...) for each observation i, expanded, from one expanded template.
@@ -1483,8 +1490,9 @@ class Model:
                 if len(owners) > 1:
                     raise NoClosedForm(f"the term {term} couples {', '.join(sorted(map(str, zs)))} "
                                        "inside one function: no closed-form expectation")
-                if zs <= set(blocks):
-                    joint.setdefault(blocks[next(iter(zs))].name, []).append(factor)
+                one = next(iter(zs))
+                if one in blocks:  # one owner: then every symbol of the factor is in its block
+                    joint.setdefault(blocks[one].name, []).append(factor)
                     continue
                 parts.setdefault(zs.pop(), []).append(factor)
             for name, fs in joint.items():
@@ -1492,7 +1500,7 @@ class Model:
                 if len(touched) == 1:  # one component: its marginal
                     parts[touched.pop()] = fs
                     continue
-                lat = next(l for l in self.latents if l.name == name)
+                lat = blocks[next(iter(touched))]
                 key = (name, sp.Mul(*fs))
                 if key not in memo:
                     memo[key] = lat.q.family.joint_expect(key[1], lat.symbols, lat.q_args[0])

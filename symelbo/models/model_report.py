@@ -98,6 +98,7 @@ class ModelReport:
         self._zeros: dict = {}
         self._quad_reason: str | None = None
         self._quad_failed = False
+        self._constraints: tuple[dict, dict] | None = None  # _simplex_constraints, once
         for key, method in (("elbo", model.elbo), ("log_evidence", model.log_evidence),
                             ("kl", model.kl_to_posterior)):
             try:
@@ -370,15 +371,10 @@ class ModelReport:
         the values (Categorical(r0, r1, r2)): log p(X) = ELBO + KL holds on the simplex, so
         its derivatives are taken there, with the last probability 1 minus the others.
         ({last: 1 - the others}, {last: why it has no derivative of its own})."""
+        if self._constraints is not None:
+            return self._constraints
         free = set(self.model.variational_parameters)
-        groups = []
-        for lat in self.model.latents:
-            family = lat.q.family
-            if getattr(family, "support", None) != "finite":
-                continue
-            for z, args in zip(lat.symbols, lat.q_args):
-                if sp.expand(sp.Add(*args) - 1) != 0:
-                    groups.append((z, args))
+        groups = self.model.free_probability_factors()
         # a parameter in two factors' probabilities (q(z) = Categorical(a, b, c) and
         # q(y) = Categorical(d, e, c)) cannot be solved for in one of them alone
         uses: dict = {}
@@ -402,6 +398,7 @@ class ModelReport:
                            "the last as 1 minus the others")
             for s in mine:
                 why.setdefault(s, reason)
+        self._constraints = (sub, why)
         return sub, why
 
     def _gradients(self) -> list[dict]:

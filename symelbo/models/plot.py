@@ -409,17 +409,13 @@ def load_problem(path: str, vary: str):
         raise InputError(f"{vary!r} is not a variational parameter; expected one of "
                          + ", ".join(params), path)
     symbol = params[vary]
-    for lat in model.latents:
-        if getattr(lat.q.family, "support", None) != "finite":
-            continue
-        for z, args in zip(lat.symbols, lat.q_args):
-            if any(symbol in a.free_symbols for a in args) and \
-                    sp.expand(sp.Add(*args) - 1) != 0:
-                # moving one of them alone leaves the simplex: no q has those probabilities
-                raise InputError(f"{vary} is a probability of q({z}), whose probabilities sum "
-                                 "to 1 only at the values: write the last as 1 minus the others "
-                                 f"({lat.q.call.name}(r0, r1, 1 - r0 - r1)) to vary it along "
-                                 "the simplex", path)
+    for z, args in model.free_probability_factors():
+        if any(symbol in a.free_symbols for a in args):
+            # moving one of them alone leaves the simplex: no q has those probabilities
+            raise InputError(f"{vary} is a probability of q({z}), whose probabilities sum "
+                             "to 1 only at the values: write the last as 1 minus the others "
+                             "(Categorical(r0, r1, 1 - r0 - r1)) to vary it along the simplex",
+                             path)
     try:
         elbo = model.elbo()
     except NoClosedForm as exc:
